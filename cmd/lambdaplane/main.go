@@ -1,0 +1,303 @@
+// Command lambdaplane is the server and its client tools. It only parses
+// flags and calls into internal packages.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/client"
+	"github.com/lambdaplane/lambdaplane/internal/server"
+)
+
+const usage = `lambdaplane — a self-hosted AWS Lambda API with real VPC networking
+
+Usage:
+  lambdaplane serve [flags]              start the server (embedded store)
+  lambdaplane logs NAME [--follow]       print a function's logs
+  lambdaplane accounts create NAME       add a tenant account with its own keys
+  lambdaplane accounts list              list accounts
+  lambdaplane version
+
+Run "lambdaplane COMMAND --help" for the flags of a command.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "logs":
+		err = logsCmd(os.Args[2:])
+	case "accounts":
+		err = accountsCmd(os.Args[2:])
+	case "version":
+		fmt.Println("lambdaplane", version())
+	case "-h", "--help", "help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "unknown command %q\n\n%s", os.Args[1], usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "lambdaplane:", err)
+		os.Exit(1)
+	}
+}
+
+func version() string { return "0.1.0" }
+
+type prefixList []netip.Prefix
+
+func (p *prefixList) String() string { return fmt.Sprint(*p) }
+func (p *prefixList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		pr, err := netip.ParsePrefix(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("%q is not a CIDR such as 10.9.0.0/16", part)
+		}
+		*p = append(*p, pr)
+	}
+	return nil
+}
+
+type durationList []time.Duration
+
+func (d *durationList) String() string { return fmt.Sprint(*d) }
+func (d *durationList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		v, err := time.ParseDuration(strings.TrimSpace(part))
+		if err != nil {
+			return err
+		}
+		*d = append(*d, v)
+	}
+	return nil
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	var c server.Config
+	var allow prefixList
+	var backoff durationList
+	var svc, uplink, uplinkNet string
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9009", "API listen address")
+	fs.StringVar(&c.DataDir, "data", ".lambdaplane", "data directory (store, credentials, code)")
+	fs.StringVar(&c.NATSURL, "nats-url", "", "use an external NATS server with JetStream instead of the embedded one")
+	fs.StringVar(&c.Region, "region", "us-east-1", "region in ARNs and the credentials profile")
+	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups)")
+	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready")
+	fs.StringVar(&svc, "service-cidr", "100.64.0.0/16", "addresses of execution environments")
+	fs.StringVar(&uplink, "uplink", "host", `where non-VPC functions reach "the internet": host, or netns:/run/netns/NAME`)
+	fs.StringVar(&uplinkNet, "uplink-net", "169.254.255.0/30", "link net between the service router and the uplink")
+	fs.Var(&allow, "egress-allow", "private CIDRs non-VPC functions may reach (comma separated; default none)")
+	fs.StringVar(&c.InitPath, "init-path", "", "lambdaplane-init binary (default: next to this executable)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 5*time.Minute, "reap warm environments idle this long")
+	fs.IntVar(&c.AccountLimit, "account-concurrency", 1000, "concurrent executions per account")
+	fs.DurationVar(&c.AsyncAckWait, "async-redelivery", 30*time.Second, "re-run an Event invocation whose server died after this long")
+	fs.Var(&backoff, "async-retry-backoff", "delays before the two retries of a failed Event invocation (default 1m,2m)")
+	fs.StringVar(&c.RuntimesFile, "runtimes", "", "JSON file with extra runtime table entries")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	p, err := netip.ParsePrefix(svc)
+	if err != nil {
+		return fmt.Errorf("--service-cidr %q: %w", svc, err)
+	}
+	c.ServiceCIDR = p
+	if c.UplinkNet, err = netip.ParsePrefix(uplinkNet); err != nil {
+		return fmt.Errorf("--uplink-net %q: %w", uplinkNet, err)
+	}
+	switch {
+	case uplink == "host" || uplink == "":
+	case strings.HasPrefix(uplink, "netns:"):
+		c.UplinkNetns = strings.TrimPrefix(uplink, "netns:")
+	default:
+		return fmt.Errorf("--uplink %q: use host or netns:/run/netns/NAME", uplink)
+	}
+	c.EgressAllow = allow
+	c.AsyncBackoff = backoff
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", c.LogLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := server.Start(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\nlambdaplane is serving on %s (account %s)\nTry:\n  AWS_SHARED_CREDENTIALS_FILE=%s/credentials aws --profile lambdaplane --region %s --endpoint-url %s lambda list-functions\n\n",
+		s.Endpoint, s.Account.ID, s.Cfg.DataDir, s.Cfg.Region, s.Endpoint)
+	<-ctx.Done()
+	log.Info("shutting down: tearing down environments and the service network")
+	return s.Close()
+}
+
+func clientFlags(fs *flag.FlagSet) *client.Options {
+	o := &client.Options{}
+	fs.StringVar(&o.EndpointURL, "endpoint-url", "", "server endpoint (default: AWS_ENDPOINT_URL, else the local data directory)")
+	fs.StringVar(&o.Profile, "profile", "", "credentials profile (default: AWS_PROFILE, else lambdaplane)")
+	fs.StringVar(&o.Region, "region", "", "region (default: AWS_REGION, else us-east-1)")
+	fs.StringVar(&o.DataDir, "data", ".lambdaplane", "local server data directory")
+	return o
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func logsCmd(args []string) error {
+	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: lambdaplane logs NAME [--follow] [--tail N]\n\nPrints the function's log (START/END/REPORT lines and its output).")
+		fs.PrintDefaults()
+	}
+	follow := fs.Bool("follow", false, "keep printing new log lines")
+	tail := fs.Int("tail", 0, "print only the last N invocations' logs")
+	o := clientFlags(fs)
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return errors.New("logs needs exactly one function name")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	c, err := client.Resolve(ctx, *o)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	if *follow {
+		q.Set("follow", "1")
+	}
+	if *tail > 0 {
+		q.Set("tail", fmt.Sprint(*tail))
+	}
+	resp, err := c.Do(ctx, "lambda", http.MethodGet, "/_lambdaplane/logs/"+url.PathEscape(pos[0])+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return client.ReadError(resp)
+	}
+	_, err = io.Copy(os.Stdout, bufio.NewReader(resp.Body))
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func accountsCmd(args []string) error {
+	fs := flag.NewFlagSet("accounts", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: lambdaplane accounts create NAME [--write-profile PROFILE]\n       lambdaplane accounts list\n\nRuns on the server host: it uses the operator token in the data directory.")
+		fs.PrintDefaults()
+	}
+	dataDir := fs.String("data", ".lambdaplane", "server data directory")
+	endpoint := fs.String("endpoint-url", "", "server endpoint (default: from the data directory)")
+	writeProfile := fs.String("write-profile", "", "append the new account's keys to <data>/credentials under this profile")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		fs.Usage()
+		return errors.New("accounts needs a subcommand: create or list")
+	}
+	tok, err := server.ReadAdminToken(*dataDir)
+	if err != nil {
+		return fmt.Errorf("read operator token: %w (run on the server host, or pass --data)", err)
+	}
+	ep := *endpoint
+	if ep == "" {
+		b, err := os.ReadFile(*dataDir + "/endpoint")
+		if err != nil {
+			return fmt.Errorf("no endpoint: pass --endpoint-url or --data: %w", err)
+		}
+		ep = strings.TrimSpace(string(b))
+	}
+	var req *http.Request
+	switch pos[0] {
+	case "list":
+		req, _ = http.NewRequest(http.MethodGet, ep+"/_lambdaplane/accounts", nil)
+	case "create":
+		if len(pos) != 2 {
+			return errors.New("usage: lambdaplane accounts create NAME")
+		}
+		b, _ := json.Marshal(map[string]string{"Name": pos[1]})
+		req, _ = http.NewRequest(http.MethodPost, ep+"/_lambdaplane/accounts", bytes.NewReader(b))
+	default:
+		return fmt.Errorf("unknown accounts subcommand %q: use create or list", pos[0])
+	}
+	req.Header.Set("X-Lambdaplane-Admin-Token", tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return client.ReadError(resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if pos[0] == "create" && *writeProfile != "" {
+		var v server.AccountView
+		if err := json.Unmarshal(body, &v); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(*dataDir+"/credentials", os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(f, "\n[%s]\naws_access_key_id = %s\naws_secret_access_key = %s\n", *writeProfile, v.AccessKeyID, v.SecretAccessKey)
+		f.Close()
+		fmt.Fprintf(os.Stderr, "wrote profile %q to %s/credentials\n", *writeProfile, *dataDir)
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, body, "", "  ") == nil {
+		body = pretty.Bytes()
+	}
+	fmt.Println(strings.TrimSpace(string(body)))
+	return nil
+}

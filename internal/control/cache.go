@@ -1,0 +1,133 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// cache mirrors the three record buckets in memory so that resolving an
+// invoke target costs no store round trip. It is fed by local writes (read
+// your writes) and by KV watches (other writers); a revision guard keeps a
+// late watch event from overwriting a newer local write.
+type cache struct {
+	mu       sync.RWMutex
+	fns      map[string]cached[Function]
+	versions map[string]cached[Config]
+	aliases  map[string]cached[Alias]
+	onChange func(account, name string)
+}
+
+type cached[T any] struct {
+	v   *T // nil = deleted
+	rev uint64
+}
+
+func newCache(onChange func(account, name string)) *cache {
+	return &cache{
+		fns:      map[string]cached[Function]{},
+		versions: map[string]cached[Config]{},
+		aliases:  map[string]cached[Alias]{},
+		onChange: onChange,
+	}
+}
+
+func applyTo[T any](mu *sync.RWMutex, m map[string]cached[T], key string, v *T, rev uint64) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	cur, ok := m[key]
+	if ok && rev != 0 && rev <= cur.rev {
+		return false
+	}
+	if v == nil && rev == 0 {
+		rev = cur.rev
+	}
+	m[key] = cached[T]{v: v, rev: rev}
+	return true
+}
+
+func (c *cache) changed(key string) {
+	if c.onChange == nil {
+		return
+	}
+	parts := strings.SplitN(key, ".", 3)
+	if len(parts) >= 2 {
+		c.onChange(parts[0], parts[1])
+	}
+}
+
+func (c *cache) putFn(key string, v *Function, rev uint64) {
+	if applyTo(&c.mu, c.fns, key, v, rev) {
+		c.changed(key)
+	}
+}
+func (c *cache) putVersion(key string, v *Config, rev uint64) {
+	if applyTo(&c.mu, c.versions, key, v, rev) {
+		c.changed(key)
+	}
+}
+func (c *cache) putAlias(key string, v *Alias, rev uint64) {
+	if applyTo(&c.mu, c.aliases, key, v, rev) {
+		c.changed(key)
+	}
+}
+
+func (c *cache) fn(key string) *Function {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.fns[key].v
+}
+func (c *cache) version(key string) *Config {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.versions[key].v
+}
+func (c *cache) alias(key string) *Alias {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.aliases[key].v
+}
+
+// watch feeds bucket kv into put until ctx ends; it returns once the initial
+// values have been loaded.
+func watch[T any](ctx context.Context, kv jetstream.KeyValue, put func(string, *T, uint64)) error {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	go func() {
+		defer w.Stop()
+		once := false
+		for e := range w.Updates() {
+			if e == nil {
+				if !once {
+					once = true
+					close(ready)
+				}
+				continue
+			}
+			switch e.Operation() {
+			case jetstream.KeyValueDelete, jetstream.KeyValuePurge:
+				put(e.Key(), nil, e.Revision())
+			default:
+				v := new(T)
+				if json.Unmarshal(e.Value(), v) == nil {
+					put(e.Key(), v, e.Revision())
+				}
+			}
+		}
+		if !once {
+			close(ready)
+		}
+	}()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,85 @@
+package control
+
+import "time"
+
+// Config is one function configuration: $LATEST (mutable) or a published
+// version (immutable). Field names follow Lambda's FunctionConfiguration.
+type Config struct {
+	FunctionName     string            `json:"FunctionName"`
+	AccountID        string            `json:"AccountID"`
+	Region           string            `json:"Region"`
+	Runtime          string            `json:"Runtime"`
+	Role             string            `json:"Role"`
+	Handler          string            `json:"Handler"`
+	Description      string            `json:"Description"`
+	Timeout          int               `json:"Timeout"`
+	MemorySize       int               `json:"MemorySize"`
+	EphemeralStorage int               `json:"EphemeralStorage"`
+	Architectures    []string          `json:"Architectures"`
+	Environment      map[string]string `json:"Environment,omitempty"`
+	CodeSha256       string            `json:"CodeSha256"`
+	CodeSize         int64             `json:"CodeSize"`
+	CodeKey          string            `json:"CodeKey"` // hex SHA-256: object-store key and extraction dir
+	Version          string            `json:"Version"`
+	VersionDesc      string            `json:"VersionDesc,omitempty"`
+	LastModified     time.Time         `json:"LastModified"`
+	RevisionID       string            `json:"RevisionId"`
+	PackageType      string            `json:"PackageType"`
+	VpcConfig        *VpcConfig        `json:"VpcConfig,omitempty"`
+	Layers           []LayerRef        `json:"Layers,omitempty"`
+
+	State                      string `json:"State"`
+	StateReason                string `json:"StateReason,omitempty"`
+	StateReasonCode            string `json:"StateReasonCode,omitempty"`
+	LastUpdateStatus           string `json:"LastUpdateStatus"`
+	LastUpdateStatusReason     string `json:"LastUpdateStatusReason,omitempty"`
+	LastUpdateStatusReasonCode string `json:"LastUpdateStatusReasonCode,omitempty"`
+}
+
+// VpcConfig is the function's VPC attachment.
+type VpcConfig struct {
+	SubnetIDs        []string `json:"SubnetIds"`
+	SecurityGroupIDs []string `json:"SecurityGroupIds"`
+	VpcID            string   `json:"VpcId"`
+	Ipv6DualStack    bool     `json:"Ipv6AllowedForDualStack"`
+}
+
+// LayerRef is a layer version attached to a function.
+type LayerRef struct {
+	Arn      string `json:"Arn"`
+	CodeSize int64  `json:"CodeSize"`
+}
+
+// Function is the durable record of a function: its $LATEST configuration
+// and account-level settings. Published versions are separate records.
+type Function struct {
+	Latest              Config    `json:"Latest"`
+	NextVersion         int       `json:"NextVersion"`
+	ReservedConcurrency *int      `json:"ReservedConcurrency,omitempty"`
+	Created             time.Time `json:"Created"`
+}
+
+// Alias points a name at a version.
+type Alias struct {
+	AccountID       string    `json:"AccountID"`
+	FunctionName    string    `json:"FunctionName"`
+	Name            string    `json:"Name"`
+	FunctionVersion string    `json:"FunctionVersion"`
+	Description     string    `json:"Description"`
+	RevisionID      string    `json:"RevisionId"`
+	Updated         time.Time `json:"Updated"`
+}
+
+// Function states and update statuses, as Lambda names them.
+const (
+	StatePending  = "Pending"
+	StateActive   = "Active"
+	StateInactive = "Inactive"
+	StateFailed   = "Failed"
+
+	UpdateInProgress = "InProgress"
+	UpdateSuccessful = "Successful"
+	UpdateFailed     = "Failed"
+
+	LatestVersion = "$LATEST"
+)

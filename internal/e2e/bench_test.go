@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+)
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// BenchmarkColdStart measures the first invoke of new functions end to end
+// (HTTP API with SigV4, hello-world aws-lambda-go function).
+func BenchmarkColdStart(b *testing.B) {
+	e := startServer(b, func(c *serverConfig) { c.PoolSize = 16 })
+	n := b.N
+	if n < 20 {
+		n = 20
+	}
+	for i := 0; i < n; i++ {
+		e.createProbe(fmt.Sprintf("cold-%d", i))
+	}
+	ctx := context.Background()
+	var ds []time.Duration
+	b.ResetTimer()
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		out, err := e.lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fmt.Sprintf("cold-%d", i)), Payload: []byte(`{"name":"x"}`)})
+		if err != nil || out.FunctionError != nil {
+			b.Fatalf("invoke: %v", err)
+		}
+		ds = append(ds, time.Since(t))
+	}
+	b.StopTimer()
+	b.ReportMetric(ms(percentile(ds, 0.5)), "p50-ms")
+	b.ReportMetric(ms(percentile(ds, 0.99)), "p99-ms")
+	fmt.Printf("cold start over %d functions: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms\n", n, ms(percentile(ds, 0.5)), ms(percentile(ds, 0.9)), ms(percentile(ds, 0.99)))
+}
+
+// BenchmarkWarmInvoke measures warm invokes at concurrency 1.
+func BenchmarkWarmInvoke(b *testing.B) {
+	e := startServer(b)
+	e.createProbe("warm")
+	ctx := context.Background()
+	in := &lambda.InvokeInput{FunctionName: aws.String("warm"), Payload: []byte(`{"name":"x"}`)}
+	if _, err := e.lambda.Invoke(ctx, in); err != nil {
+		b.Fatal(err)
+	}
+	ds := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		t := time.Now()
+		if _, err := e.lambda.Invoke(ctx, in); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, time.Since(t))
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(ms(percentile(ds, 0.5)), "p50-ms")
+	b.ReportMetric(float64(b.N)/el.Seconds(), "invokes/s")
+	fmt.Printf("warm invoke c=1 over %d: p50 %.3f ms, p99 %.3f ms, %.0f invokes/s\n", b.N, ms(percentile(ds, 0.5)), ms(percentile(ds, 0.99)), float64(b.N)/el.Seconds())
+}
+
+// BenchmarkWarmParallel16 measures warm throughput at concurrency 16.
+func BenchmarkWarmParallel16(b *testing.B) {
+	e := startServer(b, func(c *serverConfig) { c.PoolSize = 16 })
+	e.createProbe("warm16")
+	ctx := context.Background()
+	in := &lambda.InvokeInput{FunctionName: aws.String("warm16"), Payload: []byte(`{"name":"x"}`)}
+	var done atomic.Int64
+	b.SetParallelism(16 / max(1, runtimeProcs()))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.lambda.Invoke(ctx, in); err != nil {
+				b.Error(err)
+				return
+			}
+			done.Add(1)
+		}
+	})
+	el := time.Since(start)
+	b.ReportMetric(float64(done.Load())/el.Seconds(), "invokes/s")
+	fmt.Printf("warm invoke c=16: %.0f invokes/s over %d\n", float64(done.Load())/el.Seconds(), done.Load())
+}
+
+// BenchmarkIdleEnvironmentMemory reports the server's resident memory per
+// idle environment (the function's own process excluded).
+func BenchmarkIdleEnvironmentMemory(b *testing.B) {
+	e := startServer(b, func(c *serverConfig) { c.PoolSize = 1 })
+	const n = 50
+	for i := 0; i < n; i++ {
+		e.createProbe(fmt.Sprintf("idle-%d", i))
+	}
+	e.invokeJSON("idle-0", map[string]any{})
+	before := rssKB()
+	for i := 1; i < n; i++ {
+		e.invokeJSON(fmt.Sprintf("idle-%d", i), map[string]any{})
+	}
+	after := rssKB()
+	per := float64(after-before) / float64(n-1) / 1024
+	b.ReportMetric(per, "MB/idle-env")
+	fmt.Printf("server memory per idle environment: %.2f MB (%d environments)\n", per, n)
+}
+
+func rssKB() int {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmRSS:") {
+			f := strings.Fields(l)
+			v, _ := strconv.Atoi(f[1])
+			return v
+		}
+	}
+	return 0
+}

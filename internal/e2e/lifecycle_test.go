@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	natsserver "github.com/nats-io/nats-server/v2/server"
+
+	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
+)
+
+// kernelObjects counts what a server with prefix holds in the kernel.
+func kernelObjects(t testing.TB, prefix string) (netns, links, cgroups []string) {
+	t.Helper()
+	ns, ln, err := netdev.ListPrefixed(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := sandbox.ListCgroups(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns, ln, cg
+}
+
+// TestNoLeakAfterCycles: 200 create/invoke/delete cycles leave nothing behind.
+func TestNoLeakAfterCycles(t *testing.T) {
+	e := startServer(t)
+	cycles := 200
+	if testing.Short() {
+		cycles = 30
+	}
+	goroutinesBefore := runtime.NumGoroutine()
+	for i := 0; i < cycles; i++ {
+		name := fmt.Sprintf("cycle-%d", i)
+		e.createProbe(name)
+		if m, _ := e.invokeJSON(name, map[string]any{"name": "c"}); m["hello"] != "c" {
+			t.Fatalf("cycle %d: %v", i, m)
+		}
+		if _, err := e.lambda.DeleteFunction(context.Background(), &lambda.DeleteFunctionInput{FunctionName: aws.String(name)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "every environment torn down", func() bool {
+		return e.srv.Scheduler().Stats().Environments == 0
+	})
+	var ns, links, cgroups []string
+	eventually(t, 20*time.Second, "kernel objects back to the idle pool", func() bool {
+		ns, links, cgroups = kernelObjects(t, e.prefix)
+		// svc + the pre-built pool; links: the host side of the uplink lives in the test namespace.
+		return len(cgroups) == 0 && len(ns) <= 1+e.srv.Cfg.PoolSize
+	})
+	t.Logf("after %d cycles: %d namespaces %v, links %v, cgroups %v", cycles, len(ns), ns, links, cgroups)
+	eventually(t, 10*time.Second, "goroutines back to the baseline", func() bool {
+		return runtime.NumGoroutine() <= goroutinesBefore+20
+	})
+	// Closing the server removes everything with its prefix.
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ns, links, cgroups = kernelObjects(t, e.prefix)
+	if len(ns)+len(links)+len(cgroups) != 0 {
+		t.Fatalf("leftovers after close: netns %v links %v cgroups %v", ns, links, cgroups)
+	}
+}
+
+// serverProc runs the real binary.
+type serverProc struct {
+	cmd      *exec.Cmd
+	endpoint string
+}
+
+func startBinary(t *testing.T, data, prefix, listen string, uplink string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "lambdaplane"), "serve", "--data", data, "--prefix", prefix, "--listen", listen,
+		"--uplink", "netns:"+internetNS, "--uplink-net", uplink, "--pool-size", "2", "--async-redelivery", "2s",
+		"--async-retry-backoff", "200ms,400ms", "--log-level", "warn")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			t.Log("server: " + sc.Text())
+		}
+	}()
+	p := &serverProc{cmd: cmd, endpoint: "http://" + listen}
+	eventually(t, 60*time.Second, "server health", func() bool {
+		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
+		if err != nil {
+			return false
+		}
+		fmt.Fprintf(c, "GET /_lambdaplane/health HTTP/1.0\r\n\r\n")
+		line, _ := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		return strings.Contains(line, "200")
+	})
+	return p
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRestartKeepsQueuedEvents: SIGKILL the server with Event invokes queued;
+// after a restart every event runs, none that completed runs again, the
+// function is still there and nothing of the old process is left in the kernel.
+func TestRestartKeepsQueuedEvents(t *testing.T) {
+	requireRoot(t)
+	data := t.TempDir()
+	prefix := "r" + randHex(4)
+	listen := freePort(t)
+	uplink := uplinkNet().String()
+	p := startBinary(t, data, prefix, listen, uplink)
+	defer func() {
+		if p.cmd.ProcessState == nil {
+			p.cmd.Process.Signal(syscall.SIGTERM)
+			p.cmd.Wait()
+		}
+		netdev.Cleanup(prefix)
+	}()
+	creds := readCreds(t, filepath.Join(data, "credentials"))
+	lc := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
+	ctx := context.Background()
+	if _, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: "provided.al2023",
+		Handler: aws.String("bootstrap"), Role: aws.String("arn:aws:iam::123456789012:role/r"), Code: &types.FunctionCode{ZipFile: probeZip}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 12
+	for i := 0; i < n; i++ {
+		payload := fmt.Sprintf(`{"action":"sleep","sleepMs":300,"print":"event-marker-%02d"}`, i)
+		out, err := lc.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("slow"), InvocationType: types.InvocationTypeEvent, Payload: []byte(payload)})
+		if err != nil || out.StatusCode != 202 {
+			t.Fatalf("queue event %d: %v", i, err)
+		}
+	}
+	logsOf := func() string {
+		out, _ := exec.Command(filepath.Join(binDir, "lambdaplane"), "logs", "slow", "--data", data).Output()
+		return string(out)
+	}
+	// Let a few complete, then kill without warning.
+	eventually(t, 30*time.Second, "some events done", func() bool { return strings.Count(logsOf(), "event-marker-") >= 2 })
+	before := logsOf()
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Wait()
+
+	p = startBinary(t, data, prefix, listen, uplink)
+	eventually(t, 60*time.Second, "every queued event ran", func() bool {
+		l := logsOf()
+		for i := 0; i < n; i++ {
+			if !strings.Contains(l, fmt.Sprintf("event-marker-%02d", i)) {
+				return false
+			}
+		}
+		return true
+	})
+	after := logsOf()
+	for i := 0; i < n; i++ {
+		// An event whose log was stored before the kill had completed (and
+		// is acknowledged right after its log is written): it must not run again.
+		m := fmt.Sprintf("event-marker-%02d", i)
+		if strings.Contains(before, m) && strings.Count(after, m) != 1 {
+			t.Errorf("%s completed before the kill but ran %d times", m, strings.Count(after, m))
+		}
+	}
+	if _, err := lc.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("slow")}); err != nil {
+		t.Fatalf("function lost across SIGKILL: %v", err)
+	}
+	// No namespace from the killed process survives the restart's reconcile.
+	eventually(t, 20*time.Second, "stale environments reconciled", func() bool {
+		ns, _, _ := netdev.ListPrefixed(prefix)
+		return len(ns) <= 1+2+2 // svc + pool + at most the environments now warm
+	})
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("clean shutdown: %v", err)
+	}
+	ns, links, cgroups := kernelObjects(t, prefix)
+	if len(ns)+len(links)+len(cgroups) != 0 {
+		t.Fatalf("leftovers after SIGTERM: %v %v %v", ns, links, cgroups)
+	}
+}
+
+func readCreds(t *testing.T, path string) aws.CredentialsProvider {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id, secret string
+	for _, l := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "aws_access_key_id":
+			id = strings.TrimSpace(v)
+		case "aws_secret_access_key":
+			secret = strings.TrimSpace(v)
+		}
+	}
+	return credentials.NewStaticCredentialsProvider(id, secret, "")
+}
+
+// TestExternalNATS: --nats-url keeps state in an external JetStream server.
+func TestExternalNATS(t *testing.T) {
+	requireRoot(t)
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	defer ns.Shutdown()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats not ready")
+	}
+	url := ns.ClientURL()
+	e := startServer(t, func(c *serverConfig) { c.NATSURL = url })
+	e.createProbe("ext")
+	if m, _ := e.invokeJSON("ext", map[string]any{"name": "nats"}); m["hello"] != "nats" {
+		t.Fatalf("invoke: %v", m)
+	}
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// A second server (new data dir) on the same NATS sees the function and account.
+	e2 := startServer(t, func(c *serverConfig) { c.NATSURL = url })
+	if e2.srv.Account.ID != e.srv.Account.ID {
+		t.Fatalf("account changed: %s vs %s", e2.srv.Account.ID, e.srv.Account.ID)
+	}
+	if m, _ := e2.invokeJSON("ext", map[string]any{"name": "again"}); m["hello"] != "again" {
+		t.Fatalf("invoke after restart: %v", m)
+	}
+}

@@ -1,0 +1,190 @@
+package invoke
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+const (
+	asyncStream   = "INVOKE_ASYNC"
+	asyncConsumer = "async-workers"
+	maxAttempts   = 3 // the first try and two retries, as Lambda
+)
+
+// queued is one Event invocation waiting in the stream.
+type queued struct {
+	AccountID string    `json:"AccountID"`
+	Region    string    `json:"Region"`
+	Function  string    `json:"Function"`
+	Qualifier string    `json:"Qualifier"`
+	RequestID string    `json:"RequestID"`
+	Payload   []byte    `json:"Payload"`
+	Enqueued  time.Time `json:"Enqueued"`
+	TraceID   string    `json:"TraceID,omitempty"`
+}
+
+// asyncQueue is the durable Event queue: a JetStream work-queue stream and
+// one durable pull consumer shared by the workers. A message is acknowledged
+// (synchronously) only after its invocation finished, so a crash makes it
+// run again after AckWait, and one that completed is never run twice.
+type asyncQueue struct {
+	s      *Scheduler
+	js     jetstream.JetStream
+	cons   jetstream.Consumer
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newAsyncQueue(ctx context.Context, s *Scheduler) (*asyncQueue, error) {
+	js := s.o.JetStream
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:       asyncStream,
+		Subjects:   []string{"async.>"},
+		Storage:    jetstream.FileStorage,
+		Retention:  jetstream.WorkQueuePolicy,
+		MaxMsgSize: MaxAsyncPayload + 64<<10,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open async invoke stream: %w", err)
+	}
+	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       asyncConsumer,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.o.AsyncAckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open async invoke consumer: %w", err)
+	}
+	qctx, cancel := context.WithCancel(context.Background())
+	q := &asyncQueue{s: s, js: js, cons: cons, ctx: qctx, cancel: cancel}
+	for i := 0; i < s.o.AsyncWorkers; i++ {
+		q.wg.Add(1)
+		go q.worker()
+	}
+	return q, nil
+}
+
+func (q *asyncQueue) close() {
+	q.cancel()
+	q.wg.Wait()
+}
+
+// enqueue stores the event durably before the caller gets its 202.
+func (q *asyncQueue) enqueue(ctx context.Context, r *Request, cfg *control.Config) error {
+	b, err := json.Marshal(queued{AccountID: r.AccountID, Region: r.Region, Function: cfg.FunctionName,
+		Qualifier: r.Qualifier, RequestID: r.RequestID, Payload: r.Payload, Enqueued: time.Now().UTC(), TraceID: r.TraceID})
+	if err != nil {
+		return err
+	}
+	if _, err := q.js.Publish(ctx, "async."+r.AccountID, b); err != nil {
+		return fmt.Errorf("queue event: %w", err)
+	}
+	return nil
+}
+
+// Depth is the number of queued events not yet acknowledged.
+func (q *asyncQueue) depth(ctx context.Context) (uint64, error) {
+	info, err := q.cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+func (q *asyncQueue) worker() {
+	defer q.wg.Done()
+	for q.ctx.Err() == nil {
+		msgs, err := q.cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second), jetstream.FetchContext(q.ctx))
+		if err != nil {
+			if q.ctx.Err() != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		for m := range msgs.Messages() {
+			q.handle(m)
+		}
+	}
+}
+
+func (q *asyncQueue) handle(m jetstream.Msg) {
+	s := q.s
+	var ev queued
+	if err := json.Unmarshal(m.Data(), &ev); err != nil {
+		s.log.Error("dropping malformed async event", "err", err)
+		_ = m.Term()
+		return
+	}
+	meta, _ := m.Metadata()
+	attempt := 1
+	if meta != nil {
+		attempt = int(meta.NumDelivered)
+	}
+	// Keep the message ours while the function runs.
+	hbCtx, stopHB := context.WithCancel(q.ctx)
+	go func() {
+		t := time.NewTicker(s.o.AsyncAckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				_ = m.InProgress()
+			}
+		}
+	}()
+	resp, err := s.Invoke(q.ctx, &Request{AccountID: ev.AccountID, Region: ev.Region, Function: ev.Function,
+		Qualifier: ev.Qualifier, InvocationType: RequestResponse, Payload: ev.Payload, RequestID: ev.RequestID, TraceID: ev.TraceID})
+	stopHB()
+	var ce *control.Error
+	switch {
+	case err == nil && resp.FunctionError == "":
+		if aerr := m.DoubleAck(q.ctx); aerr != nil {
+			s.log.Warn("async ack failed; the event may run again", "requestId", ev.RequestID, "err", aerr)
+		}
+	case err == nil:
+		if attempt < maxAttempts {
+			delay := s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)]
+			s.log.Info("async invoke failed; will retry", "function", ev.Function, "requestId", ev.RequestID, "attempt", attempt, "retryIn", delay)
+			_ = m.NakWithDelay(delay)
+			return
+		}
+		s.log.Warn("async invoke failed after all retries; event discarded", "function", ev.Function, "requestId", ev.RequestID, "attempts", attempt)
+		_ = m.DoubleAck(q.ctx)
+	case errors.As(err, &ce) && ce.Code == "TooManyRequestsException":
+		_ = m.NakWithDelay(s.o.ThrottleDelay)
+	case errors.As(err, &ce) && ce.Code == "ResourceNotFoundException":
+		s.log.Warn("async event for a function that no longer exists; discarded", "function", ev.Function, "requestId", ev.RequestID)
+		_ = m.DoubleAck(q.ctx)
+	case q.ctx.Err() != nil:
+		// Shutting down: hand it back so it runs again right after a restart.
+		_ = m.Nak()
+	default:
+		if attempt < maxAttempts {
+			_ = m.NakWithDelay(s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)])
+			return
+		}
+		s.log.Error("async invoke could not run; event discarded", "function", ev.Function, "requestId", ev.RequestID, "err", err)
+		_ = m.DoubleAck(q.ctx)
+	}
+}
+
+// QueueDepth reports queued Event invocations.
+func (s *Scheduler) QueueDepth(ctx context.Context) (uint64, error) {
+	if s.async == nil {
+		return 0, nil
+	}
+	return s.async.depth(ctx)
+}

@@ -1,0 +1,348 @@
+package invoke
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/logs"
+	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/runtimeapi"
+	"github.com/lambdaplane/lambdaplane/internal/runtimes"
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
+)
+
+// RuntimeAPIAddr is where every environment finds its Runtime API.
+const RuntimeAPIAddr = "127.0.0.1:9001"
+
+// initTimeout bounds the init phase (process start until the first /next).
+const initTimeout = 10 * time.Second
+
+// exitInvalidEntrypoint is the code lambdaplane-init exits with when the
+// command cannot be executed.
+const exitInvalidEntrypoint = 127
+
+// Phase is the duration of one cold-start step.
+type Phase struct {
+	Name string
+	D    time.Duration
+}
+
+// env is one execution environment.
+type env struct {
+	id        string
+	key       poolKey
+	cfg       *control.Config
+	logStream string
+
+	net     *netdev.EnvNet
+	ln      net.Listener
+	rapi    *runtimeapi.Server
+	capture *logs.Capture
+	proc    *sandbox.Env
+
+	phases   []Phase
+	initDur  time.Duration
+	cold     bool // the next invoke is its first
+	lastUsed time.Time
+
+	destroyOnce sync.Once
+	hooks       []hook
+}
+
+// hook is one step of an environment's life (nomad allocrunner style):
+// prerun in order, destroy in reverse; each reports its own duration.
+type hook interface {
+	name() string
+	prerun(ctx context.Context, s *Scheduler, e *env) error
+	destroy(s *Scheduler, e *env) error
+}
+
+type netnsHook struct{}
+
+func (netnsHook) name() string { return "namespace" }
+func (netnsHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
+	n, err := s.o.Router.Take(ctx)
+	if err != nil {
+		return fmt.Errorf("take network namespace: %w", err)
+	}
+	e.net = n
+	return nil
+}
+func (netnsHook) destroy(s *Scheduler, e *env) error {
+	if e.net == nil {
+		return nil
+	}
+	return s.o.Router.Release(e.net)
+}
+
+type runtimeAPIHook struct{}
+
+func (runtimeAPIHook) name() string { return "runtime_api" }
+func (runtimeAPIHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
+	ln, err := netdev.ListenIn(e.net.Path, "tcp", RuntimeAPIAddr)
+	if err != nil {
+		return fmt.Errorf("open Runtime API in %s: %w", e.net.Name, err)
+	}
+	e.ln = ln
+	e.rapi = runtimeapi.New(runtimeapi.Options{Logger: s.log})
+	go func() { _ = e.rapi.Serve(ln) }()
+	return nil
+}
+func (runtimeAPIHook) destroy(s *Scheduler, e *env) error {
+	if e.rapi != nil {
+		e.rapi.Close()
+	}
+	if e.ln != nil {
+		e.ln.Close()
+	}
+	return nil
+}
+
+type processHook struct {
+	codeDir string
+	rt      runtimes.Runtime
+}
+
+func (processHook) name() string { return "process" }
+func (h processHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
+	c, err := logs.NewCapture(1 << 20)
+	if err != nil {
+		return err
+	}
+	e.capture = c
+	p, err := s.o.Sandbox.Start(ctx, sandbox.Spec{
+		ID:          e.id,
+		NetnsPath:   e.net.Path,
+		CodeDir:     h.codeDir,
+		RuntimeDir:  s.o.RuntimeDir,
+		Command:     h.rt.Bootstrap,
+		Env:         s.environ(e, h.rt),
+		MemoryMB:    e.cfg.MemorySize,
+		EphemeralMB: e.cfg.EphemeralStorage,
+		Stdout:      c.Writer(),
+	})
+	c.CloseWriter()
+	if err != nil {
+		return fmt.Errorf("start sandbox: %w", err)
+	}
+	e.proc = p
+	return nil
+}
+func (processHook) destroy(s *Scheduler, e *env) error {
+	var err error
+	if e.proc != nil {
+		err = e.proc.Destroy()
+	}
+	if e.capture != nil {
+		e.capture.Close()
+	}
+	return err
+}
+
+func newEnvID() string {
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func logStreamName(version string, now time.Time) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return now.UTC().Format("2006/01/02") + "/[" + version + "]" + hex.EncodeToString(b[:])
+}
+
+// environ builds the process environment as Lambda sets it; the function's
+// own variables come first and the reserved ones are appended after them,
+// so they cannot be overridden.
+func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
+	c := e.cfg
+	out := make([]string, 0, len(c.Environment)+24)
+	for k, v := range c.Environment {
+		if !control.IsReservedEnv(k) {
+			out = append(out, k+"="+v)
+		}
+	}
+	path := "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
+	ld := "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
+	out = append(out,
+		"_HANDLER="+c.Handler,
+		"AWS_REGION="+c.Region,
+		"AWS_DEFAULT_REGION="+c.Region,
+		"AWS_LAMBDA_FUNCTION_NAME="+c.FunctionName,
+		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(c.MemorySize),
+		"AWS_LAMBDA_FUNCTION_VERSION="+c.Version,
+		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
+		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+c.FunctionName,
+		"AWS_LAMBDA_LOG_STREAM_NAME="+e.logStream,
+		"AWS_LAMBDA_RUNTIME_API="+RuntimeAPIAddr,
+		"LAMBDA_TASK_ROOT=/var/task",
+		"LAMBDA_RUNTIME_DIR=/var/runtime",
+		"TZ=:UTC",
+		"LANG=en_US.UTF-8",
+		"HOME=/tmp",
+	)
+	if rt.Interpreter != "" {
+		out = append(out, "AWS_EXECUTION_ENV=AWS_Lambda_"+c.Runtime)
+	}
+	hasPath, hasLD := false, false
+	for _, kv := range rt.Env {
+		switch {
+		case len(kv) > 5 && kv[:5] == "PATH=":
+			hasPath = true
+		case len(kv) > 16 && kv[:16] == "LD_LIBRARY_PATH=":
+			hasLD = true
+		}
+		out = append(out, kv)
+	}
+	if !hasPath {
+		out = append(out, "PATH="+path)
+	}
+	if !hasLD {
+		out = append(out, "LD_LIBRARY_PATH="+ld)
+	}
+	return out
+}
+
+// coldStart builds a new environment for cfg and waits until its runtime
+// asked for the first invocation.
+func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Config) (*env, *runtimeapi.FunctionError, error) {
+	rt, err := s.o.Runtimes.Lookup(cfg.Runtime)
+	if err != nil {
+		return nil, nil, control.InvalidParam("%v", err)
+	}
+	codeDir, err := s.o.Control.CodeDir(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	now := time.Now()
+	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now)}
+	e.hooks = []hook{netnsHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, rt: rt}}
+	for i, h := range e.hooks {
+		t := time.Now()
+		if err := h.prerun(ctx, s, e); err != nil {
+			for j := i; j >= 0; j-- {
+				_ = e.hooks[j].destroy(s, e)
+			}
+			return nil, nil, err
+		}
+		e.phases = append(e.phases, Phase{Name: h.name(), D: time.Since(t)})
+	}
+	s.metrics.envCreated()
+	if e.proc != nil {
+		for _, p := range e.proc.Phases() {
+			e.phases = append(e.phases, Phase{Name: "sandbox_" + p.Name, D: p.D})
+		}
+	}
+	started := time.Now()
+	timer := time.NewTimer(initTimeout)
+	defer timer.Stop()
+	select {
+	case <-e.rapi.Ready():
+		e.initDur = time.Since(started)
+		e.phases = append(e.phases, Phase{Name: "runtime_init", D: e.initDur})
+		s.metrics.observeColdStart(cfg, e.phases)
+		return e, nil, nil
+	case fe := <-e.rapi.InitError():
+		s.destroy(e)
+		return nil, fe, nil
+	case <-e.proc.Done():
+		fe := s.exitError(e, "")
+		s.destroy(e)
+		return nil, fe, nil
+	case <-timer.C:
+		s.destroy(e)
+		return nil, &runtimeapi.FunctionError{Type: "Sandbox.Timedout", Message: fmt.Sprintf("Init phase timed out after %.2f seconds", initTimeout.Seconds())}, nil
+	case <-ctx.Done():
+		s.destroy(e)
+		return nil, nil, ctx.Err()
+	}
+}
+
+// exitError describes why an environment's process ended.
+func (s *Scheduler) exitError(e *env, requestID string) *runtimeapi.FunctionError {
+	x := e.proc.Exit()
+	prefix := ""
+	if requestID != "" {
+		prefix = "RequestId: " + requestID + " "
+	}
+	switch {
+	case x.OOMKilled:
+		return &runtimeapi.FunctionError{Type: "Runtime.OutOfMemory", Message: prefix + "Error: Runtime exited with error: signal: killed (memory limit of " + strconv.Itoa(e.cfg.MemorySize) + " MB exceeded)"}
+	case x.Code == exitInvalidEntrypoint:
+		out := e.capture.Take()
+		msg := "Couldn't find valid bootstrap(s): " + fmt.Sprint(e.cfgBootstrap())
+		if len(out) > 0 {
+			msg += ": " + trimOutput(out)
+		}
+		return &runtimeapi.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: prefix + "Error: " + msg}
+	case x.Signal != "":
+		return &runtimeapi.FunctionError{Type: "Runtime.ExitError", Message: prefix + "Error: Runtime exited with error: signal: " + x.Signal}
+	default:
+		return &runtimeapi.FunctionError{Type: "Runtime.ExitError", Message: prefix + "Error: Runtime exited with error: exit status " + strconv.Itoa(x.Code)}
+	}
+}
+
+func (e *env) cfgBootstrap() []string {
+	for _, h := range e.hooks {
+		if p, ok := h.(processHook); ok {
+			return p.rt.Bootstrap
+		}
+	}
+	return nil
+}
+
+func trimOutput(b []byte) string {
+	const max = 512
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+// destroy tears an environment down (hooks in reverse); idempotent.
+func (s *Scheduler) destroy(e *env) {
+	e.destroyOnce.Do(func() {
+		var errs []error
+		for i := len(e.hooks) - 1; i >= 0; i-- {
+			if err := e.hooks[i].destroy(s, e); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", e.hooks[i].name(), err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			s.log.Warn("environment teardown incomplete", "env", e.id, "err", err)
+		}
+		s.metrics.envDestroyed()
+	})
+}
+
+var errProcessExited = errors.New("runtime process exited")
+
+// invokeOrExit delivers inv and waits for the answer, the deadline, or the
+// process's death, whichever comes first.
+func invokeOrExit(ctx context.Context, rapi *runtimeapi.Server, inv *runtimeapi.Invocation, done <-chan struct{}) (*runtimeapi.Result, error) {
+	ctx2, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-done:
+			cancel(errProcessExited)
+		case <-ctx2.Done():
+		}
+	}()
+	res, err := rapi.Invoke(ctx2, inv)
+	if err != nil && errors.Is(context.Cause(ctx2), errProcessExited) {
+		return nil, errProcessExited
+	}
+	return res, err
+}

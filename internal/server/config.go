@@ -1,0 +1,82 @@
+package server
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is every setting of a server, with defaults in one place.
+type Config struct {
+	Listen       string         // API listener, default 127.0.0.1:9009
+	DataDir      string         // default ./.lambdaplane
+	NATSURL      string         // external NATS; "" = embedded
+	Region       string         // default us-east-1
+	Prefix       string         // kernel object prefix, default "lp"
+	PoolSize     int            // pre-built network namespaces, default 8
+	ServiceCIDR  netip.Prefix   // environments' addresses, default 100.64.0.0/16
+	UplinkNetns  string         // "" = host; else a netns path standing in for the internet
+	EgressAllow  []netip.Prefix // private destinations non-VPC functions may reach
+	InitPath     string         // lambdaplane-init binary; default next to the executable
+	IdleTimeout  time.Duration  // warm environment reaping, default 5m
+	AccountLimit int            // account concurrency, default 1000
+	AsyncAckWait time.Duration  // async redelivery after a crash, default 30s
+	AsyncBackoff []time.Duration
+	RuntimesFile string // extra runtime table entries (JSON)
+	SandboxUID   int
+	LogLevel     string
+}
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() error {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9009"
+	}
+	if c.DataDir == "" {
+		c.DataDir = ".lambdaplane"
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return err
+	}
+	c.DataDir = abs
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "lp"
+	}
+	if len(c.Prefix) > 5 {
+		return fmt.Errorf("--prefix %q is too long: at most 5 characters (kernel link names are limited to 15)", c.Prefix)
+	}
+	if c.PoolSize == 0 {
+		c.PoolSize = 8
+	}
+	if !c.ServiceCIDR.IsValid() {
+		c.ServiceCIDR = netip.MustParsePrefix("100.64.0.0/16")
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.AccountLimit == 0 {
+		c.AccountLimit = 1000
+	}
+	if c.AsyncAckWait == 0 {
+		c.AsyncAckWait = 30 * time.Second
+	}
+	if c.InitPath == "" {
+		exe, err := os.Executable()
+		if err == nil {
+			c.InitPath = filepath.Join(filepath.Dir(exe), "lambdaplane-init")
+		}
+	}
+	if _, err := os.Stat(c.InitPath); err != nil {
+		return fmt.Errorf("sandbox init binary not found at %s: build it (make build) or pass --init-path", c.InitPath)
+	}
+	if c.SandboxUID == 0 {
+		c.SandboxUID = 993
+	}
+	return nil
+}

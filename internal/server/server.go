@@ -1,0 +1,236 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/api"
+	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/invoke"
+	"github.com/lambdaplane/lambdaplane/internal/lambdaapi"
+	"github.com/lambdaplane/lambdaplane/internal/logs"
+	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/runtimes"
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
+	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Server is a running lambdaplane.
+type Server struct {
+	Cfg      Config
+	Endpoint string // http://host:port
+	Account  *auth.Account
+
+	log      *slog.Logger
+	st       *store.Store
+	accounts *auth.Accounts
+	router   *netdev.Router
+	sandbox  *sandbox.Manager
+	ctl      *control.Service
+	sched    *invoke.Scheduler
+	front    *api.Server
+	http     *http.Server
+	ln       net.Listener
+	closeMu  sync.Once
+	closeErr error
+}
+
+// Start builds every part, reconciles the kernel with the stored state and
+// starts serving. On error everything already built is torn down.
+func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err error) {
+	if err := cfg.Defaults(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{Cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	step := func(msg string) func() {
+		t := time.Now()
+		log.Info(msg + "...")
+		return func() { log.Info(msg+" done", "took", time.Since(t).Round(time.Millisecond)) }
+	}
+
+	done := step("opening store")
+	if s.st, err = store.Open(ctx, store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, Logger: log}); err != nil {
+		return nil, err
+	}
+	done()
+	if s.accounts, err = auth.NewAccounts(ctx, s.st); err != nil {
+		return nil, err
+	}
+	acct, created, err := s.accounts.EnsureFirst(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.Account = acct
+	credPath := filepath.Join(cfg.DataDir, "credentials")
+	if _, statErr := os.Stat(credPath); created || statErr != nil {
+		if err := auth.WriteCredentialsFile(credPath, acct, "lambdaplane", cfg.Region); err != nil {
+			return nil, err
+		}
+		if err := auth.WriteConfigFile(filepath.Join(cfg.DataDir, "config"), "lambdaplane", cfg.Region); err != nil {
+			return nil, err
+		}
+	}
+
+	done = step("reconciling network (service router, namespace pool)")
+	if s.router, err = netdev.NewRouter(netdev.Config{
+		Prefix: cfg.Prefix, ServiceCIDR: cfg.ServiceCIDR, UplinkNetns: cfg.UplinkNetns, UplinkNet: cfg.UplinkNet,
+		EgressAllow: cfg.EgressAllow, PoolSize: cfg.PoolSize, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	if err := s.router.Setup(ctx); err != nil {
+		return nil, fmt.Errorf("set up the service network: %w", err)
+	}
+	done()
+	if s.sandbox, err = sandbox.NewManager(sandbox.Config{
+		Prefix: cfg.Prefix, InitPath: cfg.InitPath, RootDir: filepath.Join(cfg.DataDir, "run"),
+		UID: cfg.SandboxUID, GID: cfg.SandboxUID, Logger: log,
+	}); err != nil {
+		return nil, err
+	}
+	if err := s.sandbox.Cleanup(); err != nil {
+		log.Warn("removing leftover cgroups", "err", err)
+	}
+
+	rt := runtimes.Default()
+	if cfg.RuntimesFile != "" {
+		if err := rt.LoadFile(cfg.RuntimesFile); err != nil {
+			return nil, err
+		}
+	}
+	runtimeDir := filepath.Join(cfg.DataDir, "runtime")
+	if err := rt.WriteRuntimeDir(runtimeDir); err != nil {
+		return nil, err
+	}
+	logStore, err := logs.NewStore(ctx, s.st.JetStream())
+	if err != nil {
+		return nil, err
+	}
+
+	var sched *invoke.Scheduler
+	var schedMu sync.RWMutex
+	if s.ctl, err = control.New(ctx, control.Options{
+		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log,
+		Runtimes: func(id string) error { _, err := rt.Lookup(id); return err },
+		OnChange: func(account, name string) {
+			schedMu.RLock()
+			sc := sched
+			schedMu.RUnlock()
+			if sc != nil {
+				sc.Retire(account, name)
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
+	sc, err := invoke.New(ctx, invoke.Options{
+		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
+		Logs: logStore, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
+		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	schedMu.Lock()
+	sched = sc
+	schedMu.Unlock()
+	s.sched = sc
+
+	verifier := auth.NewVerifier(s.accounts, time.Now)
+	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log))
+	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
+
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w (is another server running? pass --listen)", cfg.Listen, err)
+	}
+	s.Endpoint = "http://" + s.ln.Addr().String()
+	s.http = &http.Server{Handler: s.front, ReadHeaderTimeout: 30 * time.Second}
+	go func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("API server stopped", "err", err)
+		}
+	}()
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "endpoint"), []byte(s.Endpoint+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := writeAdminToken(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	s.front.SetReady(true)
+	log.Info("lambdaplane is ready", "endpoint", s.Endpoint, "account", acct.ID, "credentials", credPath)
+	return s, nil
+}
+
+// Scheduler exposes the scheduler (tests, bench).
+func (s *Server) Scheduler() *invoke.Scheduler { return s.sched }
+
+// Router exposes the service router (tests).
+func (s *Server) Router() *netdev.Router { return s.router }
+
+// Accounts exposes the account registry.
+func (s *Server) Accounts() *auth.Accounts { return s.accounts }
+
+// Close stops serving and tears down every environment and the service
+// network; durable state stays in the store.
+func (s *Server) Close() error {
+	s.closeMu.Do(func() {
+		var errs []error
+		if s.front != nil {
+			s.front.SetReady(false)
+		}
+		if s.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = s.http.Shutdown(ctx)
+			cancel()
+		} else if s.ln != nil {
+			s.ln.Close()
+		}
+		if s.sched != nil {
+			s.sched.Close()
+		}
+		if s.ctl != nil {
+			s.ctl.Close()
+		}
+		if s.sandbox != nil {
+			errs = append(errs, s.sandbox.Close())
+		}
+		if s.router != nil {
+			errs = append(errs, s.router.Close())
+		}
+		if s.accounts != nil {
+			s.accounts.Close()
+		}
+		if s.st != nil {
+			s.st.Close()
+		}
+		s.closeErr = errors.Join(errs...)
+	})
+	return s.closeErr
+}

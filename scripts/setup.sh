@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what lambdaplane needs on a Debian machine (idempotent; apt-get
+# runs only when something is missing). Run as root.
+set -euo pipefail
+pkgs=(iproute2 nftables conntrack awscli redis-server redis-tools python3.11 nodejs ca-certificates)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: missing packages ${missing[*]}; run as root (sudo make setup)" >&2; exit 1
+  fi
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's redis-server package starts a system instance; tests start their own.
+command -v go >/dev/null || { echo "setup: Go 1.26 is required (go not on PATH)" >&2; exit 1; }
+echo "setup: ok" >&2
