@@ -1,4 +1,23 @@
 // Package auth holds accounts and their access keys and verifies AWS
 // Signature Version 4 on every API request (header and presigned-query
 // forms), recomputing the signature with the aws-sdk-go-v2 signer.
+//
+// Accounts (NewAccounts) keeps account records in the "accounts" bucket and
+// claims access key ids in the "accesskeys" bucket; the key → account map
+// used on every request lives in memory, kept current by a KV watch, so
+// verification never touches the store. EnsureFirst creates the first
+// account exactly once however many processes race for it, and
+// WriteCredentialsFile writes it for the AWS CLI and SDKs.
+//
+// Verifier.Verify returns the caller's Identity or an error wrapping one of
+// ErrMissingAuth, ErrMalformedAuth, ErrUnknownKey, ErrClockSkew,
+// ErrPresignedExpired, ErrBadSignature; each service maps those to its own
+// wire error.
+//
+// Known limits of recomputing with the SDK signer: a client that signs
+// "content-length: 0" or an ignored header (user-agent, expect,
+// x-amzn-trace-id, transfer-encoding) cannot be verified; neither the AWS
+// SDKs nor botocore do either. Session tokens are rejected (lambdaplane
+// issues only long-term keys); chunked (STREAMING-*) payload signing and
+// SigV4a are not supported.
 package auth

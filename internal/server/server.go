@@ -15,6 +15,9 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/ec2api"
+	"github.com/lambdaplane/lambdaplane/internal/iam"
+	"github.com/lambdaplane/lambdaplane/internal/iamapi"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/lambdaapi"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
@@ -22,6 +25,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/lambdaplane/lambdaplane/internal/vpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -162,8 +166,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	schedMu.Unlock()
 	s.sched = sc
 
+	model, err := vpc.Open(ctx, s.st, log)
+	if err != nil {
+		return nil, err
+	}
+	roles, err := iam.NewRoles(ctx, s.st)
+	if err != nil {
+		return nil, err
+	}
 	verifier := auth.NewVerifier(s.accounts, time.Now)
-	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log))
+	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), ec2api.New(model, log), iamapi.New(roles, log))
 	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
 

@@ -1,0 +1,255 @@
+// Package iamapi serves the IAM Query API subset (version 2010-05-08, SigV4
+// service "iam", form-encoded requests, XML responses) on top of
+// internal/iam: roles, their managed and inline policies.
+package iamapi
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/iam"
+)
+
+const (
+	apiVersion = "2010-05-08"
+	xmlns      = "https://iam.amazonaws.com/doc/2010-05-08/"
+)
+
+// Service is the IAM API; it implements api.Service.
+type Service struct {
+	roles *iam.Roles
+	log   *slog.Logger
+}
+
+// New returns the IAM API over roles. log nil means slog.Default().
+func New(roles *iam.Roles, log *slog.Logger) *Service {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{roles: roles, log: log.With("service", "iam")}
+}
+
+// Name is the SigV4 credential-scope service.
+func (s *Service) Name() string { return "iam" }
+
+// errInvalidAction is returned for an Action this API does not serve.
+var errInvalidAction = errors.New("InvalidAction")
+
+type handler func(s *Service, c *call) (any, error)
+
+var handlers = map[string]handler{
+	"CreateRole":               (*Service).createRole,
+	"GetRole":                  (*Service).getRole,
+	"DeleteRole":               (*Service).deleteRole,
+	"ListRoles":                (*Service).listRoles,
+	"UpdateAssumeRolePolicy":   (*Service).updateAssumeRolePolicy,
+	"AttachRolePolicy":         (*Service).attachRolePolicy,
+	"DetachRolePolicy":         (*Service).detachRolePolicy,
+	"ListAttachedRolePolicies": (*Service).listAttachedRolePolicies,
+	"PutRolePolicy":            (*Service).putRolePolicy,
+	"GetRolePolicy":            (*Service).getRolePolicy,
+	"DeleteRolePolicy":         (*Service).deleteRolePolicy,
+	"ListRolePolicies":         (*Service).listRolePolicies,
+}
+
+// call is one request being served.
+type call struct {
+	r      *http.Request
+	id     auth.Identity
+	form   url.Values
+	action string
+}
+
+func (c *call) get(name string) string { return c.form.Get(name) }
+
+// required returns a parameter or a ValidationError naming it as AWS does.
+func (c *call) required(name string) (string, error) {
+	v := c.form.Get(name)
+	if v == "" {
+		field := strings.ToLower(name[:1]) + name[1:]
+		return "", &iam.Error{Kind: iam.ErrValidation, Msg: fmt.Sprintf("1 validation error detected: Value null at '%s' failed to satisfy constraint: Member must not be null", field)}
+	}
+	return v, nil
+}
+
+// ServeAWS handles one verified IAM request.
+func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		s.WriteError(w, r, &iam.Error{Kind: iam.ErrValidation, Msg: "The request body is not a valid form-encoded IAM Query request: " + err.Error()})
+		return
+	}
+	for k, v := range r.URL.Query() {
+		if _, ok := form[k]; !ok && !strings.HasPrefix(k, "X-Amz-") {
+			form[k] = v
+		}
+	}
+	c := &call{r: r, id: id, form: form, action: form.Get("Action")}
+	h, ok := handlers[c.action]
+	if !ok {
+		s.WriteError(w, r, fmt.Errorf("%w: Could not find operation %s for version %s (lambdaplane serves: %s)", errInvalidAction, c.action, apiVersion, supportedActions()))
+		return
+	}
+	if v := form.Get("Version"); v != "" && v != apiVersion {
+		s.WriteError(w, r, fmt.Errorf("%w: Could not find operation %s for version %s (use %s)", errInvalidAction, c.action, v, apiVersion))
+		return
+	}
+	result, err := h(s, c)
+	if err != nil {
+		s.WriteError(w, r, err)
+		return
+	}
+	writeResponse(w, c.action, result)
+}
+
+func supportedActions() string {
+	names := make([]string, 0, len(handlers))
+	for n := range handlers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// writeResponse writes <ActionResponse><ActionResult>result</ActionResult>
+// <ResponseMetadata/></ActionResponse>; result nil writes no Result element.
+func writeResponse(w http.ResponseWriter, action string, result any) {
+	reqID := newRequestID()
+	var b bytes.Buffer
+	b.WriteString(xml.Header)
+	fmt.Fprintf(&b, `<%sResponse xmlns="%s">`, action, xmlns)
+	if result != nil {
+		enc := xml.NewEncoder(&b)
+		if err := enc.EncodeElement(result, xml.StartElement{Name: xml.Name{Local: action + "Result"}}); err != nil {
+			writeErrorXML(w, http.StatusInternalServerError, "Receiver", "ServiceFailure", "could not encode the response", reqID)
+			return
+		}
+	}
+	fmt.Fprintf(&b, `<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`, reqID, action)
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("X-Amzn-RequestId", reqID)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(b.Bytes())
+}
+
+// errorMapping is the one table from typed errors to IAM wire errors.
+var errorMapping = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{iam.ErrNoSuchEntity, "NoSuchEntity", http.StatusNotFound},
+	{iam.ErrEntityAlreadyExists, "EntityAlreadyExists", http.StatusConflict},
+	{iam.ErrMalformedPolicyDocument, "MalformedPolicyDocument", http.StatusBadRequest},
+	{iam.ErrDeleteConflict, "DeleteConflict", http.StatusConflict},
+	{iam.ErrValidation, "ValidationError", http.StatusBadRequest},
+	{iam.ErrLimitExceeded, "LimitExceeded", http.StatusConflict},
+	{errInvalidAction, "InvalidAction", http.StatusBadRequest},
+	{auth.ErrUnknownKey, "InvalidClientTokenId", http.StatusForbidden},
+	{auth.ErrBadSignature, "SignatureDoesNotMatch", http.StatusForbidden},
+	{auth.ErrClockSkew, "SignatureDoesNotMatch", http.StatusForbidden},
+	{auth.ErrPresignedExpired, "SignatureDoesNotMatch", http.StatusForbidden},
+	{auth.ErrMissingAuth, "MissingAuthenticationToken", http.StatusForbidden},
+	{auth.ErrMalformedAuth, "IncompleteSignature", http.StatusBadRequest},
+}
+
+// ErrorCode returns the IAM error code and HTTP status for err
+// (ServiceFailure, 500 for anything unexpected).
+func ErrorCode(err error) (code string, status int) {
+	for _, m := range errorMapping {
+		if errors.Is(err, m.err) {
+			return m.code, m.status
+		}
+	}
+	return "ServiceFailure", http.StatusInternalServerError
+}
+
+// WriteError writes err as an IAM XML error.
+func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	code, status := ErrorCode(err)
+	msg := err.Error()
+	typ := "Sender"
+	if status >= 500 {
+		typ = "Receiver"
+		s.log.Error("request failed", "path", r.URL.Path, "err", err)
+		msg = "An internal error occurred; the server log has the details."
+	} else if _, rest, ok := strings.Cut(msg, errInvalidAction.Error()+": "); ok && errors.Is(err, errInvalidAction) {
+		msg = rest
+	}
+	writeErrorXML(w, status, typ, code, msg, newRequestID())
+}
+
+type xmlError struct {
+	XMLName   xml.Name `xml:"ErrorResponse"`
+	Xmlns     string   `xml:"xmlns,attr"`
+	Type      string   `xml:"Error>Type"`
+	Code      string   `xml:"Error>Code"`
+	Message   string   `xml:"Error>Message"`
+	RequestID string   `xml:"RequestId"`
+}
+
+func writeErrorXML(w http.ResponseWriter, status int, typ, code, msg, reqID string) {
+	out, _ := xml.Marshal(xmlError{Xmlns: xmlns, Type: typ, Code: code, Message: msg, RequestID: reqID})
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("X-Amzn-RequestId", reqID)
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(xml.Header))
+	_, _ = w.Write(out)
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// encodeDocument URL-encodes a policy document as IAM returns it
+// (RFC 3986: spaces as %20, which botocore's unquote and url.PathUnescape
+// and url.QueryUnescape all decode).
+func encodeDocument(doc string) string {
+	return strings.ReplaceAll(url.QueryEscape(doc), "+", "%20")
+}
+
+func isoTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+// pagination: Marker is opaque to clients; it encodes the sort key of the
+// last item returned.
+func paginate[T any](c *call, items []T, key func(T) string) (page []T, truncated bool, marker string, err error) {
+	max := 100
+	if s := c.get("MaxItems"); s != "" {
+		n, perr := strconv.Atoi(s)
+		if perr != nil || n < 1 || n > 1000 {
+			return nil, false, "", &iam.Error{Kind: iam.ErrValidation, Msg: fmt.Sprintf("1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 1000", s)}
+		}
+		max = n
+	}
+	start := 0
+	if m := c.get("Marker"); m != "" {
+		after, derr := base64.RawURLEncoding.DecodeString(m)
+		if derr != nil {
+			return nil, false, "", &iam.Error{Kind: iam.ErrValidation, Msg: "Invalid Marker: pass the Marker of the previous response unchanged."}
+		}
+		for start < len(items) && key(items[start]) <= string(after) {
+			start++
+		}
+	}
+	end := min(start+max, len(items))
+	page = items[start:end]
+	if end < len(items) {
+		truncated = true
+		marker = base64.RawURLEncoding.EncodeToString([]byte(key(items[end-1])))
+	}
+	return page, truncated, marker, nil
+}
