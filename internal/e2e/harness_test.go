@@ -102,9 +102,7 @@ func makeInternet() (func(), error) {
 	internetNS = "/run/netns/" + name
 	cmds := [][]string{
 		{"ip", "-n", name, "link", "set", "lo", "up"},
-		{"ip", "-n", name, "link", "add", "inet0", "type", "dummy"},
-		{"ip", "-n", name, "addr", "add", internetIP + "/24", "dev", "inet0"},
-		{"ip", "-n", name, "link", "set", "inet0", "up"},
+		{"ip", "-n", name, "addr", "add", internetIP + "/32", "dev", "lo"},
 	}
 	for _, c := range cmds {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {

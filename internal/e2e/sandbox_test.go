@@ -72,10 +72,10 @@ func TestEgressAllowList(t *testing.T) {
 	// same. Use 10.77.0.1 on the internet namespace's dummy.
 	requireRoot(t)
 	addr := "10.77.0.1"
-	if out, err := runIP("-n", nsName(internetNS), "addr", "add", addr+"/32", "dev", "inet0"); err != nil {
+	if out, err := runIP("-n", nsName(internetNS), "addr", "add", addr+"/32", "dev", "lo"); err != nil {
 		t.Fatalf("add %s: %v %s", addr, err, out)
 	}
-	t.Cleanup(func() { runIP("-n", nsName(internetNS), "addr", "del", addr+"/32", "dev", "inet0") })
+	t.Cleanup(func() { runIP("-n", nsName(internetNS), "addr", "del", addr+"/32", "dev", "lo") })
 	ln, err := netdev.ListenIn(internetNS, "tcp", addr+":80")
 	if err != nil {
 		t.Fatal(err)

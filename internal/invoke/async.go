@@ -104,17 +104,21 @@ func (q *asyncQueue) depth(ctx context.Context) (uint64, error) {
 func (q *asyncQueue) worker() {
 	defer q.wg.Done()
 	for q.ctx.Err() == nil {
-		msgs, err := q.cons.Fetch(1, jetstream.FetchMaxWait(2*time.Second), jetstream.FetchContext(q.ctx))
+		fctx, cancel := context.WithTimeout(q.ctx, 2*time.Second)
+		msgs, err := q.cons.Fetch(1, jetstream.FetchContext(fctx))
 		if err != nil {
+			cancel()
 			if q.ctx.Err() != nil {
 				return
 			}
+			q.s.log.Warn("fetching queued events failed; retrying", "err", err)
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}
 		for m := range msgs.Messages() {
 			q.handle(m)
 		}
+		cancel()
 	}
 }
 

@@ -228,8 +228,19 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 	for i, h := range e.hooks {
 		t := time.Now()
 		if err := h.prerun(ctx, s, e); err != nil {
+			var out []byte
+			if e.capture != nil {
+				out = e.capture.Take()
+			}
 			for j := i; j >= 0; j-- {
 				_ = e.hooks[j].destroy(s, e)
+			}
+			if errors.Is(err, sandbox.ErrInvalidEntrypoint) {
+				msg := "RequestId: Error: Couldn't find valid bootstrap(s): " + fmt.Sprint(rt.Bootstrap)
+				if len(out) > 0 {
+					msg += ": " + trimOutput(out)
+				}
+				return nil, &runtimeapi.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: msg}, nil
 			}
 			return nil, nil, err
 		}
@@ -342,6 +353,9 @@ func invokeOrExit(ctx context.Context, rapi *runtimeapi.Server, inv *runtimeapi.
 	}()
 	res, err := rapi.Invoke(ctx2, inv)
 	if err != nil && errors.Is(context.Cause(ctx2), errProcessExited) {
+		if errors.Is(err, runtimeapi.ErrUndelivered) {
+			return nil, errors.Join(errProcessExited, runtimeapi.ErrUndelivered)
+		}
 		return nil, errProcessExited
 	}
 	return res, err

@@ -248,17 +248,26 @@ func keyOf(cfg *control.Config) poolKey {
 	return poolKey{cfg.AccountID, cfg.FunctionName, cfg.Version, cfg.RevisionID}
 }
 
-// takeIdle returns an idle environment of key, if any.
+// takeIdle returns a live idle environment of key, if any; environments
+// whose process died while idle are discarded on the way.
 func (s *Scheduler) takeIdle(key poolKey) *env {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p := s.pools[key]
-	if p == nil || len(p.idle) == 0 {
-		return nil
+	for {
+		s.mu.Lock()
+		p := s.pools[key]
+		if p == nil || len(p.idle) == 0 {
+			s.mu.Unlock()
+			return nil
+		}
+		e := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		s.mu.Unlock()
+		select {
+		case <-e.proc.Done():
+			s.forget(e)
+		default:
+			return e
+		}
 	}
-	e := p.idle[len(p.idle)-1]
-	p.idle = p.idle[:len(p.idle)-1]
-	return e
 }
 
 // release returns a healthy environment to its pool.
@@ -310,7 +319,23 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 	defer rel()
 	start := time.Now()
 	key := keyOf(cfg)
+	resp, err := s.runOnce(ctx, r, cfg, key, start)
+	if err == nil && resp == nil {
+		// A warm environment died before it fetched the invocation (e.g.
+		// its runtime exited after the previous error): the invocation
+		// never started, so it runs on a fresh environment (a cold one,
+		// which cannot take this path again).
+		resp, err = s.runOnce(ctx, r, cfg, key, start)
+	}
+	return resp, err
+}
+
+// runOnce runs r on a warm or new environment. It returns (nil, nil) when a
+// warm environment died before the invocation was delivered.
+func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config, key poolKey, start time.Time) (*Response, error) {
+	var err error
 	e := s.takeIdle(key)
+	warm := e != nil
 	if e == nil {
 		var fe *runtimeapi.FunctionError
 		e, fe, err = s.coldStart(ctx, key, cfg)
@@ -326,11 +351,14 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 			return nil, err
 		}
 	}
-	resp, healthy := s.execute(ctx, r, e)
+	resp, healthy := s.execute(ctx, r, e, warm)
 	if healthy {
 		s.release(e)
 	} else {
 		s.forget(e)
+	}
+	if resp == nil {
+		return nil, nil
 	}
 	s.metrics.observeInvoke(cfg, time.Since(start), resp.FunctionError != "")
 	return resp, nil
@@ -357,7 +385,9 @@ func (s *Scheduler) initFailed(r *Request, cfg *control.Config, fe *runtimeapi.F
 }
 
 // execute runs one invocation on e. It reports whether e may be reused.
-func (s *Scheduler) execute(ctx context.Context, r *Request, e *env) (*Response, bool) {
+// A nil response means a warm environment died before the runtime fetched
+// the invocation (it never started; the caller retries it elsewhere).
+func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) (*Response, bool) {
 	cfg := e.cfg
 	timeout := time.Duration(cfg.Timeout) * time.Second
 	deadline := time.Now().Add(timeout)
@@ -384,6 +414,8 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env) (*Response,
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
 		healthy, status = false, "timeout"
 		fe = &runtimeapi.FunctionError{Type: "Sandbox.Timedout", Message: fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", r.RequestID, timeout.Seconds())}
+	case errors.Is(err, errProcessExited) && warm && errors.Is(err, runtimeapi.ErrUndelivered):
+		return nil, false
 	case errors.Is(err, errProcessExited):
 		healthy, status = false, "error"
 		<-e.proc.Done()

@@ -18,6 +18,7 @@ type Config struct {
 	PoolSize     int            // pre-built network namespaces, default 8
 	ServiceCIDR  netip.Prefix   // environments' addresses, default 100.64.0.0/16
 	UplinkNetns  string         // "" = host; else a netns path standing in for the internet
+	UplinkNet    netip.Prefix   // uplink link net, default 169.254.255.0/30
 	EgressAllow  []netip.Prefix // private destinations non-VPC functions may reach
 	InitPath     string         // lambdaplane-init binary; default next to the executable
 	IdleTimeout  time.Duration  // warm environment reaping, default 5m

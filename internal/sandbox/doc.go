@@ -1,0 +1,45 @@
+// Package sandbox runs one execution environment: a process tree in its own
+// mount, pid, ipc and uts namespaces, inside a pre-built network namespace,
+// limited by cgroup v1 memory/pids/cpu controllers, with a read-only root
+// filesystem and a sized /tmp.
+//
+// Lifecycle: [Manager.Start] creates the cgroups
+// (/sys/fs/cgroup/<ctrl>/<prefix>/<id>), then takes a lambdaplane-init
+// helper (package initproc) from the warm pool, or spawns one from a thread
+// that has joined the environment's network namespace. The helper receives
+// its parameters (and, when pooled, the network namespace descriptor) on a
+// control socket, joins the namespace and cgroups, finishes the root,
+// drops privileges and execs the function's command, which becomes pid 1
+// of the new pid namespace; when it exits the kernel kills everything else
+// in the namespace. Start returns once that exec has happened (or with an
+// *InitError if it could not), and records per-phase durations
+// ([Env.Phases]). [Env.Destroy] kills, reaps and removes the cgroups; it is
+// idempotent. [Manager.Cleanup] removes cgroups under the prefix that belong
+// to no live environment (startup reconcile after a crash).
+//
+// Warm pool. Forking the helper and starting its Go runtime costs ~2 ms on
+// a small VM, more than the rest of a start. Config.PoolSize helpers are
+// therefore started ahead of time: each creates its namespaces, builds the
+// environment-independent part of the root (system directories, /proc,
+// /dev), reports ready and blocks on its control socket, in the manager's
+// own network namespace and cgroups, running nothing but our code. A
+// consumed member is replaced in the background; an empty pool falls back
+// to forking on demand.
+//
+// Spawning threads. A child started with Pdeathsig is killed when the OS
+// *thread* that forked it exits, and the network namespace is a per-thread
+// attribute. The manager therefore forks from a few dedicated goroutines
+// that are locked to their threads for the manager's lifetime: each one
+// switches into the target namespace, forks, and switches back (verified by
+// inode). A thread whose restore fails is parked, never reused or ended, so
+// neither a stray namespace nor an unexpected SIGKILL can leak.
+//
+// Requirements: root, cgroup v1 memory, pids and cpu hierarchies at
+// /sys/fs/cgroup, kernel ≥ 5.11 (close_range; mount_setattr is used when
+// present). NewManager remounts the cgroup hierarchy with favordynmods
+// unless Config.KeepCgroupMountOptions is set: without it every cgroup
+// join waits for an RCU grace period (~10 ms). Code, opt and runtime directories must be readable by the
+// unprivileged uid (Config.UID): the environment sees them read-only at
+// /var/task, /opt and /var/runtime. Pages written to /tmp and /dev/shm are
+// charged to the environment's memory cgroup.
+package sandbox

@@ -1,0 +1,461 @@
+package initproc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Main runs the init process and never returns: it either execs the
+// function's command or exits with ExitSetup / ExitExec.
+func Main() {
+	// Credentials, prctl state, the network namespace and execve are per
+	// thread: do all of it on this one.
+	runtime.LockOSThread()
+	t0 := Monotonic()
+	unix.Umask(0o022)
+
+	base, err := DecodeBase(os.Getenv(EnvVar))
+	if err != nil {
+		fail(ExitSetup, "%v", err)
+	}
+	if err := prepareRoot(base); err != nil {
+		fail(ExitSetup, "prepare root filesystem: %v", err)
+	}
+	report("ready\n")
+	msg, nsfd, outfd, err := receive()
+	if err != nil {
+		fail(ExitSetup, "receive parameters: %v", err)
+	}
+	if msg == nil {
+		os.Exit(0) // released unused (pool shrink or shutdown)
+	}
+	if outfd >= 0 {
+		// The environment's own output pipe replaces the init's stdout and
+		// stderr (dup3 without O_CLOEXEC: the function inherits them).
+		if err := unix.Dup3(outfd, 1, 0); err != nil {
+			fail(ExitSetup, "attach output: %v", err)
+		}
+		if err := unix.Dup3(outfd, 2, 0); err != nil {
+			fail(ExitSetup, "attach output: %v", err)
+		}
+		unix.Close(outfd)
+	}
+	t1 := Monotonic()
+	p, err := Decode(string(msg))
+	if err != nil {
+		fail(ExitSetup, "%v", err)
+	}
+	if nsfd >= 0 {
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+			fail(ExitSetup, "join network namespace: %v", err)
+		}
+		unix.Close(nsfd)
+	}
+	for _, f := range p.CgroupProcs {
+		if err := writeFile(f, "0"); err != nil {
+			fail(ExitSetup, "join cgroup %s: %v", filepath.Dir(f), err)
+		}
+	}
+	t2 := Monotonic()
+	if err := finishRoot(base, p); err != nil {
+		fail(ExitSetup, "build root filesystem: %v", err)
+	}
+	t3 := Monotonic()
+	// Nothing inherited except 0-2 survives the exec (fds 3 and 4 included).
+	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		fail(ExitSetup, "close_range: %v", err)
+	}
+	if err := dropPrivileges(p.UID, p.GID); err != nil {
+		fail(ExitSetup, "drop privileges: %v", err)
+	}
+	path, err := lookPath(p.Argv[0], p.Env)
+	if err != nil {
+		fail(ExitExec, "exec %s: %v", p.Argv[0], err)
+	}
+	ok := []byte("ok")
+	for _, t := range [...]int64{t0, t1, t2, t3, Monotonic()} {
+		ok = strconv.AppendInt(append(ok, ' '), t, 10)
+	}
+	report(string(append(ok, '\n')))
+	err = syscall.Exec(path, p.Argv, p.Env)
+	fail(ExitExec, "exec %s: %v", p.Argv[0], err)
+}
+
+// receive blocks for the one message on ControlFD. msg is nil on end of
+// file; nsfd (a network namespace) and outfd (the output pipe) are -1
+// unless such a descriptor was attached.
+func receive() (msg []byte, nsfd, outfd int, err error) {
+	buf := make([]byte, MaxParamsSize+1)
+	oob := make([]byte, unix.CmsgSpace(8))
+	outfd = -1
+	for {
+		n, oobn, flags, _, err := unix.Recvmsg(ControlFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, -1, -1, err
+		}
+		if n == 0 {
+			return nil, -1, -1, nil
+		}
+		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > MaxParamsSize {
+			return nil, -1, -1, fmt.Errorf("message truncated")
+		}
+		nsfd = -1
+		if oobn > 0 {
+			cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+			if err != nil {
+				return nil, -1, -1, err
+			}
+			for _, c := range cmsgs {
+				fds, err := unix.ParseUnixRights(&c)
+				if err != nil {
+					return nil, -1, -1, err
+				}
+				for _, fd := range fds {
+					var st unix.Statfs_t
+					isNs := unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
+					switch {
+					case isNs && nsfd < 0:
+						nsfd = fd
+					case !isNs && outfd < 0:
+						outfd = fd
+					default:
+						unix.Close(fd)
+					}
+				}
+			}
+		}
+		unix.Close(ControlFD)
+		return buf[:n], nsfd, outfd, nil
+	}
+}
+
+func fail(code int, format string, args ...any) {
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", " ")
+	fmt.Fprintf(os.Stderr, "lambdaplane-init: %s\n", msg)
+	report(fmt.Sprintf("err %d %s\n", code, msg))
+	os.Exit(code)
+}
+
+func report(s string) { _, _ = unix.Write(StatusFD, []byte(s)) }
+
+func writeFile(path, s string) error {
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = unix.Write(fd, []byte(s))
+	if cerr := unix.Close(fd); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+const (
+	roFlags  = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV
+	tmpFlags = unix.MS_NOSUID | unix.MS_NODEV
+)
+
+func mount(src, dst, fstype string, flags uintptr, data string) error {
+	if err := unix.Mount(src, dst, fstype, flags, data); err != nil {
+		return fmt.Errorf("mount %s on %s (%s): %w", src, dst, fstype, err)
+	}
+	return nil
+}
+
+// bindRO bind-mounts src (with everything mounted below it) read-only,
+// nosuid, nodev at dst.
+func bindRO(src, dst string) error {
+	if err := mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return err
+	}
+	attr := unix.MountAttr{Attr_set: roFlags}
+	err := unix.MountSetattr(unix.AT_FDCWD, dst, unix.AT_RECURSIVE, &attr)
+	if errors.Is(err, unix.ENOSYS) { // kernel < 5.12: top mount only
+		err = unix.Mount("", dst, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make %s read-only: %w", dst, err)
+	}
+	return nil
+}
+
+func mkdir(path string, mode uint32) error {
+	if err := unix.Mkdir(path, mode); err != nil && err != unix.EEXIST {
+		return fmt.Errorf("mkdir %s: %w", path, err)
+	}
+	return nil
+}
+
+func mkdirs(root string, paths ...string) error {
+	for _, p := range paths {
+		if err := mkdir(root+p, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func symlink(target, link string) error {
+	if err := unix.Symlink(target, link); err != nil {
+		return fmt.Errorf("symlink %s -> %s: %w", link, target, err)
+	}
+	return nil
+}
+
+// prepareRoot builds everything that is the same for all environments on
+// a tmpfs at b.Root: host system directories, mountpoints, /proc, /dev. We
+// are alone in a fresh mount namespace, so the staging path is the same for
+// every environment and nothing is visible to the host. A pooled process
+// does this before it is assigned an environment.
+func prepareRoot(b *Base) error {
+	r := b.Root
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
+	if err := mount("lambdaplane", r, "tmpfs", tmpFlags, "size=1m,nr_inodes=1024,mode=755"); err != nil {
+		return err
+	}
+	for _, e := range b.System {
+		if e.Link != "" {
+			if err := symlink(e.Link, r+e.Path); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := mkdir(r+e.Path, 0o755); err != nil {
+			return err
+		}
+		if err := bindRO(e.Path, r+e.Path); err != nil {
+			return err
+		}
+	}
+	if err := mkdirs(r, "/var", "/var/task", "/opt", "/tmp", "/proc", "/dev"); err != nil {
+		return err
+	}
+	// Our pid namespace exists already, so /proc can be mounted now.
+	if err := mount("proc", r+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	return prepareDev(b, r+"/dev")
+}
+
+// finishRoot adds the environment's own mounts, makes the root read-only
+// and pivots into it.
+func finishRoot(b *Base, p *Params) error {
+	r := b.Root
+	if err := bindRO(p.CodeDir, r+"/var/task"); err != nil {
+		return err
+	}
+	if p.OptDir != "" {
+		if err := bindRO(p.OptDir, r+"/opt"); err != nil {
+			return err
+		}
+	}
+	if p.RuntimeDir != "" {
+		if err := mkdir(r+"/var/runtime", 0o755); err != nil {
+			return err
+		}
+		if err := bindRO(p.RuntimeDir, r+"/var/runtime"); err != nil {
+			return err
+		}
+	}
+	if err := mount("tmpfs", r+"/tmp", "tmpfs", tmpFlags, "mode=1777,size="+strconv.Itoa(p.TmpMB)+"m"); err != nil {
+		return err
+	}
+	dev := r + "/dev"
+	if err := mount("shm", dev+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(p.ShmMB)+"m"); err != nil {
+		return err
+	}
+	if err := mount("", dev, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+		return err
+	}
+	if p.Hostname != "" {
+		if err := unix.Sethostname([]byte(p.Hostname)); err != nil {
+			return fmt.Errorf("sethostname: %w", err)
+		}
+	}
+	if err := mount("", r, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return err
+	}
+	if err := pivot(r); err != nil {
+		return err
+	}
+	if err := unix.Chdir("/var/task"); err != nil {
+		return fmt.Errorf("chdir /var/task: %w", err)
+	}
+	return nil
+}
+
+// devNumbers are the fixed Linux device numbers of the nodes /dev may hold.
+var devNumbers = map[string][2]uint32{
+	"null": {1, 3}, "zero": {1, 5}, "full": {1, 7}, "random": {1, 8}, "urandom": {1, 9}, "tty": {5, 0},
+}
+
+// prepareDev makes a minimal /dev: a tmpfs with the usual character
+// devices (mknod is several times cheaper than bind-mounting the host's
+// nodes), the /proc/self/fd symlinks and a mountpoint for /dev/shm.
+// finishRoot mounts /dev/shm and makes /dev read-only.
+func prepareDev(b *Base, dev string) error {
+	if err := mount("tmpfs", dev, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,nr_inodes=64,mode=755"); err != nil {
+		return err
+	}
+	for _, d := range b.Devices {
+		n, ok := devNumbers[d]
+		if !ok {
+			return fmt.Errorf("unknown device %q", d)
+		}
+		if err := unix.Mknod(dev+"/"+d, unix.S_IFCHR|0o666, int(unix.Mkdev(n[0], n[1]))); err != nil {
+			return fmt.Errorf("mknod %s/%s: %w", dev, d, err)
+		}
+		// mknod obeys the umask; the nodes must be 0666.
+		if err := unix.Chmod(dev+"/"+d, 0o666); err != nil {
+			return fmt.Errorf("chmod %s/%s: %w", dev, d, err)
+		}
+	}
+	if err := mkdir(dev+"/shm", 0o1777); err != nil {
+		return err
+	}
+	for _, l := range [][2]string{
+		{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
+		{"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+	} {
+		if err := symlink(l[1], dev+"/"+l[0]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pivot makes root the process's root and detaches the host tree, as runc
+// does: pivot_root(".", ".") stacks the old root on top of the new one, and
+// the old one is then lazily unmounted.
+func pivot(root string) error {
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open /: %w", err)
+	}
+	defer unix.Close(oldRoot)
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("chdir %s: %w", root, err)
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		if err != unix.EINVAL {
+			return fmt.Errorf("pivot_root %s: %w", root, err)
+		}
+		// The host root is not a mount point (initramfs): move and chroot.
+		if err := mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+			return err
+		}
+		if err := unix.Chroot("."); err != nil {
+			return fmt.Errorf("chroot %s: %w", root, err)
+		}
+		return unix.Chdir("/")
+	}
+	if err := unix.Fchdir(oldRoot); err != nil {
+		return fmt.Errorf("fchdir old root: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return fmt.Errorf("chdir /: %w", err)
+	}
+	return nil
+}
+
+// dropPrivileges leaves the thread with no way back to root: no_new_privs,
+// empty bounding and ambient sets, no supplementary groups, unprivileged
+// real/effective/saved ids (which clears the permitted and effective sets
+// because SECBIT_KEEP_CAPS is not set), and an explicitly empty capset.
+//
+// Credentials are changed with raw per-thread system calls on purpose: the
+// syscall package's Setresuid & co. stop every runtime thread to apply them
+// everywhere (~0.3-2 ms here). Only this locked thread matters: it is the
+// one that calls execve, which ends all the others.
+func dropPrivileges(uid, gid int) error {
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("PR_SET_NO_NEW_PRIVS: %w", err)
+	}
+	for c := 0; c < 64; c++ {
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			if err == unix.EINVAL { // past CAP_LAST_CAP
+				break
+			}
+			return fmt.Errorf("PR_CAPBSET_DROP %d: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("PR_CAP_AMBIENT_CLEAR_ALL: %w", err)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return fmt.Errorf("setgroups: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
+		return fmt.Errorf("setresgid %d: %w", gid, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
+		return fmt.Errorf("setresuid %d: %w", uid, e)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// lookPath resolves argv0 like execvp: names with a slash are used as is,
+// others are searched in PATH from env.
+func lookPath(argv0 string, env []string) (string, error) {
+	if argv0 == "" {
+		return "", errors.New("empty command")
+	}
+	if strings.Contains(argv0, "/") {
+		return argv0, executable(argv0)
+	}
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	err := error(unix.ENOENT)
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p := dir + "/" + argv0
+		e := executable(p)
+		if e == nil {
+			return p, nil
+		}
+		if e != unix.ENOENT && e != unix.ENOTDIR {
+			err = e
+		}
+	}
+	return "", fmt.Errorf("not found in PATH %q: %w", path, err)
+}
+
+func executable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return unix.EISDIR
+	}
+	return unix.Access(p, unix.X_OK)
+}

@@ -1,0 +1,74 @@
+package sandbox
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lambdaplane/lambdaplane/internal/sandbox/initproc"
+)
+
+func TestCPUShares(t *testing.T) {
+	for mb, want := range map[int]int{1: 2, 3: 2, 128: 74, 1769: 1024, 3538: 2048, 10240: 5927} {
+		if got := cpuShares(mb); got != want {
+			t.Errorf("cpuShares(%d) = %d, want %d", mb, got, want)
+		}
+	}
+}
+
+func TestLimits(t *testing.T) {
+	w := limits(128, true)
+	var names []string
+	for _, x := range w {
+		names = append(names, x.file+"="+x.value)
+	}
+	got := strings.Join(names, " ")
+	want := "memory.limit_in_bytes=134217728 memory.memsw.limit_in_bytes=134217728 memory.swappiness=0 pids.max=1024 cpu.shares=74"
+	if got != want {
+		t.Errorf("limits:\n got %s\nwant %s", got, want)
+	}
+	if len(limits(128, false)) != len(w)-1 {
+		t.Error("memsw written without swap accounting")
+	}
+}
+
+func TestOOMKills(t *testing.T) {
+	n, ok := oomKills([]byte("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n"))
+	if !ok || n != 2 {
+		t.Errorf("got %d %v", n, ok)
+	}
+	if _, ok := oomKills([]byte("oom_kill_disable 0\nunder_oom 0\n")); ok {
+		t.Error("old kernel format reported a counter")
+	}
+}
+
+func TestSpecValidate(t *testing.T) {
+	good := Spec{ID: "abc123", NetnsPath: "/run/netns/x", CodeDir: "/code", Command: []string{"/var/task/bootstrap"}}
+	if err := good.validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Spec){
+		"id":      func(s *Spec) { s.ID = "ABC" },
+		"longid":  func(s *Spec) { s.ID = strings.Repeat("a", 41) },
+		"netns":   func(s *Spec) { s.NetnsPath = "" },
+		"code":    func(s *Spec) { s.CodeDir = "code" },
+		"opt":     func(s *Spec) { s.OptDir = "rel" },
+		"command": func(s *Spec) { s.Command = nil },
+		"memory":  func(s *Spec) { s.MemoryMB = -1 },
+	} {
+		s := good
+		mut(&s)
+		if err := s.validate(); !errors.Is(err, ErrInvalidSpec) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestInitErrorIs(t *testing.T) {
+	if !errors.Is(&InitError{Code: initproc.ExitExec}, ErrInvalidEntrypoint) {
+		t.Error("exec failure is not ErrInvalidEntrypoint")
+	}
+	if errors.Is(&InitError{Code: initproc.ExitSetup}, ErrInvalidEntrypoint) {
+		t.Error("setup failure is ErrInvalidEntrypoint")
+	}
+}
