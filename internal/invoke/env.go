@@ -29,10 +29,11 @@ const initTimeout = 10 * time.Second
 // command cannot be executed.
 const exitInvalidEntrypoint = 127
 
-// Phase is the duration of one cold-start step.
+// Phase is one cold-start step: when it started and how long it took.
 type Phase struct {
-	Name string
-	D    time.Duration
+	Name  string
+	Start time.Time
+	D     time.Duration
 }
 
 // env is one execution environment.
@@ -244,7 +245,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 			}
 			return nil, nil, err
 		}
-		e.phases = append(e.phases, Phase{Name: h.name(), D: time.Since(t)})
+		e.phases = append(e.phases, Phase{Name: h.name(), Start: t, D: time.Since(t)})
 	}
 	s.metrics.envCreated()
 	if e.proc != nil {
@@ -258,7 +259,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 	select {
 	case <-e.rapi.Ready():
 		e.initDur = time.Since(started)
-		e.phases = append(e.phases, Phase{Name: "runtime_init", D: e.initDur})
+		e.phases = append(e.phases, Phase{Name: "runtime_init", Start: started, D: e.initDur})
 		s.metrics.observeColdStart(cfg, e.phases)
 		return e, nil, nil
 	case fe := <-e.rapi.InitError():
