@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -42,6 +44,9 @@ type Env struct {
 	exit     ExitInfo // written before done is closed
 	closeOut *os.File // the monitor's copy of an *os.File output, closed by it
 
+	maxUsageOnce sync.Once
+	maxUsageFile *os.File // memory.max_usage_in_bytes, closed by Destroy
+
 	destroyMu sync.Mutex
 	destroyed bool
 }
@@ -73,10 +78,32 @@ func (e *Env) phase(name string, d time.Duration) {
 	e.phases = append(e.phases, Phase{name, d})
 }
 
+// maxUsage returns memory.max_usage_in_bytes, opened once and kept open:
+// it is read and reset on every invoke, and opening a cgroup file each time
+// costs tens of microseconds.
+func (e *Env) maxUsage() *os.File {
+	e.maxUsageOnce.Do(func() {
+		f, err := os.OpenFile(e.cg.memory()+"/memory.max_usage_in_bytes", os.O_RDWR, 0)
+		if err == nil {
+			e.maxUsageFile = f
+		}
+	})
+	return e.maxUsageFile
+}
+
 // MaxMemoryUsedMB returns the memory high-water mark (memory.max_usage_in_bytes),
 // rounded up to MiB; 0 if unavailable.
 func (e *Env) MaxMemoryUsedMB() int {
-	n, err := readInt(e.cg.memory() + "/memory.max_usage_in_bytes")
+	f := e.maxUsage()
+	if f == nil {
+		return 0
+	}
+	var buf [32]byte
+	k, err := f.ReadAt(buf[:], 0)
+	if k == 0 && err != nil {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(string(buf[:k])), 10, 64)
 	if err != nil {
 		return 0
 	}
@@ -86,7 +113,9 @@ func (e *Env) MaxMemoryUsedMB() int {
 // ResetMaxMemory restarts the high-water mark at the current usage, so the
 // next MaxMemoryUsedMB is per invoke.
 func (e *Env) ResetMaxMemory() {
-	_ = writeFile(e.cg.memory()+"/memory.max_usage_in_bytes", "0")
+	if f := e.maxUsage(); f != nil {
+		_, _ = f.WriteAt([]byte("0"), 0)
+	}
 }
 
 // monitor copies the environment's output until every writer is gone
@@ -151,6 +180,10 @@ func (e *Env) Destroy() error {
 	}
 	if err := e.kill(); err != nil {
 		return err
+	}
+	e.maxUsageOnce.Do(func() {}) // no later open
+	if e.maxUsageFile != nil {
+		e.maxUsageFile.Close()
 	}
 	if err := e.cg.remove(); err != nil {
 		return fmt.Errorf("sandbox %s: %w", e.id, err)
