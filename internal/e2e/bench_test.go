@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -13,6 +15,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -105,23 +109,85 @@ func BenchmarkWarmParallel16(b *testing.B) {
 	fmt.Printf("warm invoke c=16: %.0f invokes/s over %d\n", float64(done.Load())/el.Seconds(), done.Load())
 }
 
-// BenchmarkIdleEnvironmentMemory reports the server's resident memory per
-// idle environment (the function's own process excluded).
+// BenchmarkIdleEnvironmentMemory reports what an idle environment costs
+// beyond the function's own process: the server's own memory (Go heap and
+// stacks: goroutines, buffers, listeners) plus the kernel's (slab: network
+// namespace, veth pair, routes, nft elements, cgroups, mounts; kernel stacks
+// and page tables; shmem: the environment's tmpfs). The function's private
+// pages are reported separately. Whole-machine counters like MemAvailable
+// move too much with unrelated page cache to attribute a few hundred KB.
 func BenchmarkIdleEnvironmentMemory(b *testing.B) {
 	e := startServer(b, func(c *serverConfig) { c.PoolSize = 1 })
-	const n = 50
+	const n = 100
 	for i := 0; i < n; i++ {
 		e.createProbe(fmt.Sprintf("idle-%d", i))
 	}
-	e.invokeJSON("idle-0", map[string]any{})
-	before := rssKB()
+	e.invokeJSON("idle-0", map[string]any{}) // warm the server's own paths
+	settle := func() {
+		runtime.GC()
+		debug.FreeOSMemory()
+		time.Sleep(300 * time.Millisecond)
+	}
+	type snap struct{ goKB, kernelKB, fnKB int }
+	take := func() snap {
+		settle()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return snap{int((ms.HeapInuse + ms.StackInuse) / 1024), kernelKB(), functionRSSKB(b, e.prefix)}
+	}
+	before := take()
 	for i := 1; i < n; i++ {
 		e.invokeJSON(fmt.Sprintf("idle-%d", i), map[string]any{})
 	}
-	after := rssKB()
-	per := float64(after-before) / float64(n-1) / 1024
-	b.ReportMetric(per, "MB/idle-env")
-	fmt.Printf("server memory per idle environment: %.2f MB (%d environments)\n", per, n)
+	after := take()
+	envs := float64(n - 1)
+	goMB := float64(after.goKB-before.goKB) / envs / 1024
+	kMB := float64(after.kernelKB-before.kernelKB) / envs / 1024
+	fnMB := float64(after.fnKB-before.fnKB) / envs / 1024
+	b.ReportMetric(goMB+kMB, "MB/idle-env")
+	fmt.Printf("idle environment overhead: %.2f MB (server %.2f MB + kernel %.2f MB); the function's own private memory %.2f MB (%d environments)\n", goMB+kMB, goMB, kMB, fnMB, n-1)
+}
+
+// kernelKB sums the kernel-side counters environments grow.
+func kernelKB() int {
+	b, _ := os.ReadFile("/proc/meminfo")
+	total := 0
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"Slab:", "KernelStack:", "PageTables:", "Shmem:"} {
+			if strings.HasPrefix(l, k) {
+				v, _ := strconv.Atoi(strings.Fields(l)[1])
+				total += v
+			}
+		}
+	}
+	return total
+}
+
+// functionRSSKB sums the private memory (Private_Clean + Private_Dirty of
+// smaps_rollup; shared binary pages are cached once for all) of every
+// process in the server's memory cgroups.
+func functionRSSKB(b *testing.B, prefix string) int {
+	cgs, err := sandbox.ListCgroups(prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0
+	for _, cg := range cgs {
+		if !strings.Contains(cg, "/memory/") {
+			continue
+		}
+		procs, _ := os.ReadFile(cg + "/cgroup.procs")
+		for _, pid := range strings.Fields(string(procs)) {
+			st, _ := os.ReadFile("/proc/" + pid + "/smaps_rollup")
+			for _, l := range strings.Split(string(st), "\n") {
+				if strings.HasPrefix(l, "Private_Clean:") || strings.HasPrefix(l, "Private_Dirty:") {
+					v, _ := strconv.Atoi(strings.Fields(l)[1])
+					total += v
+				}
+			}
+		}
+	}
+	return total
 }
 
 func rssKB() int {
