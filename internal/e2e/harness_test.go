@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	sweepStale()
 	cleanup, err := makeInternet()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "internet namespace:", err)
@@ -91,6 +93,35 @@ func run(m *testing.M) int {
 	defer cleanup()
 	return m.Run()
 }
+
+// sweepStale removes what an earlier run of this package left behind when it
+// was killed before its cleanups ran (its prefixes are t/r + 4 hex digits).
+func sweepStale() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		name := f[0]
+		if staleInternet.MatchString(name) {
+			exec.Command("ip", "netns", "del", name).Run()
+			continue
+		}
+		if m := stalePrefix.FindStringSubmatch(name); m != nil && !seen[m[1]] {
+			seen[m[1]] = true
+			if err := netdev.Cleanup(m[1]); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: sweeping %s: %v\n", m[1], err)
+			}
+		}
+	}
+}
+
+var (
+	stalePrefix   = regexp.MustCompile(`^([tr][0-9a-f]{4})-`)
+	staleInternet = regexp.MustCompile(`^lpinet[0-9a-f]{3}$`)
+)
 
 // makeInternet creates the namespace standing in for the internet: it owns
 // 203.0.113.1 (a documentation address) and answers TCP on port 80.
