@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
 )
 
@@ -97,6 +98,15 @@ func run(m *testing.M) int {
 // sweepStale removes what an earlier run of this package left behind when it
 // was killed before its cleanups ran (its prefixes are t/r + 4 hex digits).
 func sweepStale() {
+	if ents, err := os.ReadDir(filepath.Join(sandbox.CgroupRoot, "memory")); err == nil {
+		for _, e := range ents {
+			if e.IsDir() && stalePrefix.MatchString(e.Name()+"-") {
+				if err := sandbox.CleanupPrefix(e.Name()); err != nil {
+					fmt.Fprintf(os.Stderr, "e2e: sweeping cgroups %s: %v\n", e.Name(), err)
+				}
+			}
+		}
+	}
 	out, _ := exec.Command("ip", "netns", "list").Output()
 	seen := map[string]bool{}
 	for _, line := range strings.Split(string(out), "\n") {

@@ -504,3 +504,25 @@ func (x ExitInfo) String() string {
 	}
 	return b.String()
 }
+
+// CleanupPrefix removes every cgroup with prefix — killing what still runs
+// in them — and the prefix directories themselves. It is for a prefix whose
+// server is gone (a crashed test run); a live server uses Manager.Cleanup.
+func CleanupPrefix(prefix string) error {
+	dirs, err := ListCgroups(prefix)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, d := range dirs {
+		killCgroupTasks(d)
+		errs = append(errs, removeCgroup(d))
+	}
+	for _, c := range controllers {
+		p := filepath.Join(CgroupRoot, c, prefix)
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
