@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/client"
+	"github.com/lambdaplane/lambdaplane/internal/instance"
 	"github.com/lambdaplane/lambdaplane/internal/server"
 )
 
@@ -30,8 +31,11 @@ const usage = `lambdaplane — a self-hosted AWS Lambda API with real VPC networ
 Usage:
   lambdaplane serve [flags]              start the server (embedded store)
   lambdaplane logs NAME [--follow]       print a function's logs
+  lambdaplane instance run --subnet-id ID [--security-group-ids A,B] [--private-ip IP] -- CMD ARGS...
+                                         run CMD as an instance with its own network interface
   lambdaplane accounts create NAME       add a tenant account with its own keys
   lambdaplane accounts list              list accounts
+  lambdaplane bench [--quick]            measure cold starts, warm invokes and memory; write RESULTS.md
   lambdaplane version
 
 Run "lambdaplane COMMAND --help" for the flags of a command.
@@ -50,6 +54,14 @@ func main() {
 		err = logsCmd(os.Args[2:])
 	case "accounts":
 		err = accountsCmd(os.Args[2:])
+	case "bench":
+		err = benchCmd(os.Args[2:])
+	case "instance":
+		var code int
+		code, err = instanceCmd(os.Args[2:])
+		if err == nil {
+			os.Exit(code)
+		}
 	case "version":
 		fmt.Println("lambdaplane", version())
 	case "-h", "--help", "help":
@@ -300,4 +312,34 @@ func accountsCmd(args []string) error {
 	}
 	fmt.Println(strings.TrimSpace(string(body)))
 	return nil
+}
+
+func instanceCmd(args []string) (int, error) {
+	if len(args) == 0 || args[0] != "run" {
+		return 0, errors.New("usage: lambdaplane instance run --subnet-id ID [--security-group-ids A,B] [--private-ip IP] -- CMD ARGS...")
+	}
+	fs := flag.NewFlagSet("instance run", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: lambdaplane instance run --subnet-id ID [--security-group-ids A,B] [--private-ip IP] -- CMD ARGS...\n\n"+
+			"Creates a network interface in the subnet, runs CMD in a network namespace holding only that interface\n"+
+			"(its address in $LAMBDAPLANE_INSTANCE_IP), and deletes the interface when CMD exits. Runs as root on the server host.")
+		fs.PrintDefaults()
+	}
+	var o instance.Options
+	var groups string
+	fs.StringVar(&o.SubnetID, "subnet-id", "", "subnet the instance joins (required)")
+	fs.StringVar(&groups, "security-group-ids", "", "security groups, comma separated (default: the VPC's default group)")
+	fs.StringVar(&o.PrivateIP, "private-ip", "", "address to take in the subnet (default: the next free one)")
+	co := clientFlags(fs)
+	if err := fs.Parse(args[1:]); err != nil {
+		return 0, err
+	}
+	o.Client = *co
+	o.Command = fs.Args()
+	for _, g := range strings.Split(groups, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			o.SecurityGroupIDs = append(o.SecurityGroupIDs, g)
+		}
+	}
+	return instance.Run(context.Background(), o)
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,7 +43,7 @@ func New(v Verifier, log *slog.Logger, reg prometheus.Registerer, services ...Se
 	for _, svc := range services {
 		s.services[svc.Name()] = svc
 	}
-	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "lambdaplane_api_requests_total", Help: "API requests by service and status."}, []string{"service", "status"})
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "API requests by service, operation and HTTP status."}, []string{"service", "operation", "status"})
 	if reg != nil {
 		reg.MustRegister(s.requests)
 	}
@@ -83,20 +85,24 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	svc := s.pick(r)
 	sw := &statusWriter{ResponseWriter: w, status: 200}
-	defer func() { s.requests.WithLabelValues(svc.Name(), fmt.Sprint(sw.status)).Inc() }()
+	var body []byte
+	defer func() {
+		s.requests.WithLabelValues(svc.Name(), Operation(svc.Name(), r, body), strconv.Itoa(sw.status)).Inc()
+	}()
 	if !s.ready.Load() {
 		svc.WriteError(sw, r, errors.New("service is starting"))
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
+	read, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
 	if err != nil {
 		svc.WriteError(sw, r, fmt.Errorf("read request body: %w", err))
 		return
 	}
-	if len(body) > MaxBody {
+	if len(read) > MaxBody {
 		svc.WriteError(sw, r, ErrBodyTooLarge)
 		return
 	}
+	body = read
 	id, err := s.verifier.Verify(r, body)
 	if err != nil {
 		s.log.Debug("request rejected", "path", r.URL.Path, "err", err)
@@ -127,4 +133,103 @@ func (s *Server) pick(r *http.Request) Service {
 		}
 	}
 	return s.services["lambda"]
+}
+
+// MetricRequests counts API requests by service, operation and status.
+const MetricRequests = "lambdaplane_api_requests_total"
+
+// Operation names an API request for metrics: the Action of a Query API
+// (EC2, IAM) request, the operation a Lambda REST path and method map to,
+// or "Unknown" (the label's values stay bounded).
+func Operation(service string, r *http.Request, body []byte) string {
+	if service != "lambda" {
+		if a := r.URL.Query().Get("Action"); a != "" {
+			return boundedName(a)
+		}
+		if v, err := url.ParseQuery(string(body)); err == nil && v.Get("Action") != "" {
+			return boundedName(v.Get("Action"))
+		}
+		return "Unknown"
+	}
+	return lambdaOperation(r.Method, r.URL.Path)
+}
+
+// boundedName keeps an operation name a short identifier.
+func boundedName(s string) string {
+	if len(s) > 64 {
+		return "Unknown"
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return "Unknown"
+		}
+	}
+	return s
+}
+
+// lambdaOperation maps a Lambda REST request to its operation name.
+func lambdaOperation(method, path string) string {
+	segs := strings.Split(strings.Trim(path, "/"), "/")
+	if len(segs) < 2 {
+		return "Unknown"
+	}
+	n := len(segs)
+	switch {
+	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 2:
+		switch method {
+		case http.MethodPost:
+			return "CreateFunction"
+		case http.MethodGet:
+			return "ListFunctions"
+		}
+	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 3:
+		switch method {
+		case http.MethodGet:
+			return "GetFunction"
+		case http.MethodDelete:
+			return "DeleteFunction"
+		}
+	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 4:
+		switch segs[3] + " " + method {
+		case "configuration GET":
+			return "GetFunctionConfiguration"
+		case "configuration PUT":
+			return "UpdateFunctionConfiguration"
+		case "code PUT":
+			return "UpdateFunctionCode"
+		case "invocations POST":
+			return "Invoke"
+		case "versions POST":
+			return "PublishVersion"
+		case "versions GET":
+			return "ListVersionsByFunction"
+		case "aliases POST":
+			return "CreateAlias"
+		case "aliases GET":
+			return "ListAliases"
+		}
+	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 5 && segs[3] == "aliases":
+		switch method {
+		case http.MethodGet:
+			return "GetAlias"
+		case http.MethodPut:
+			return "UpdateAlias"
+		case http.MethodDelete:
+			return "DeleteAlias"
+		}
+	case segs[0] == "2016-08-19" && segs[1] == "account-settings" && method == http.MethodGet:
+		return "GetAccountSettings"
+	case (segs[0] == "2017-10-31" || segs[0] == "2019-09-30") && segs[1] == "functions" && n == 4 && segs[3] == "concurrency":
+		switch method {
+		case http.MethodPut:
+			return "PutFunctionConcurrency"
+		case http.MethodDelete:
+			return "DeleteFunctionConcurrency"
+		case http.MethodGet:
+			return "GetFunctionConcurrency"
+		}
+	case segs[0] == "_lambdaplane" && segs[1] == "logs":
+		return "GetLogs"
+	}
+	return "Unknown"
 }

@@ -91,3 +91,18 @@ type AliasInput struct {
 		AdditionalVersionWeights map[string]float64 `json:"AdditionalVersionWeights"`
 	} `json:"RoutingConfig"`
 }
+
+// PublishLayerInput is PublishLayerVersion's request body.
+type PublishLayerInput struct {
+	Content *struct {
+		ZipFile             []byte  `json:"ZipFile"`
+		S3Bucket            *string `json:"S3Bucket"`
+		S3Key               *string `json:"S3Key"`
+		S3ObjectVersion     *string `json:"S3ObjectVersion"`
+		S3ObjectStorageMode *string `json:"S3ObjectStorageMode"`
+	} `json:"Content"`
+	Description             string   `json:"Description"`
+	CompatibleRuntimes      []string `json:"CompatibleRuntimes"`
+	CompatibleArchitectures []string `json:"CompatibleArchitectures"`
+	LicenseInfo             string   `json:"LicenseInfo"`
+}

@@ -49,7 +49,12 @@ type Service struct {
 	cache    *cache
 	stop     context.CancelFunc
 
+	layerCounters *store.Table[layerCounter]
+	layerVersions *store.Table[LayerVersion]
+	layerObjs     jetstream.ObjectStore
+
 	extractMu sync.Mutex
+	mergeMu   sync.Mutex
 }
 
 // New opens the function buckets and loads the cache.
@@ -57,8 +62,15 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.AccountLimit == 0 {
 		o.AccountLimit = 1000
 	}
-	if o.CodeLimits == (codepkg.Limits{}) {
-		o.CodeLimits = codepkg.DefaultLimits()
+	d := codepkg.DefaultLimits()
+	if o.CodeLimits.MaxZipped <= 0 {
+		o.CodeLimits.MaxZipped = d.MaxZipped
+	}
+	if o.CodeLimits.MaxUnzipped <= 0 {
+		o.CodeLimits.MaxUnzipped = d.MaxUnzipped
+	}
+	if o.CodeLimits.MaxFiles <= 0 {
+		o.CodeLimits.MaxFiles = d.MaxFiles
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -78,6 +90,15 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if s.code, err = o.Store.Objects(ctx, "code"); err != nil {
+		return nil, err
+	}
+	if s.layerCounters, err = store.NewTable[layerCounter](ctx, o.Store, "layers"); err != nil {
+		return nil, err
+	}
+	if s.layerVersions, err = store.NewTable[LayerVersion](ctx, o.Store, "layerversions"); err != nil {
+		return nil, err
+	}
+	if s.layerObjs, err = o.Store.Objects(ctx, "layercontent"); err != nil {
 		return nil, err
 	}
 	wctx, cancel := context.WithCancel(context.Background())
@@ -247,8 +268,9 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if err := s.checkVpc(in.VpcConfig); err != nil {
 		return nil, err
 	}
-	if len(in.Layers) > 0 {
-		return nil, invalidParam("Layers are not supported by lambdaplane yet; package dependencies in the function's zip")
+	layerRefs, err := s.resolveLayers(ctx, acct, region, in.Layers)
+	if err != nil {
+		return nil, err
 	}
 	if err := s.checkCode(in.Code); err != nil {
 		return nil, err
@@ -260,8 +282,12 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkUnzippedTotal(info.Unzipped, layerRefs); err != nil {
+		return nil, err
+	}
 	now := s.o.Now().UTC()
-	cfg.CodeSha256, cfg.CodeSize, cfg.CodeKey = info.Sha256, info.Size, key
+	cfg.CodeSha256, cfg.CodeSize, cfg.CodeKey, cfg.CodeUnzipped = info.Sha256, info.Size, key, info.Unzipped
+	cfg.Layers = layerRefs
 	cfg.LastModified = now
 	cfg.RevisionID = newRevision()
 	cfg.State, cfg.LastUpdateStatus = StateActive, UpdateSuccessful
@@ -575,7 +601,10 @@ func (s *Service) UpdateCode(ctx context.Context, acct, region, name string, in 
 		return nil, err
 	}
 	cfg, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
-		c.CodeSha256, c.CodeSize, c.CodeKey = info.Sha256, info.Size, key
+		if err := s.checkUnzippedTotal(info.Unzipped, c.Layers); err != nil {
+			return err
+		}
+		c.CodeSha256, c.CodeSize, c.CodeKey, c.CodeUnzipped = info.Sha256, info.Size, key, info.Unzipped
 		return nil
 	})
 	if err != nil {
@@ -606,10 +635,19 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 	if err := s.checkVpc(in.VpcConfig); err != nil {
 		return nil, err
 	}
-	if len(in.Layers) > 0 {
-		return nil, invalidParam("Layers are not supported by lambdaplane yet; package dependencies in the function's zip")
+	var layerRefs []LayerRef
+	if in.Layers != nil { // [] detaches every layer
+		if layerRefs, err = s.resolveLayers(ctx, acct, region, in.Layers); err != nil {
+			return nil, err
+		}
 	}
 	return s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
+		if in.Layers != nil {
+			if err := s.checkUnzippedTotal(c.CodeUnzipped, layerRefs); err != nil {
+				return err
+			}
+			c.Layers = layerRefs
+		}
 		if in.Role != nil {
 			c.Role = *in.Role
 		}

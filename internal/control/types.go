@@ -20,6 +20,7 @@ type Config struct {
 	CodeSha256       string            `json:"CodeSha256"`
 	CodeSize         int64             `json:"CodeSize"`
 	CodeKey          string            `json:"CodeKey"` // hex SHA-256: object-store key and extraction dir
+	CodeUnzipped     int64             `json:"CodeUnzipped,omitempty"`
 	Version          string            `json:"Version"`
 	VersionDesc      string            `json:"VersionDesc,omitempty"`
 	LastModified     time.Time         `json:"LastModified"`
@@ -44,10 +45,14 @@ type VpcConfig struct {
 	Ipv6DualStack    bool     `json:"Ipv6AllowedForDualStack"`
 }
 
-// LayerRef is a layer version attached to a function.
+// LayerRef is a layer version attached to a function. Key and Unzipped are
+// copied from the layer version when it is attached, so the function keeps
+// working after the layer version is deleted (as on AWS).
 type LayerRef struct {
 	Arn      string `json:"Arn"`
 	CodeSize int64  `json:"CodeSize"`
+	Key      string `json:"Key"`      // hex SHA-256 of the layer zip: object-store key
+	Unzipped int64  `json:"Unzipped"` // bytes of file content after decompression
 }
 
 // Function is the durable record of a function: its $LATEST configuration

@@ -150,7 +150,7 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 		}
 	}()
 	resp, err := s.Invoke(q.ctx, &Request{AccountID: ev.AccountID, Region: ev.Region, Function: ev.Function,
-		Qualifier: ev.Qualifier, InvocationType: RequestResponse, Payload: ev.Payload, RequestID: ev.RequestID, TraceID: ev.TraceID})
+		Qualifier: ev.Qualifier, InvocationType: RequestResponse, Payload: ev.Payload, RequestID: ev.RequestID, TraceID: ev.TraceID, async: true})
 	stopHB()
 	var ce *control.Error
 	switch {

@@ -109,6 +109,7 @@ func (runtimeAPIHook) destroy(s *Scheduler, e *env) error {
 
 type processHook struct {
 	codeDir string
+	optDir  string // merged layers, "" = empty /opt
 	rt      runtimes.Runtime
 }
 
@@ -123,6 +124,7 @@ func (h processHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
 		ID:          e.id,
 		NetnsPath:   e.net.Path,
 		CodeDir:     h.codeDir,
+		OptDir:      h.optDir,
 		RuntimeDir:  s.o.RuntimeDir,
 		Command:     h.rt.Bootstrap,
 		Env:         s.environ(e, h.rt),
@@ -223,9 +225,13 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 	if err != nil {
 		return nil, nil, err
 	}
+	optDir, err := s.o.Control.OptDir(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
 	now := time.Now()
 	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now)}
-	e.hooks = []hook{netnsHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, rt: rt}}
+	e.hooks = []hook{netnsHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
 	for i, h := range e.hooks {
 		t := time.Now()
 		if err := h.prerun(ctx, s, e); err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Payload limits (bytes).
@@ -55,6 +56,11 @@ type Options struct {
 	Logger         *slog.Logger
 	DisableAsync   bool // tests of the sync path only
 	MaxEnvironment int  // safety bound on simultaneous environments (default 4096)
+
+	// Traces: TracerProvider when set (tests), else OTLP/HTTP export to
+	// OTLPEndpoint when set, else none.
+	TracerProvider trace.TracerProvider
+	OTLPEndpoint   string
 }
 
 // poolKey identifies environments that may serve each other's invokes.
@@ -72,6 +78,7 @@ type Scheduler struct {
 	o       Options
 	log     *slog.Logger
 	metrics *metrics
+	tracing *tracing
 
 	mu       sync.Mutex
 	pools    map[poolKey]*pool
@@ -113,6 +120,12 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		inFlight: map[string]int{}, fnFlight: map[string]int{},
 		stop: make(chan struct{}),
 	}
+	tr, err := newTracing(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	s.tracing = tr
+	s.metrics.watch(s)
 	s.wg.Add(1)
 	go s.reaper()
 	if !o.DisableAsync {
@@ -133,6 +146,7 @@ func (s *Scheduler) Close() {
 		s.async.close()
 	}
 	s.wg.Wait()
+	defer s.tracing.close()
 	s.mu.Lock()
 	envs := make([]*env, 0, len(s.all))
 	for e := range s.all {
@@ -161,6 +175,8 @@ type Request struct {
 	RequestID          string // set for async re-deliveries
 	TraceID            string
 	ExcludeFromLimiter bool
+
+	async bool // an Event invocation run by the async queue
 }
 
 // Response is what Invoke returns to the API edge.
@@ -208,7 +224,7 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 		if err := s.async.enqueue(ctx, r, cfg); err != nil {
 			return nil, err
 		}
-		s.metrics.invocation(cfg, "Event", "queued")
+		s.metrics.enqueue(cfg)
 		return &Response{Status: 202, RequestID: r.RequestID}, nil
 	case RequestResponse:
 	default:
@@ -340,7 +356,7 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 		var fe *runtimeapi.FunctionError
 		e, fe, err = s.coldStart(ctx, key, cfg)
 		if err != nil {
-			s.metrics.invocation(cfg, RequestResponse, "error")
+			s.metrics.invocation(cfg, invocationType(r), "error")
 			return nil, err
 		}
 		if fe != nil {
@@ -352,6 +368,7 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 		}
 	}
 	resp, healthy := s.execute(ctx, r, e, warm)
+	s.tracing.invocation(r, cfg, e, !warm, start, time.Now(), resp)
 	if healthy {
 		s.release(e)
 	} else {
@@ -376,7 +393,7 @@ func (s *Scheduler) initFailed(r *Request, cfg *control.Config, fe *runtimeapi.F
 	if s.o.Logs != nil {
 		_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, logs.Record{Version: cfg.Version, RequestID: r.RequestID, Text: text})
 	}
-	s.metrics.invocation(cfg, RequestResponse, "error")
+	s.metrics.invocation(cfg, invocationType(r), "error")
 	resp := &Response{Status: 200, Payload: errorBody(fe), FunctionError: "Unhandled", ExecutedVersion: cfg.Version, RequestID: r.RequestID}
 	if r.LogTail {
 		resp.LogResult = tail(text)
@@ -450,10 +467,10 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	if fe != nil {
 		resp.FunctionError = "Unhandled"
 		resp.Payload = errorBody(fe)
-		s.metrics.invocation(cfg, r.InvocationType, "error")
+		s.metrics.invocation(cfg, invocationType(r), "error")
 	} else {
 		resp.Payload = res.Payload
-		s.metrics.invocation(cfg, r.InvocationType, "success")
+		s.metrics.invocation(cfg, invocationType(r), "success")
 	}
 	if r.LogTail {
 		resp.LogResult = tail(text)

@@ -123,6 +123,8 @@ func (h *Handler) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 		c.json(200, h.ctl.GetAccountSettings(id.AccountID))
 	case len(segs) == 4 && (segs[0] == "2017-10-31" || segs[0] == "2019-09-30") && segs[1] == "functions" && segs[3] == "concurrency":
 		h.concurrency(c, segs[2])
+	case len(segs) >= 2 && segs[0] == "2018-10-31" && segs[1] == "layers":
+		h.layers(c, segs[2:])
 	case len(segs) == 3 && segs[0] == "_lambdaplane" && segs[1] == "logs" && m == http.MethodGet:
 		h.streamLogs(c, segs[2])
 	default:

@@ -301,8 +301,8 @@ func waitForLog(t *testing.T, p *proc, s string) {
 
 func TestPythonUserImportsComplete(t *testing.T) {
 	t.Parallel()
-	// The client loads http.client without ssl for a faster start; user code
-	// must still get HTTPS support and its own module objects.
+	// The client speaks HTTP over a plain socket for a faster start; user
+	// code must still get complete http.client, ssl and urllib modules.
 	code := files{"app.py": `
 import http.client, ssl, urllib.request
 def handler(event, context):

@@ -102,13 +102,17 @@ func Default() *Table {
 // interpreter at interp with this package's runtime interface client.
 // sys.path is ordered as on AWS: the task root, the layer's
 // python/lib/python3.X/site-packages, the layer's python, the runtime
-// directory, then the standard library.
+// directory, then the standard library (without the host's site-packages).
 func Python(id, interp string) Runtime {
 	ver := strings.TrimPrefix(id, "python") // "3.11"
 	return Runtime{
 		ID:          id,
 		Interpreter: interp,
-		Bootstrap:   []string{interp, "-u", RuntimeDir + "/python/bootstrap.py"},
+		// -S: no site module. The host's site-packages (and the .pth files
+		// there, which may import packages at every start) are not part of
+		// a function's environment; sys.path is the task root, the layers,
+		// the runtime directory and the standard library.
+		Bootstrap: []string{interp, "-S", "-u", RuntimeDir + "/python/bootstrap.py"},
 		Env: []string{
 			"PATH=" + Path,
 			"LD_LIBRARY_PATH=" + LDLibraryPath,

@@ -42,7 +42,7 @@ func TestDefaultTable(t *testing.T) {
 	if !ok {
 		t.Fatal("python3.11 missing")
 	}
-	if want := []string{"/usr/bin/python3.11", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
+	if want := []string{"/usr/bin/python3.11", "-S", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
 		t.Errorf("python3.11 bootstrap = %q", py.Bootstrap)
 	}
 	if !containsEnv(py.Env, "PYTHONPATH=/var/task:/opt/python/lib/python3.11/site-packages:/opt/python:/var/runtime") {
@@ -128,7 +128,7 @@ func TestLoadFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"/usr/bin/python3.12", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
+	if want := []string{"/usr/bin/python3.12", "-S", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
 		t.Errorf("python3.12 bootstrap = %q", py.Bootstrap)
 	}
 	for _, kv := range []string{"PYTHONPATH=/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime", "PYTHONDONTWRITEBYTECODE=0", "EXTRA=1"} {
@@ -195,7 +195,7 @@ func TestWriteRuntimeDir(t *testing.T) {
 
 func TestRelocate(t *testing.T) {
 	r := Python("python3.11", "/usr/bin/python3.11").Relocate("/tmp/t", "/tmp/r", "/tmp/o")
-	if want := []string{"/usr/bin/python3.11", "-u", "/tmp/r/python/bootstrap.py"}; !reflect.DeepEqual(r.Bootstrap, want) {
+	if want := []string{"/usr/bin/python3.11", "-S", "-u", "/tmp/r/python/bootstrap.py"}; !reflect.DeepEqual(r.Bootstrap, want) {
 		t.Errorf("bootstrap = %q", r.Bootstrap)
 	}
 	if !containsEnv(r.Env, "PYTHONPATH=/tmp/t:/tmp/o/python/lib/python3.11/site-packages:/tmp/o/python:/tmp/r") {
@@ -205,7 +205,7 @@ func TestRelocate(t *testing.T) {
 		t.Errorf("env = %q", r.Env)
 	}
 	// The original is untouched, and /optional is not /opt.
-	if Default().runtimes["python3.11"].Bootstrap[2] != "/var/runtime/python/bootstrap.py" {
+	if Default().runtimes["python3.11"].Bootstrap[3] != "/var/runtime/python/bootstrap.py" {
 		t.Error("Relocate changed the table")
 	}
 	if got := (Runtime{Env: []string{"A=/optional:/opt"}}).Relocate("", "", "/o").Env[0]; got != "A=/optional:/o" {

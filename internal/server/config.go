@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Config is every setting of a server, with defaults in one place.
@@ -28,6 +30,11 @@ type Config struct {
 	RuntimesFile string // extra runtime table entries (JSON)
 	SandboxUID   int
 	LogLevel     string
+	OTLPEndpoint string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
+
+	// TracerProvider, when set, receives the invocation traces instead of
+	// an OTLP exporter (tests use an in-memory exporter).
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults fills unset fields.

@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/datapath"
 	"github.com/lambdaplane/lambdaplane/internal/ec2api"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/iamapi"
@@ -41,6 +42,7 @@ type Server struct {
 	st       *store.Store
 	accounts *auth.Accounts
 	router   *netdev.Router
+	datapath *datapath.Reconciler
 	sandbox  *sandbox.Manager
 	ctl      *control.Service
 	sched    *invoke.Scheduler
@@ -157,6 +159,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
 		Logs: logStore, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
+		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider,
 	})
 	if err != nil {
 		return nil, err
@@ -170,12 +173,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err != nil {
 		return nil, err
 	}
+	done = step("reconciling VPC datapath (routers, interfaces, security groups)")
+	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log}); err != nil {
+		return nil, err
+	}
+	if err := s.datapath.Start(ctx); err != nil {
+		return nil, err
+	}
+	done()
+	// Metrics registration point for VPC state (ENIs, addresses per subnet):
+	// register the datapath's collector on reg here.
 	roles, err := iam.NewRoles(ctx, s.st)
 	if err != nil {
 		return nil, err
 	}
 	verifier := auth.NewVerifier(s.accounts, time.Now)
-	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), ec2api.New(model, log), iamapi.New(roles, log))
+	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, log))
 	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
 
@@ -206,6 +219,9 @@ func (s *Server) Scheduler() *invoke.Scheduler { return s.sched }
 // Router exposes the service router (tests).
 func (s *Server) Router() *netdev.Router { return s.router }
 
+// Datapath exposes the VPC datapath reconciler (tests).
+func (s *Server) Datapath() *datapath.Reconciler { return s.datapath }
+
 // Accounts exposes the account registry.
 func (s *Server) Accounts() *auth.Accounts { return s.accounts }
 
@@ -232,6 +248,9 @@ func (s *Server) Close() error {
 		}
 		if s.sandbox != nil {
 			errs = append(errs, s.sandbox.Close())
+		}
+		if s.datapath != nil {
+			errs = append(errs, s.datapath.Close())
 		}
 		if s.router != nil {
 			errs = append(errs, s.router.Close())

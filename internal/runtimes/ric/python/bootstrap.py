@@ -15,30 +15,19 @@ _user_roots = set(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) 
 _user_roots.add(os.environ.get("LAMBDA_TASK_ROOT", "/var/task"))
 _user_roots.add(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:] = [p for p in sys.path if p and p not in _user_roots]
-# The Runtime API is plain HTTP on a local address: keep http.client from
-# loading ssl (about 7 ms of every cold start). The client keeps that
-# ssl-less http.client to itself; user code that imports http.client gets a
-# complete one (with HTTPSConnection).
-_had_ssl = "ssl" in sys.modules
-if not _had_ssl:
-    sys.modules["ssl"] = None
+# The Runtime API is plain HTTP/1.1 on a local address: the client speaks it
+# over a socket itself rather than with http.client, whose imports (email.*)
+# cost about 15 ms of every cold start. decimal is looked up only when a
+# handler returns a Decimal (which means the user imported it).
 try:
-    import decimal
-    import http
-    import http.client
     import importlib
     import json
     import logging
+    import socket
     import time
     import traceback
 finally:
     sys.path[:] = _saved_path
-    if not _had_ssl and sys.modules.get("ssl", 0) is None:
-        del sys.modules["ssl"]
-        _httpclient = sys.modules.pop("http.client")
-        del sys.modules["http"].client
-    else:
-        _httpclient = http.client
 
 API_PREFIX = "/2018-06-01/runtime"
 TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
@@ -53,6 +42,20 @@ def _fix_sys_path():
     sys.path[:] = [TASK_ROOT] + path
 
 
+class ProtocolError(Exception):
+    pass
+
+
+class Response(object):
+    """The parts of an HTTP response the client uses."""
+    __slots__ = ("status", "headers", "will_close")
+
+    def __init__(self, status, headers, will_close):
+        self.status = status
+        self.headers = headers  # lower-case names
+        self.will_close = will_close
+
+
 class RuntimeClient(object):
     """A persistent HTTP/1.1 connection to the Runtime API."""
 
@@ -62,29 +65,98 @@ class RuntimeClient(object):
             host, port = address, "80"
         self.host = host.strip("[]")
         self.port = int(port)
-        self.conn = None
+        self.sock = None
+        self.rfile = None
+
+    def _close(self):
+        for c in (self.rfile, self.sock):
+            try:
+                if c is not None:
+                    c.close()
+            except OSError:
+                pass
+        self.sock = self.rfile = None
+
+    def _connect(self):
+        family = None
+        if self.host.replace(".", "").isdigit():
+            family = socket.AF_INET
+        elif ":" in self.host:
+            family = socket.AF_INET6
+        if family is None:
+            self.sock = socket.create_connection((self.host, self.port))
+        else:
+            # A literal address: connect directly (getaddrinfo would load
+            # the idna codec).
+            self.sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                self.sock.connect((self.host, self.port))
+            except OSError:
+                self.sock.close()
+                self.sock = None
+                raise
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.rfile = self.sock.makefile("rb")
+
+    def _read_response(self):
+        f = self.rfile
+        line = f.readline(65537)
+        if not line:
+            raise ProtocolError("connection closed")
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ProtocolError("bad status line %r" % line[:100])
+        status = int(parts[1])
+        headers = {}
+        while True:
+            h = f.readline(65537)
+            if h in (b"\r\n", b"\n", b""):
+                break
+            k, _, v = h.partition(b":")
+            headers[k.strip().lower().decode("latin-1")] = v.strip().decode("latin-1")
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(f.readline(65537).split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while f.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(f.read(size))
+                f.readline(65537)
+            body = b"".join(chunks)
+        else:
+            n = int(headers.get("content-length", "0"))
+            body = f.read(n) if n else b""
+            if len(body) != n:
+                raise ProtocolError("short body")
+        close = headers.get("connection", "").lower() == "close" or parts[0] == b"HTTP/1.0"
+        return Response(status, headers, close), body
 
     def _request(self, method, path, body=None, headers=None):
+        hdrs = ["%s %s%s HTTP/1.1" % (method, API_PREFIX, path), "Host: %s:%d" % (self.host, self.port)]
+        if body is not None:
+            hdrs.append("Content-Length: %d" % len(body))
+        for k, v in (headers or {}).items():
+            hdrs.append("%s: %s" % (k, v))
+        req = ("\r\n".join(hdrs) + "\r\n\r\n").encode("latin-1")
+        if body:
+            req += body
         last = None
         for _ in range(2):
-            if self.conn is None:
-                self.conn = _httpclient.HTTPConnection(self.host, self.port)
             try:
-                self.conn.request(method, API_PREFIX + path, body=body, headers=headers or {})
-                resp = self.conn.getresponse()
-                data = resp.read()
+                if self.sock is None:
+                    self._connect()
+                self.sock.sendall(req)
+                resp, data = self._read_response()
                 if resp.will_close:
-                    self.conn.close()
-                    self.conn = None
+                    self._close()
                 return resp, data
-            except (_httpclient.HTTPException, OSError) as e:
+            except (ProtocolError, OSError, ValueError) as e:
                 # The server may have closed an idle keep-alive connection:
                 # reconnect once.
                 last = e
-                try:
-                    self.conn.close()
-                finally:
-                    self.conn = None
+                self._close()
         raise last
 
     def next(self):
@@ -129,7 +201,8 @@ def _to_json_bytes(obj):
 
 
 def _decimal_default(o):
-    if isinstance(o, decimal.Decimal):
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(o, decimal.Decimal):
         if o == o.to_integral_value():
             return int(o)
         return float(o)
@@ -289,20 +362,20 @@ def _parse_json_header(value):
 def handle_one(client, handler):
     resp, body = client.next()
     h = resp.headers
-    request_id = h.get("Lambda-Runtime-Aws-Request-Id", "")
+    request_id = h.get("lambda-runtime-aws-request-id", "")
     try:
-        deadline_ms = int(h.get("Lambda-Runtime-Deadline-Ms", "0"))
+        deadline_ms = int(h.get("lambda-runtime-deadline-ms", "0"))
     except ValueError:
         deadline_ms = 0
-    trace_id = h.get("Lambda-Runtime-Trace-Id")
+    trace_id = h.get("lambda-runtime-trace-id")
     if trace_id:
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
     else:
         os.environ.pop("_X_AMZN_TRACE_ID", None)
     _RequestIdFilter.request_id = request_id
-    context = LambdaContext(request_id, deadline_ms, h.get("Lambda-Runtime-Invoked-Function-Arn"),
-                            _parse_json_header(h.get("Lambda-Runtime-Client-Context")),
-                            _parse_json_header(h.get("Lambda-Runtime-Cognito-Identity")))
+    context = LambdaContext(request_id, deadline_ms, h.get("lambda-runtime-invoked-function-arn"),
+                            _parse_json_header(h.get("lambda-runtime-client-context")),
+                            _parse_json_header(h.get("lambda-runtime-cognito-identity")))
     try:
         event = json.loads(body) if body else None
     except ValueError as e:

@@ -1,0 +1,186 @@
+package datapath
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/vpc"
+)
+
+// Config configures a Reconciler.
+type Config struct {
+	Model  *vpc.Model
+	Router *netdev.Router // set up; internet gateways are links into it
+	Logger *slog.Logger
+	// Resync re-reads the kernel (full reconcile) this often; default 5m.
+	Resync time.Duration
+	// Retry is the delay after a failed apply; default 1s.
+	Retry time.Duration
+}
+
+// Reconciler keeps the kernel converged to the VPC model: after every
+// model change (coalesced), after an error (Retry) and periodically.
+type Reconciler struct {
+	cfg  Config
+	log  *slog.Logger
+	vpcs *netdev.VPCs
+
+	mu      sync.Mutex
+	synced  chan struct{} // closed and replaced after every apply
+	lastErr error
+	force   bool
+
+	applyMu sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// New returns a reconciler; it changes nothing until Start.
+func New(cfg Config) (*Reconciler, error) {
+	if cfg.Model == nil || cfg.Router == nil {
+		return nil, errors.New("datapath: Model and Router are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 5 * time.Minute
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = time.Second
+	}
+	return &Reconciler{
+		cfg: cfg, log: cfg.Logger.With("component", "datapath"), vpcs: netdev.NewVPCs(cfg.Router),
+		synced: make(chan struct{}),
+	}, nil
+}
+
+// VPCs exposes the kernel side (tests, counters).
+func (r *Reconciler) VPCs() *netdev.VPCs { return r.vpcs }
+
+// Start converges the kernel once (so that after a restart every record is
+// rebuilt before the API serves) and then follows the model until Close.
+// A failed first convergence is logged and retried; it does not fail Start.
+func (r *Reconciler) Start(ctx context.Context) error {
+	ch, unsub := r.cfg.Model.Subscribe()
+	lctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	if err := r.cfg.Model.Watch(lctx); err != nil {
+		r.log.Warn("cannot watch the store for other writers", "err", err)
+	}
+	t := time.Now()
+	err := r.Sync(ctx)
+	if err != nil {
+		r.log.Error("datapath: first convergence failed; retrying", "err", err)
+	} else {
+		r.log.Info("datapath converged", "took", time.Since(t).Round(time.Millisecond))
+	}
+	go r.loop(lctx, ch, unsub, err != nil)
+	return nil
+}
+
+func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(), failed bool) {
+	defer close(r.done)
+	defer unsub()
+	resync := time.NewTicker(r.cfg.Resync)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	if failed {
+		retry = time.After(r.cfg.Retry)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-retry:
+		case <-resync.C:
+			r.mu.Lock()
+			r.force = true
+			r.mu.Unlock()
+		}
+		retry = nil
+		if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("datapath apply failed; retrying", "err", err, "in", r.cfg.Retry)
+			retry = time.After(r.cfg.Retry)
+		}
+	}
+}
+
+// Sync reads the desired state and converges the kernel now.
+func (r *Reconciler) Sync(ctx context.Context) error {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	ds, err := r.cfg.Model.Desired(ctx)
+	if err == nil {
+		r.mu.Lock()
+		force := r.force
+		r.force = false
+		r.mu.Unlock()
+		if force {
+			r.vpcs.Invalidate()
+		}
+		err = r.vpcs.Apply(ctx, Build(ds))
+	}
+	r.mu.Lock()
+	r.lastErr = err
+	close(r.synced)
+	r.synced = make(chan struct{})
+	r.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("datapath: %w", err)
+	}
+	return nil
+}
+
+// ErrInterfaceNotBuilt is returned by WaitInterface when the context ends
+// before the interface's namespace exists.
+var ErrInterfaceNotBuilt = errors.New("datapath: the interface's namespace is not built yet")
+
+// WaitInterface waits until the namespace of interface eniID is built and
+// returns its path.
+func (r *Reconciler) WaitInterface(ctx context.Context, eniID string) (string, error) {
+	for {
+		r.mu.Lock()
+		ch, lastErr := r.synced, r.lastErr
+		r.mu.Unlock()
+		if p, ok := r.vpcs.InterfaceNetns(eniID); ok {
+			return p, nil
+		}
+		select {
+		case <-ctx.Done():
+			if lastErr != nil {
+				return "", fmt.Errorf("%w (last datapath error: %v)", ErrInterfaceNotBuilt, lastErr)
+			}
+			return "", ErrInterfaceNotBuilt
+		case <-ch:
+		}
+	}
+}
+
+// Close stops following the model and removes every VPC router and
+// interface namespace (the records stay; Start rebuilds them).
+func (r *Reconciler) Close() error {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	return r.vpcs.Close()
+}
+
+// Stop stops following the model and leaves the kernel as it is (a restart
+// adopts it in place).
+func (r *Reconciler) Stop() {
+	if r.cancel != nil {
+		r.cancel()
+		<-r.done
+	}
+}
