@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -109,6 +110,32 @@ func (d *durationList) Set(s string) error {
 	return nil
 }
 
+// durationFlag is a time.Duration flag that also accepts days ("14d").
+type durationFlag struct{ d *time.Duration }
+
+func (f durationFlag) String() string {
+	if f.d == nil {
+		return ""
+	}
+	return f.d.String()
+}
+func (f durationFlag) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration such as 14d or 90s", s)
+		}
+		*f.d = time.Duration(days * 24 * float64(time.Hour))
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as 14d or 90s", s)
+	}
+	*f.d = v
+	return nil
+}
+
 func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var c server.Config
@@ -131,6 +158,13 @@ func serve(args []string) error {
 	fs.DurationVar(&c.AsyncAckWait, "async-redelivery", 30*time.Second, "re-run an Event invocation whose server died after this long")
 	fs.Var(&backoff, "async-retry-backoff", "delays before the two retries of a failed Event invocation (default 1m,2m)")
 	fs.StringVar(&c.RuntimesFile, "runtimes", "", "JSON file with extra runtime table entries")
+	fs.StringVar(&c.VpcMode, "vpc-mode", "hyperplane", "hyperplane (shared ENIs, created with the function) or per-env-eni (the pre-2019 model: one ENI per environment, created at cold start)")
+	fs.Var(durationFlag{&c.VpcIdleTimeout}, "vpc-idle-timeout", "a VPC function not invoked this long becomes Inactive and its ENI shares are released (default 14d; accepts d for days)")
+	fs.IntVar(&c.ENIMaxConns, "eni-max-connections", 65000, "simultaneous connections per Hyperplane ENI before another is added")
+	fs.IntVar(&c.ENIsPerVPC, "eni-quota-per-vpc", 250, "network interfaces per VPC")
+	fs.IntVar(&c.ENIsPerAccount, "eni-quota-per-account", 5000, "network interfaces per account")
+	fs.Float64Var(&c.ENICreateRate, "eni-create-rate", 10, "network interface creations per second")
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export invocation traces with OTLP/HTTP to HOST:PORT or URL (default off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -36,6 +36,19 @@ type Options struct {
 	// OnChange is called (possibly from a watch goroutine) whenever a
 	// function's records change, so the invoke layer can retire environments.
 	OnChange func(account, name string)
+
+	// Roles checks execution roles (exists, trusts Lambda, VPC permissions);
+	// nil skips the checks (unit tests).
+	Roles RoleChecker
+	// Vpcs validates VpcConfig subnets and security groups; Networks holds
+	// the functions' Hyperplane ENI shares. Without them VpcConfig is refused.
+	Vpcs     VpcLookup
+	Networks Networks
+	// VpcIdleTimeout makes a VPC function not invoked for this long
+	// Inactive (its ENI shares released). Default 14 days.
+	VpcIdleTimeout time.Duration
+	// SettleTimeout bounds one attempt to set up a function's ENIs (90 s).
+	SettleTimeout time.Duration
 }
 
 // Service is the function control plane.
@@ -55,6 +68,8 @@ type Service struct {
 
 	extractMu sync.Mutex
 	mergeMu   sync.Mutex
+
+	net netState
 }
 
 // New opens the function buckets and loads the cache.
@@ -115,11 +130,15 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		cancel()
 		return nil, err
 	}
+	s.startNetwork()
 	return s, nil
 }
 
-// Close stops the watches.
-func (s *Service) Close() { s.stop() }
+// Close stops the background work and the watches.
+func (s *Service) Close() {
+	s.stopNetwork()
+	s.stop()
+}
 
 // AccountLimit is the account concurrency limit.
 func (s *Service) AccountLimit() int { return s.o.AccountLimit }
@@ -265,7 +284,11 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if err := validateArchitectures(in.Architectures); err != nil {
 		return nil, err
 	}
-	if err := s.checkVpc(in.VpcConfig); err != nil {
+	vpcCfg, err := s.resolveVpc(ctx, acct, in.VpcConfig)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkRole(ctx, acct, in.Role, vpcCfg != nil); err != nil {
 		return nil, err
 	}
 	layerRefs, err := s.resolveLayers(ctx, acct, region, in.Layers)
@@ -291,6 +314,11 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	cfg.LastModified = now
 	cfg.RevisionID = newRevision()
 	cfg.State, cfg.LastUpdateStatus = StateActive, UpdateSuccessful
+	if vpcCfg != nil {
+		vpcCfg.NetUser = netUser(region, acct, in.FunctionName, vpcCfg)
+		cfg.VpcConfig = vpcCfg
+		setPending(&cfg, ReasonCreating, "The function is being created.")
+	}
 	fn := &Function{Latest: cfg, NextVersion: 1, Created: now}
 	rev, err := s.fns.Create(ctx, fnKey(acct, in.FunctionName), fn)
 	if errors.Is(err, store.ErrExists) {
@@ -301,8 +329,11 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	}
 	s.cache.putFn(fnKey(acct, in.FunctionName), fn, rev)
 	s.log.Info("function created", "account", acct, "function", in.FunctionName, "runtime", cfg.Runtime, "codeSize", cfg.CodeSize)
+	if vpcCfg != nil {
+		s.kick(acct, in.FunctionName)
+	}
 	if in.Publish {
-		v, err := s.PublishVersion(ctx, acct, region, in.FunctionName, "", "", "")
+		v, err := s.publishVersion(ctx, acct, region, in.FunctionName, "", "", "", true)
 		if err != nil {
 			return nil, err
 		}
@@ -328,16 +359,6 @@ func (s *Service) validateConfig(c *Config) error {
 		return err
 	}
 	return validateEnv(c.Environment)
-}
-
-func (s *Service) checkVpc(v *VpcInput) error {
-	if v == nil || (len(v.SubnetIds) == 0 && len(v.SecurityGroupIds) == 0) {
-		return nil
-	}
-	if err := validateVpc(&VpcConfig{SubnetIDs: v.SubnetIds, SecurityGroupIDs: v.SecurityGroupIds}); err != nil {
-		return err
-	}
-	return invalidParam("VpcConfig is not available on this lambdaplane server yet (VPC attachment through Hyperplane ENIs is tracked separately); omit --vpc-config")
 }
 
 // lookup returns the function record from the cache or ResourceNotFound.
@@ -414,6 +435,9 @@ func (s *Service) resolve(acct, region, name, qualifier string) (*Config, string
 			return nil, "", notFound("Function not found: %s", QualifiedARN(region, acct, name, qualifier))
 		}
 		c := *v
+		// A version's state is its function's (VPC setup and idle reclaim
+		// are per function).
+		c.State, c.StateReason, c.StateReasonCode = fn.Latest.State, fn.Latest.StateReason, fn.Latest.StateReasonCode
 		return &c, qualifier, nil
 	default:
 		a := s.cache.alias(aliasKey(acct, name, qualifier))
@@ -547,13 +571,18 @@ func (s *Service) updateLatest(ctx context.Context, acct, region, name, revision
 		if revisionID != "" && revisionID != f.Latest.RevisionID {
 			return preconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
 		}
+		if f.Latest.LastUpdateStatus == UpdateInProgress {
+			return conflict("The operation cannot be performed at this time. An update is in progress for resource: %s", FunctionARN(region, acct, name))
+		}
 		c := f.Latest
+		if c.LastUpdateStatus != UpdateInProgress {
+			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateSuccessful, "", ""
+		}
 		if err := apply(&c); err != nil {
 			return err
 		}
 		c.LastModified = s.o.Now().UTC()
 		c.RevisionID = newRevision()
-		c.LastUpdateStatus = UpdateSuccessful
 		f.Latest = c
 		out = c
 		return nil
@@ -632,8 +661,29 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 			return nil, invalidParam("%v", err)
 		}
 	}
-	if err := s.checkVpc(in.VpcConfig); err != nil {
+	cur, err := s.lookup(acct, region, r.Name)
+	if err != nil {
 		return nil, err
+	}
+	vpcCfg := cur.Latest.VpcConfig
+	vpcChanged := false
+	if in.VpcConfig != nil {
+		if vpcCfg, err = s.resolveVpc(ctx, acct, in.VpcConfig); err != nil {
+			return nil, err
+		}
+		if vpcCfg != nil {
+			vpcCfg.NetUser = netUser(region, acct, r.Name, vpcCfg)
+		}
+		vpcChanged = netUserOf(vpcCfg) != netUserOf(cur.Latest.VpcConfig)
+	}
+	if in.Role != nil || vpcChanged {
+		role := cur.Latest.Role
+		if in.Role != nil {
+			role = *in.Role
+		}
+		if err := s.checkRole(ctx, acct, role, vpcCfg != nil); err != nil {
+			return nil, err
+		}
 	}
 	var layerRefs []LayerRef
 	if in.Layers != nil { // [] detaches every layer
@@ -641,7 +691,7 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 			return nil, err
 		}
 	}
-	return s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
+	out, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
 		if in.Layers != nil {
 			if err := s.checkUnzippedTotal(c.CodeUnzipped, layerRefs); err != nil {
 				return err
@@ -675,13 +725,29 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		if in.EphemeralStorage != nil {
 			c.EphemeralStorage = in.EphemeralStorage.Size
 		}
+		if vpcChanged {
+			c.VpcConfig = vpcCfg
+			if vpcCfg != nil {
+				setUpdating(c, "The function is being updated.")
+			}
+		}
 		return s.validateConfig(c)
 	})
+	if err == nil && vpcChanged {
+		s.kick(acct, r.Name)
+	}
+	return out, err
 }
 
 // PublishVersion snapshots $LATEST as the next version number. Publishing
 // an unchanged $LATEST returns the newest version instead (as Lambda does).
 func (s *Service) PublishVersion(ctx context.Context, acct, region, name, codeSha, desc, revisionID string) (*Config, error) {
+	return s.publishVersion(ctx, acct, region, name, codeSha, desc, revisionID, false)
+}
+
+// publishVersion publishes; during creates the function may still be
+// setting up its VPC access (duringCreate).
+func (s *Service) publishVersion(ctx context.Context, acct, region, name, codeSha, desc, revisionID string, duringCreate bool) (*Config, error) {
 	if region == "" {
 		region = "us-east-1"
 	}
@@ -693,6 +759,9 @@ func (s *Service) PublishVersion(ctx context.Context, acct, region, name, codeSh
 	fn, err := s.lookup(acct, region, name)
 	if err != nil {
 		return nil, err
+	}
+	if !duringCreate && (fn.Latest.State == StatePending || fn.Latest.LastUpdateStatus == UpdateInProgress) {
+		return nil, conflict("The operation cannot be performed at this time. The function is being set up (%s); publish after it is Active.", fn.Latest.StateReasonCode)
 	}
 	if codeSha != "" && codeSha != fn.Latest.CodeSha256 {
 		return nil, invalidParam("CodeSHA256 (%s) is different from current CodeSHA256 in $LATEST (%s). Please try again with the CodeSHA256 in $LATEST.", codeSha, fn.Latest.CodeSha256)
@@ -794,10 +863,14 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 		}
 		s.cache.putVersion(k, nil, 0)
 	}
+	held := s.cache.fn(fnKey(acct, r.Name))
 	if err := s.fns.Delete(ctx, fnKey(acct, r.Name)); err != nil {
 		return err
 	}
 	s.cache.putFn(fnKey(acct, r.Name), nil, 0)
+	if held != nil {
+		s.releaseShares(ctx, acct, held.NetUsers, nil)
+	}
 	s.log.Info("function deleted", "account", acct, "function", r.Name)
 	return nil
 }

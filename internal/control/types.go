@@ -43,6 +43,10 @@ type VpcConfig struct {
 	SecurityGroupIDs []string `json:"SecurityGroupIds"`
 	VpcID            string   `json:"VpcId"`
 	Ipv6DualStack    bool     `json:"Ipv6AllowedForDualStack"`
+	// NetUser names this configuration's share of its Hyperplane ENIs:
+	// the function ARN plus a hash of the subnet and security-group sets,
+	// so a VPC change can take the new share before releasing the old.
+	NetUser string `json:"NetUser"`
 }
 
 // LayerRef is a layer version attached to a function. Key and Unzipped are
@@ -58,10 +62,12 @@ type LayerRef struct {
 // Function is the durable record of a function: its $LATEST configuration
 // and account-level settings. Published versions are separate records.
 type Function struct {
-	Latest              Config    `json:"Latest"`
-	NextVersion         int       `json:"NextVersion"`
-	ReservedConcurrency *int      `json:"ReservedConcurrency,omitempty"`
-	Created             time.Time `json:"Created"`
+	Latest              Config `json:"Latest"`
+	NextVersion         int    `json:"NextVersion"`
+	ReservedConcurrency *int   `json:"ReservedConcurrency,omitempty"`
+	// NetUsers are the ENI shares this function holds (for release).
+	NetUsers []string  `json:"NetUsers,omitempty"`
+	Created  time.Time `json:"Created"`
 }
 
 // Alias points a name at a version.
@@ -81,6 +87,10 @@ const (
 	StateActive   = "Active"
 	StateInactive = "Inactive"
 	StateFailed   = "Failed"
+
+	ReasonCreating  = "Creating"
+	ReasonRestoring = "Restoring"
+	ReasonIdle      = "Idle"
 
 	UpdateInProgress = "InProgress"
 	UpdateSuccessful = "Successful"

@@ -262,6 +262,13 @@ func startServer(t testing.TB, opts ...envOpt) *env {
 			t.Errorf("server close: %v", err)
 		}
 	})
+	// The execution roles the tests name (CreateFunction requires the role
+	// to exist and trust Lambda; "vpc" may also manage network interfaces).
+	for _, r := range []string{"r", "probe", "fn", "vpc"} {
+		if _, err := srv.EnsureExecutionRole(ctx, srv.Account.ID, r, r == "vpc"); err != nil {
+			t.Fatalf("create role %s: %v", r, err)
+		}
+	}
 	acct := srv.Account
 	e.lambda = lambda.New(lambda.Options{
 		Region:       "us-east-1",

@@ -126,6 +126,9 @@ func TestAccountsIsolated(t *testing.T) {
 		t.Fatal(err)
 	}
 	lb := e.lambdaFor(b.Keys[0].ID, b.Keys[0].Secret)
+	if _, err := e.srv.EnsureExecutionRole(ctx, b.ID, "r", false); err != nil {
+		t.Fatal(err)
+	}
 	e.createProbe("shared-name")
 	arnA := "arn:aws:lambda:us-east-1:" + e.srv.Account.ID + ":function:shared-name"
 	if _, err := lb.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(arnA)}); apiCode(err) != "ResourceNotFoundException" {

@@ -16,12 +16,14 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
+	"github.com/lambdaplane/lambdaplane/internal/server"
 )
 
 // kernelObjects counts what a server with prefix holds in the kernel.
@@ -143,8 +145,13 @@ func TestRestartKeepsQueuedEvents(t *testing.T) {
 	creds := readCreds(t, filepath.Join(data, "credentials"))
 	lc := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
 	ctx := context.Background()
+	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
+	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("r"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: "provided.al2023",
-		Handler: aws.String("bootstrap"), Role: aws.String("arn:aws:iam::123456789012:role/r"), Code: &types.FunctionCode{ZipFile: probeZip}}); err != nil {
+		Handler: aws.String("bootstrap"), Role: role.Role.Arn, Code: &types.FunctionCode{ZipFile: probeZip}}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 12

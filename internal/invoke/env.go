@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/hyperplane"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/runtimeapi"
@@ -44,6 +45,7 @@ type env struct {
 	logStream string
 
 	net     *netdev.EnvNet
+	attach  *hyperplane.Attachment
 	ln      net.Listener
 	rapi    *runtimeapi.Server
 	capture *logs.Capture
@@ -82,6 +84,60 @@ func (netnsHook) destroy(s *Scheduler, e *env) error {
 		return nil
 	}
 	return s.o.Router.Release(e.net)
+}
+
+// vpcHook attaches a VPC function's environment to its Hyperplane ENI: the
+// whole VPC cost of a cold start (two map elements; nothing is created).
+// In per-env-eni mode it creates the environment's own ENI instead.
+type vpcHook struct{}
+
+func (vpcHook) name() string { return "vpc_attach" }
+func (vpcHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
+	v := e.cfg.VpcConfig
+	if v == nil {
+		return nil
+	}
+	hp := s.o.Networks
+	if hp == nil {
+		return &control.Error{Code: "ServiceException", Status: 500, Message: "this server has no VPC datapath; the function's VpcConfig cannot be honoured"}
+	}
+	n := int(s.spread.Add(1))
+	var a *hyperplane.Attachment
+	var err error
+	if hp.Mode() == hyperplane.ModePerEnvENI {
+		a, err = hp.AttachPerEnv(ctx, e.net.Addr, e.cfg.AccountID, v.NetUser, v.SubnetIDs[n%len(v.SubnetIDs)], v.SecurityGroupIDs)
+	} else {
+		enis := hp.ENIsFor(e.cfg.AccountID, v.NetUser)
+		if len(enis) == 0 {
+			return &control.Error{Code: "ResourceNotReadyException", Status: 502, Message: "The function's network interfaces are not set up on this host (yet); retry, or update the function's VpcConfig to set them up again."}
+		}
+		a, err = hp.Attach(ctx, e.net.Addr, enis[n%len(enis)])
+	}
+	if err != nil {
+		return attachError(err)
+	}
+	e.attach = a
+	return nil
+}
+func (vpcHook) destroy(s *Scheduler, e *env) error {
+	if e.attach == nil {
+		return nil
+	}
+	return e.attach.Detach()
+}
+
+// attachError maps an attach failure to the invoke's 502 error.
+func attachError(err error) error {
+	code := map[string]string{
+		hyperplane.ReasonSubnetOutOfIPAddresses: "SubnetIPAddressLimitReachedException",
+		hyperplane.ReasonEniLimitExceeded:       "ENILimitReachedException",
+		hyperplane.ReasonInvalidSubnet:          "InvalidSubnetIDException",
+		hyperplane.ReasonInvalidSecurityGroup:   "InvalidSecurityGroupIDException",
+	}[hyperplane.ReasonOf(err)]
+	if code == "" {
+		code = "EC2UnexpectedException"
+	}
+	return &control.Error{Code: code, Status: 502, Message: err.Error()}
 }
 
 type runtimeAPIHook struct{}
@@ -231,7 +287,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 	}
 	now := time.Now()
 	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now)}
-	e.hooks = []hook{netnsHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
+	e.hooks = []hook{netnsHook{}, vpcHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
 	for i, h := range e.hooks {
 		t := time.Now()
 		if err := h.prerun(ctx, s, e); err != nil {

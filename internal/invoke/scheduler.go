@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/hyperplane"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/runtimeapi"
@@ -57,6 +59,13 @@ type Options struct {
 	DisableAsync   bool // tests of the sync path only
 	MaxEnvironment int  // safety bound on simultaneous environments (default 4096)
 
+	// Networks attaches VPC functions' environments to their Hyperplane
+	// ENIs (or, in per-env-eni mode, creates one per environment).
+	Networks *hyperplane.Manager
+	// SetupWait bounds how long an invoke waits for a function's VPC setup
+	// beyond its own timeout (default 90 s).
+	SetupWait time.Duration
+
 	// Traces: TracerProvider when set (tests), else OTLP/HTTP export to
 	// OTLPEndpoint when set, else none.
 	TracerProvider trace.TracerProvider
@@ -86,9 +95,10 @@ type Scheduler struct {
 	inFlight map[string]int // account -> unreserved in-flight
 	fnFlight map[string]int // account.function -> in-flight
 
-	async *asyncQueue
-	stop  chan struct{}
-	wg    sync.WaitGroup
+	async  *asyncQueue
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	spread atomic.Uint64 // spreads VPC environments over subnets/ENIs
 }
 
 // New builds a Scheduler and starts its reaper and async workers.
@@ -107,6 +117,9 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	}
 	if o.ThrottleDelay == 0 {
 		o.ThrottleDelay = 5 * time.Second
+	}
+	if o.SetupWait == 0 {
+		o.SetupWait = 90 * time.Second
 	}
 	if o.MaxEnvironment == 0 {
 		o.MaxEnvironment = 4096
@@ -232,6 +245,23 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 	}
 	if len(r.Payload) > MaxSyncPayload {
 		return nil, tooLarge(MaxSyncPayload)
+	}
+	if cfg.State != control.StateActive || cfg.LastUpdateStatus == control.UpdateInProgress {
+		// Pending (VPC setup), updating, or Inactive (reclaimed): wait for
+		// it — a longer cold start, as the 2019 design promised — bounded
+		// by the function timeout plus the setup time.
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(cfg.Timeout)*time.Second+s.o.SetupWait)
+		err := s.o.Control.Ready(wctx, r.AccountID, cfg.FunctionName)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		if cfg, err = s.o.Control.Resolve(r.AccountID, r.Region, r.Function, r.Qualifier); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.VpcConfig != nil {
+		s.o.Control.Touch(r.AccountID, cfg.FunctionName)
 	}
 	return s.run(ctx, r, cfg)
 }

@@ -14,7 +14,9 @@
 // allow/block sets, the egress_blocked counter, masquerade out of the uplink)
 // and [HostTable] the host's table when the uplink ends in the host's root
 // namespace. The service table has a regular chain "vpc", jumped to from the
-// forward chain for traffic from environments, whose rules the reconciler
-// never touches: it is where per-environment VPC steering (an nft map keyed
-// by source address) will be added.
+// forward chain for traffic from environments: it accepts traffic that
+// policy routing (one "ip rule from <env>" per attached environment, see
+// internal/netdev) steered to a VPC's hyperplane link. A VPC router's
+// Hyperplane objects (env2eni, eni_snat, eni_egress) are in
+// hyperplane_linux.go.
 package nft

@@ -59,8 +59,13 @@ const (
 	ChainInput           = "input"
 	ChainPostrouting     = "postrouting"
 	// ChainVPC is jumped to for traffic from environments before the egress
-	// rules; VPC steering rules go there (unmanaged by Apply).
+	// rules: it accepts what policy routing steered (ip rule from <env>) to
+	// a VPC's hyperplane link.
 	ChainVPC = "vpc"
+	// HPLinkPrefix starts the name of every hyperplane link in the service
+	// router (h<vpc hex>); environments are steered to one by policy
+	// routing, never by address, so the link is the VPC.
+	HPLinkPrefix = "h"
 )
 
 // DefaultEgressBlock is what an environment may never reach (unless allowed
@@ -98,7 +103,7 @@ type SvcConfig struct {
 //	  counter egress_blocked
 //	  set egress_allow { type ipv4_addr; flags interval; }
 //	  set egress_block { type ipv4_addr; flags interval; }
-//	  chain vpc { }   # reserved: VPC steering
+//	  chain vpc { oifname "h*" accept }   # steered to a VPC's hyperplane link
 //	  chain forward { type filter hook forward priority filter; policy drop;
 //	    ct state established,related accept
 //	    ct state invalid drop
@@ -141,7 +146,10 @@ func SvcTable(c SvcConfig) (TableSpec, error) {
 			{Name: SetEgressBlock, Prefixes: block},
 		},
 		Chains: []ChainSpec{
-			{Name: ChainVPC, Unmanaged: true},
+			{Name: ChainVPC, Rules: []Rule{
+				rule(fmt.Sprintf("oifname \"%s*\" accept", HPLinkPrefix),
+					&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte(HPLinkPrefix)}, accept),
+			}},
 			{
 				Name: ChainForward, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 				Priority: nftables.ChainPriorityFilter, Policy: policy(nftables.ChainPolicyDrop),

@@ -86,3 +86,23 @@ func TestRuleText(t *testing.T) {
 		}
 	}
 }
+
+// Hyperplane ENIs change the table only at function create/update: a new
+// or removed ENI rebuilds it; attachments never appear in a diff.
+func TestDiffVPCLambdas(t *testing.T) {
+	old, new := baseVPC(), baseVPC()
+	old.HPLink, new.HPLink = "hp", "hp"
+	l := VPCLambda{Mark: 0x0a000104, Addr: netip.MustParseAddr("10.0.1.4"), Chain: "l1", Groups: []string{"a"}}
+	new.Lambdas = []VPCLambda{l}
+	if d := DiffVPC(old, new); !d.Replace {
+		t.Fatalf("new ENI: %+v, want a rebuild", d)
+	}
+	old.Lambdas = []VPCLambda{l}
+	new.Attached = []VPCAttach{{Env: netip.MustParseAddr("100.64.0.2"), Mark: l.Mark}}
+	if d := DiffVPC(old, new); !d.Empty() {
+		t.Fatalf("an attachment shows in the diff: %+v", d)
+	}
+	if _, ok := vpcChains(new)["o_l1"]; !ok {
+		t.Fatal("no egress chain for the ENI")
+	}
+}

@@ -32,6 +32,14 @@ type Config struct {
 	LogLevel     string
 	OTLPEndpoint string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
 
+	// VPC functions.
+	VpcMode        string        // "hyperplane" (default) or "per-env-eni" (the pre-2019 model)
+	VpcIdleTimeout time.Duration // VPC functions idle this long become Inactive (default 14 days)
+	ENIMaxConns    int           // simultaneous connections per Hyperplane ENI (default 65,000)
+	ENIsPerVPC     int           // network interface quota per VPC (default 250)
+	ENIsPerAccount int           // network interface quota per account (default 5,000)
+	ENICreateRate  float64       // ENI creations per second (default 10)
+
 	// TracerProvider, when set, receives the invocation traces instead of
 	// an OTLP exporter (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider

@@ -17,6 +17,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/datapath"
 	"github.com/lambdaplane/lambdaplane/internal/ec2api"
+	"github.com/lambdaplane/lambdaplane/internal/hyperplane"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/iamapi"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
@@ -38,19 +39,21 @@ type Server struct {
 	Endpoint string // http://host:port
 	Account  *auth.Account
 
-	log      *slog.Logger
-	st       *store.Store
-	accounts *auth.Accounts
-	router   *netdev.Router
-	datapath *datapath.Reconciler
-	sandbox  *sandbox.Manager
-	ctl      *control.Service
-	sched    *invoke.Scheduler
-	front    *api.Server
-	http     *http.Server
-	ln       net.Listener
-	closeMu  sync.Once
-	closeErr error
+	log        *slog.Logger
+	st         *store.Store
+	accounts   *auth.Accounts
+	router     *netdev.Router
+	datapath   *datapath.Reconciler
+	hyperplane *hyperplane.Manager
+	roles      *iam.Roles
+	sandbox    *sandbox.Manager
+	ctl        *control.Service
+	sched      *invoke.Scheduler
+	front      *api.Server
+	http       *http.Server
+	ln         net.Listener
+	closeMu    sync.Once
+	closeErr   error
 }
 
 // Start builds every part, reconciles the kernel with the stored state and
@@ -139,11 +142,42 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 
+	model, err := vpc.Open(ctx, s.st, log)
+	if err != nil {
+		return nil, err
+	}
+	done = step("reconciling VPC datapath (routers, interfaces, security groups)")
+	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log}); err != nil {
+		return nil, err
+	}
+	if err := s.datapath.Start(ctx); err != nil {
+		return nil, err
+	}
+	done()
+	done = step("restoring Hyperplane ENIs")
+	if s.hyperplane, err = hyperplane.New(ctx, hyperplane.Config{
+		Model: model, Datapath: s.datapath, Router: s.router, Store: s.st, Logger: log,
+		Mode: cfg.VpcMode, MaxConnsPerENI: cfg.ENIMaxConns, ENIsPerVPC: cfg.ENIsPerVPC,
+		ENIsPerAccount: cfg.ENIsPerAccount, CreateRate: cfg.ENICreateRate,
+	}); err != nil {
+		return nil, err
+	}
+	done()
+	// Metrics registration point for VPC state (ENIs, addresses per subnet):
+	// register the datapath's collector on reg here.
+	roles, err := iam.NewRoles(ctx, s.st)
+	if err != nil {
+		return nil, err
+	}
+	s.roles = roles
+
 	var sched *invoke.Scheduler
 	var schedMu sync.RWMutex
 	if s.ctl, err = control.New(ctx, control.Options{
 		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log,
 		Runtimes: func(id string) error { _, err := rt.Lookup(id); return err },
+		Roles:    roles, Vpcs: vpcLookup{model}, Networks: networks{s.hyperplane},
+		VpcIdleTimeout: cfg.VpcIdleTimeout,
 		OnChange: func(account, name string) {
 			schedMu.RLock()
 			sc := sched
@@ -159,7 +193,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
 		Logs: logStore, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
-		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider,
+		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
 	})
 	if err != nil {
 		return nil, err
@@ -169,24 +203,6 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	schedMu.Unlock()
 	s.sched = sc
 
-	model, err := vpc.Open(ctx, s.st, log)
-	if err != nil {
-		return nil, err
-	}
-	done = step("reconciling VPC datapath (routers, interfaces, security groups)")
-	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log}); err != nil {
-		return nil, err
-	}
-	if err := s.datapath.Start(ctx); err != nil {
-		return nil, err
-	}
-	done()
-	// Metrics registration point for VPC state (ENIs, addresses per subnet):
-	// register the datapath's collector on reg here.
-	roles, err := iam.NewRoles(ctx, s.st)
-	if err != nil {
-		return nil, err
-	}
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, log))
 	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
@@ -222,6 +238,12 @@ func (s *Server) Router() *netdev.Router { return s.router }
 // Datapath exposes the VPC datapath reconciler (tests).
 func (s *Server) Datapath() *datapath.Reconciler { return s.datapath }
 
+// Roles exposes the IAM roles (tests create execution roles through it).
+func (s *Server) Roles() *iam.Roles { return s.roles }
+
+// Hyperplane exposes the ENI manager (tests, bench).
+func (s *Server) Hyperplane() *hyperplane.Manager { return s.hyperplane }
+
 // Accounts exposes the account registry.
 func (s *Server) Accounts() *auth.Accounts { return s.accounts }
 
@@ -245,6 +267,9 @@ func (s *Server) Close() error {
 		}
 		if s.ctl != nil {
 			s.ctl.Close()
+		}
+		if s.hyperplane != nil {
+			errs = append(errs, s.hyperplane.Close())
 		}
 		if s.sandbox != nil {
 			errs = append(errs, s.sandbox.Close())

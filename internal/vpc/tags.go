@@ -126,7 +126,7 @@ func (m *Model) DeleteTags(ctx context.Context, accountID string, ids []string, 
 			for _, t := range *list {
 				drop := false
 				for i, k := range keys {
-					if t.Key == k && (values[i] == nil || *values[i] == t.Value) {
+					if t.Key == k && (i >= len(values) || values[i] == nil || *values[i] == t.Value) {
 						drop = true
 					}
 				}

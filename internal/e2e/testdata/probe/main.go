@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,8 @@ type event struct {
 	Addrs  []string `json:"addrs"`
 	Paths  []string `json:"paths"`
 	Print  string   `json:"print"`
+	Addr   string   `json:"addr"`
+	Cmds   []string `json:"cmds"`
 }
 
 var coldAt = time.Now()
@@ -90,6 +93,37 @@ func handle(ctx context.Context, ev event) (map[string]any, error) {
 			}
 		}
 		out["ips"] = ips
+	case "redis":
+		// Talk RESP to a Redis server: each command is sent inline and its
+		// one-line reply (or bulk string) collected.
+		c, err := net.DialTimeout("tcp", ev.Addr, 2*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", ev.Addr, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		r := bufio.NewReader(c)
+		replies := []string{}
+		for _, cmd := range ev.Cmds {
+			if _, err := fmt.Fprintf(c, "%s\r\n", cmd); err != nil {
+				return nil, err
+			}
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return nil, fmt.Errorf("reply to %q: %w", cmd, err)
+			}
+			line = strings.TrimRight(line, "\r\n")
+			if strings.HasPrefix(line, "$") && line != "$-1" {
+				body, err := r.ReadString('\n')
+				if err != nil {
+					return nil, err
+				}
+				line = strings.TrimRight(body, "\r\n")
+			}
+			replies = append(replies, line)
+		}
+		out["replies"] = replies
+		out["local"] = c.LocalAddr().String()
 	case "probe":
 		// What the sandbox lets the function see and do.
 		pids := []string{}

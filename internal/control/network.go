@@ -1,0 +1,481 @@
+package control
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/store"
+)
+
+// RoleChecker answers questions about execution roles (iam.Roles).
+type RoleChecker interface {
+	TrustsService(ctx context.Context, roleARN, service string) (bool, error)
+	RoleAllows(ctx context.Context, accountID, roleARN string, actions []string) (ok bool, missing []string, err error)
+}
+
+// VpcLookup finds the VPC of a subnet or security group in an account
+// (vpc.Model); an unknown id is an error.
+type VpcLookup interface {
+	SubnetVPC(ctx context.Context, account, subnetID string) (string, error)
+	GroupVPC(ctx context.Context, account, groupID string) (string, error)
+}
+
+// Networks holds functions' shares of Hyperplane ENIs (hyperplane.Manager).
+// Ensure creates or shares one ENI per subnet for the security-group set;
+// its error carries a Lambda state reason code (ReasonOf).
+type Networks interface {
+	Ensure(ctx context.Context, account, user string, subnetIDs, sgIDs []string) error
+	Release(ctx context.Context, account, user string) error
+	ReasonOf(err error) string
+}
+
+// vpcActions are what an execution role needs for VpcConfig.
+var vpcActions = []string{"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DeleteNetworkInterface"}
+
+// checkRole: the role exists in the caller's account, trusts Lambda and,
+// for a VPC function, may manage network interfaces.
+func (s *Service) checkRole(ctx context.Context, acct, role string, vpc bool) error {
+	if s.o.Roles == nil {
+		return nil
+	}
+	if !strings.HasPrefix(role, "arn:aws:iam::"+acct+":role/") {
+		return invalidParam("The role defined for the function cannot be assumed by Lambda: %s is not a role of account %s.", role, acct)
+	}
+	ok, err := s.o.Roles.TrustsService(ctx, role, "lambda.amazonaws.com")
+	if err != nil || !ok {
+		return invalidParam("The role defined for the function cannot be assumed by Lambda. Create %s with a trust policy allowing lambda.amazonaws.com to sts:AssumeRole (aws iam create-role --assume-role-policy-document ...).", role)
+	}
+	if vpc {
+		ok, _, err := s.o.Roles.RoleAllows(ctx, acct, role, vpcActions)
+		if err != nil || !ok {
+			return invalidParam("The provided execution role does not have permissions to call CreateNetworkInterface on EC2. Attach arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole to %s.", role)
+		}
+	}
+	return nil
+}
+
+// resolveVpc validates a VpcConfig: nil or empty lists mean no VPC.
+func (s *Service) resolveVpc(ctx context.Context, acct string, v *VpcInput) (*VpcConfig, error) {
+	if v == nil || (len(v.SubnetIds) == 0 && len(v.SecurityGroupIds) == 0) {
+		return nil, nil
+	}
+	if err := validateVpc(&VpcConfig{SubnetIDs: v.SubnetIds, SecurityGroupIDs: v.SecurityGroupIds}); err != nil {
+		return nil, err
+	}
+	if s.o.Vpcs == nil || s.o.Networks == nil {
+		return nil, invalidParam("VpcConfig is not available on this lambdaplane server (it runs without a VPC datapath)")
+	}
+	if len(v.SubnetIds) == 0 {
+		return nil, invalidParam("VpcConfig needs at least one subnet: pass SubnetIds=subnet-...")
+	}
+	if len(v.SecurityGroupIds) == 0 {
+		return nil, invalidParam("VpcConfig needs at least one security group: pass SecurityGroupIds=sg-...")
+	}
+	if v.Ipv6AllowedForDualStack != nil && *v.Ipv6AllowedForDualStack {
+		return nil, invalidParam("Ipv6AllowedForDualStack is not supported by lambdaplane (its VPCs are IPv4 only)")
+	}
+	vpcID := ""
+	for _, id := range v.SubnetIds {
+		vid, err := s.o.Vpcs.SubnetVPC(ctx, acct, id)
+		if err != nil {
+			return nil, invalidParam("Error occurred while DescribeSubnets. EC2 Error Code: InvalidSubnetID.NotFound. EC2 Error Message: The subnet ID '%s' does not exist", id)
+		}
+		if vpcID != "" && vid != vpcID {
+			return nil, invalidParam("Subnets %v are in different VPCs; all subnets and security groups of a function must be in one VPC", v.SubnetIds)
+		}
+		vpcID = vid
+	}
+	for _, id := range v.SecurityGroupIds {
+		vid, err := s.o.Vpcs.GroupVPC(ctx, acct, id)
+		if err != nil {
+			return nil, invalidParam("Error occurred while DescribeSecurityGroups. EC2 Error Code: InvalidGroup.NotFound. EC2 Error Message: The security group '%s' does not exist", id)
+		}
+		if vid != vpcID {
+			return nil, invalidParam("Security group %s is in %s but the subnets are in %s; all subnets and security groups of a function must be in one VPC", id, vid, vpcID)
+		}
+	}
+	return &VpcConfig{SubnetIDs: dedupe(v.SubnetIds), SecurityGroupIDs: dedupe(v.SecurityGroupIds), VpcID: vpcID}, nil
+}
+
+func dedupe(ids []string) []string {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !slices.Contains(out, id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// netUser is the ENI-share owner for a function's VPC configuration.
+func netUser(region, acct, name string, v *VpcConfig) string {
+	subnets := slices.Clone(v.SubnetIDs)
+	groups := slices.Clone(v.SecurityGroupIDs)
+	sort.Strings(subnets)
+	sort.Strings(groups)
+	h := sha256.Sum256([]byte(strings.Join(subnets, ",") + "|" + strings.Join(groups, ",")))
+	return FunctionARN(region, acct, name) + ":vpc-" + hex.EncodeToString(h[:6])
+}
+
+func netUserOf(v *VpcConfig) string {
+	if v == nil {
+		return ""
+	}
+	return v.NetUser
+}
+
+func setPending(c *Config, reason, msg string) {
+	c.State, c.StateReason, c.StateReasonCode = StatePending, msg, reason
+	c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateInProgress, msg, reason
+}
+
+func setUpdating(c *Config, msg string) {
+	c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateInProgress, msg, "Updating"
+}
+
+// netState is the background machinery of VPC functions.
+type netState struct {
+	mu       sync.Mutex
+	running  map[string]bool      // functions being settled
+	again    map[string]bool      // settle again when the current run ends
+	lastUsed map[string]time.Time // last invoke per function
+	wg       sync.WaitGroup
+	stop     chan struct{}
+}
+
+func (s *Service) startNetwork() {
+	s.net = netState{running: map[string]bool{}, again: map[string]bool{}, lastUsed: map[string]time.Time{}, stop: make(chan struct{})}
+	if s.o.VpcIdleTimeout == 0 {
+		s.o.VpcIdleTimeout = 14 * 24 * time.Hour
+	}
+	if s.o.SettleTimeout == 0 {
+		s.o.SettleTimeout = 90 * time.Second
+	}
+	// Finish what a crash interrupted: functions still Pending or updating.
+	s.cache.mu.RLock()
+	var todo [][2]string
+	for _, c := range s.cache.fns {
+		if c.v != nil && (c.v.Latest.State == StatePending || c.v.Latest.LastUpdateStatus == UpdateInProgress) {
+			todo = append(todo, [2]string{c.v.Latest.AccountID, c.v.Latest.FunctionName})
+		}
+	}
+	s.cache.mu.RUnlock()
+	for _, f := range todo {
+		s.kick(f[0], f[1])
+	}
+	if s.o.Networks != nil {
+		s.net.wg.Add(1)
+		go s.reclaimLoop()
+	}
+}
+
+func (s *Service) stopNetwork() {
+	if s.net.stop == nil {
+		return
+	}
+	close(s.net.stop)
+	s.net.wg.Wait()
+}
+
+// kick settles a function's network state in the background.
+func (s *Service) kick(acct, name string) {
+	if s.o.Networks == nil {
+		return
+	}
+	k := fnKey(acct, name)
+	s.net.mu.Lock()
+	if s.net.running[k] {
+		s.net.again[k] = true
+		s.net.mu.Unlock()
+		return
+	}
+	s.net.running[k] = true
+	s.net.mu.Unlock()
+	s.net.wg.Add(1)
+	go func() {
+		defer s.net.wg.Done()
+		for {
+			s.settle(acct, name)
+			s.net.mu.Lock()
+			if !s.net.again[k] {
+				delete(s.net.running, k)
+				s.net.mu.Unlock()
+				return
+			}
+			delete(s.net.again, k)
+			s.net.mu.Unlock()
+		}
+	}()
+}
+
+// settle ensures the ENI shares of every configuration of the function
+// ($LATEST and its versions), releases shares nothing uses any more and
+// records the outcome as the function's state.
+func (s *Service) settle(acct, name string) {
+	fn := s.cache.fn(fnKey(acct, name))
+	if fn == nil {
+		return
+	}
+	latest := fn.Latest
+	pending := latest.State == StatePending || latest.LastUpdateStatus == UpdateInProgress
+	if !pending {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.SettleTimeout)
+	defer cancel()
+	want := map[string]*VpcConfig{}
+	if latest.VpcConfig != nil {
+		want[latest.VpcConfig.NetUser] = latest.VpcConfig
+	}
+	vs, _ := s.versionsOf(acct, name)
+	for i := range vs {
+		if v := vs[i].VpcConfig; v != nil && v.NetUser != "" {
+			want[v.NetUser] = v
+		}
+	}
+	var failure error
+	if latest.VpcConfig != nil {
+		if err := s.checkRole(ctx, acct, latest.Role, true); err != nil {
+			failure = &netError{reason: "InsufficientRolePermissions", err: err}
+		}
+	}
+	for user, v := range want {
+		if failure != nil {
+			break
+		}
+		if err := s.o.Networks.Ensure(ctx, acct, user, v.SubnetIDs, v.SecurityGroupIDs); err != nil {
+			failure = &netError{reason: s.o.Networks.ReasonOf(err), err: err}
+		}
+	}
+	var stale []string
+	_, rev, err := s.fns.Update(ctx, fnKey(acct, name), func(f *Function) error {
+		if f.Latest.RevisionID != latest.RevisionID {
+			return errSuperseded
+		}
+		for u := range want {
+			if !slices.Contains(f.NetUsers, u) {
+				f.NetUsers = append(f.NetUsers, u)
+			}
+		}
+		c := &f.Latest
+		if failure != nil {
+			var ne *netError
+			errors.As(failure, &ne)
+			msg := failure.Error()
+			if ne != nil {
+				msg = ne.err.Error()
+			}
+			c.State, c.StateReason, c.StateReasonCode = StateFailed, msg, ne.reason
+			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateFailed, msg, ne.reason
+			return nil
+		}
+		c.State, c.StateReason, c.StateReasonCode = StateActive, "", ""
+		c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateSuccessful, "", ""
+		stale = nil
+		keep := f.NetUsers[:0]
+		for _, u := range f.NetUsers {
+			if _, ok := want[u]; ok {
+				keep = append(keep, u)
+			} else {
+				stale = append(stale, u)
+			}
+		}
+		f.NetUsers = keep
+		return nil
+	})
+	switch {
+	case errors.Is(err, errSuperseded):
+		s.kick(acct, name) // a newer update arrived meanwhile: settle that one
+		return
+	case err != nil:
+		s.log.Warn("recording function network state failed", "function", name, "err", err)
+		return
+	}
+	if nf, _, err := s.fns.Get(context.Background(), fnKey(acct, name)); err == nil {
+		s.cache.putFn(fnKey(acct, name), nf, rev)
+	}
+	if failure != nil {
+		s.log.Warn("function VPC setup failed", "account", acct, "function", name, "err", failure)
+	} else {
+		s.log.Info("function VPC setup done", "account", acct, "function", name, "shares", len(want))
+	}
+	s.releaseShares(context.Background(), acct, stale, nil)
+}
+
+var errSuperseded = errors.New("superseded by a newer update")
+
+// netError carries the Lambda state reason code of a failed setup.
+type netError struct {
+	reason string
+	err    error
+}
+
+func (e *netError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *netError) Unwrap() error { return e.err }
+
+func (s *Service) releaseShares(ctx context.Context, acct string, users []string, keep map[string]bool) {
+	if s.o.Networks == nil {
+		return
+	}
+	for _, u := range users {
+		if keep[u] {
+			continue
+		}
+		if err := s.o.Networks.Release(ctx, acct, u); err != nil {
+			s.log.Warn("releasing ENI share failed", "user", u, "err", err)
+		}
+	}
+}
+
+// Touch records an invocation (idle reclaim measures from it).
+func (s *Service) Touch(acct, name string) {
+	if s.o.Networks == nil {
+		return
+	}
+	now := s.o.Now()
+	k := fnKey(acct, name)
+	s.net.mu.Lock()
+	s.net.lastUsed[k] = now
+	s.net.mu.Unlock()
+}
+
+func (s *Service) reclaimLoop() {
+	defer s.net.wg.Done()
+	every := s.o.VpcIdleTimeout / 4
+	if every > time.Minute {
+		every = time.Minute
+	}
+	if every < 100*time.Millisecond {
+		every = 100 * time.Millisecond
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.net.stop:
+			return
+		case <-t.C:
+			s.reclaimIdle()
+		}
+	}
+}
+
+// reclaimIdle makes VPC functions idle for VpcIdleTimeout Inactive and
+// releases their ENI shares (an ENI nobody uses is then deleted).
+func (s *Service) reclaimIdle() {
+	now := s.o.Now()
+	type cand struct{ acct, name string }
+	var idle []cand
+	s.cache.mu.RLock()
+	s.net.mu.Lock()
+	for k, c := range s.cache.fns {
+		if c.v == nil || c.v.Latest.VpcConfig == nil || c.v.Latest.State != StateActive || c.v.Latest.LastUpdateStatus == UpdateInProgress {
+			continue
+		}
+		last, ok := s.net.lastUsed[k]
+		if !ok || last.Before(c.v.Latest.LastModified) {
+			last = c.v.Latest.LastModified
+		}
+		if now.Sub(last) >= s.o.VpcIdleTimeout {
+			idle = append(idle, cand{c.v.Latest.AccountID, c.v.Latest.FunctionName})
+		}
+	}
+	s.net.mu.Unlock()
+	s.cache.mu.RUnlock()
+	for _, f := range idle {
+		var users []string
+		nf, rev, err := s.fns.Update(context.Background(), fnKey(f.acct, f.name), func(fn *Function) error {
+			if fn.Latest.State != StateActive {
+				return errSuperseded
+			}
+			c := &fn.Latest
+			c.State, c.StateReason, c.StateReasonCode = StateInactive, "The function is inactive because it has not been invoked for a long time; its network interfaces were reclaimed.", ReasonIdle
+			users = fn.NetUsers
+			fn.NetUsers = nil
+			return nil
+		})
+		if err != nil {
+			continue
+		}
+		s.cache.putFn(fnKey(f.acct, f.name), nf, rev)
+		s.log.Info("function became inactive (idle)", "account", f.acct, "function", f.name)
+		s.releaseShares(context.Background(), f.acct, users, nil)
+	}
+}
+
+// Ready waits until the function can run an invocation: a Pending or
+// updating function is waited for, an Inactive one is restored first. A
+// Failed function returns the 502 error matching its reason code.
+func (s *Service) Ready(ctx context.Context, acct, name string) error {
+	k := fnKey(acct, name)
+	for {
+		fn := s.cache.fn(k)
+		if fn == nil {
+			return notFound("Function not found: %s", name)
+		}
+		c := fn.Latest
+		switch {
+		case c.State == StateFailed:
+			return stateError(&c)
+		case c.State == StateInactive:
+			if err := s.restore(ctx, acct, name); err != nil {
+				return err
+			}
+		case c.State == StatePending || c.LastUpdateStatus == UpdateInProgress:
+		default:
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return &Error{Code: "ResourceNotReadyException", Status: 502, Message: fmt.Sprintf("The function %s is still being set up (%s); retry shortly.", name, c.StateReasonCode)}
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// restore moves an Inactive function to Pending/Restoring and settles it.
+func (s *Service) restore(ctx context.Context, acct, name string) error {
+	nf, rev, err := s.fns.Update(ctx, fnKey(acct, name), func(fn *Function) error {
+		if fn.Latest.State != StateInactive {
+			return errSuperseded
+		}
+		setPending(&fn.Latest, ReasonRestoring, "The function is being restored.")
+		return nil
+	})
+	if errors.Is(err, errSuperseded) {
+		return nil
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return notFound("Function not found: %s", name)
+	}
+	if err != nil {
+		return err
+	}
+	s.cache.putFn(fnKey(acct, name), nf, rev)
+	s.log.Info("restoring inactive function", "account", acct, "function", name)
+	s.kick(acct, name)
+	return nil
+}
+
+// stateError is the invoke error of a Failed function.
+func stateError(c *Config) *Error {
+	code := map[string]string{
+		"SubnetOutOfIPAddresses":      "SubnetIPAddressLimitReachedException",
+		"EniLimitExceeded":            "ENILimitReachedException",
+		"InsufficientRolePermissions": "EC2AccessDeniedException",
+		"InvalidSubnet":               "InvalidSubnetIDException",
+		"InvalidSecurityGroup":        "InvalidSecurityGroupIDException",
+	}[c.StateReasonCode]
+	if code == "" {
+		code = "EC2UnexpectedException"
+	}
+	return &Error{Code: code, Status: 502, Message: fmt.Sprintf("Lambda was unable to set up the function's VPC access (%s): %s", c.StateReasonCode, c.StateReason)}
+}
