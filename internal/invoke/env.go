@@ -272,7 +272,14 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 
 // coldStart builds a new environment for cfg and waits until its runtime
 // asked for the first invocation.
-func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Config) (*env, *runtimeapi.FunctionError, error) {
+// initFailure is a cold start that ended before the runtime was ready:
+// the error to report and what the process printed until then.
+type initFailure struct {
+	fe     *runtimeapi.FunctionError
+	output []byte
+}
+
+func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Config) (*env, *initFailure, error) {
 	rt, err := s.o.Runtimes.Lookup(cfg.Runtime)
 	if err != nil {
 		return nil, nil, control.InvalidParam("%v", err)
@@ -303,7 +310,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 				if len(out) > 0 {
 					msg += ": " + trimOutput(out)
 				}
-				return nil, &runtimeapi.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: msg}, nil
+				return nil, &initFailure{fe: &runtimeapi.FunctionError{Type: "Runtime.InvalidEntrypoint", Message: msg}, output: out}, nil
 			}
 			return nil, nil, err
 		}
@@ -325,15 +332,18 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 		s.metrics.observeColdStart(cfg, e.phases)
 		return e, nil, nil
 	case fe := <-e.rapi.InitError():
+		out := e.capture.Take()
 		s.destroy(e)
-		return nil, fe, nil
+		return nil, &initFailure{fe: fe, output: out}, nil
 	case <-e.proc.Done():
 		fe := s.exitError(e, "")
+		out := e.capture.Take()
 		s.destroy(e)
-		return nil, fe, nil
+		return nil, &initFailure{fe: fe, output: out}, nil
 	case <-timer.C:
+		out := e.capture.Take()
 		s.destroy(e)
-		return nil, &runtimeapi.FunctionError{Type: "Sandbox.Timedout", Message: fmt.Sprintf("Init phase timed out after %.2f seconds", initTimeout.Seconds())}, nil
+		return nil, &initFailure{fe: &runtimeapi.FunctionError{Type: "Sandbox.Timedout", Message: fmt.Sprintf("Init phase timed out after %.2f seconds", initTimeout.Seconds())}, output: out}, nil
 	case <-ctx.Done():
 		s.destroy(e)
 		return nil, nil, ctx.Err()

@@ -383,14 +383,14 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 	e := s.takeIdle(key)
 	warm := e != nil
 	if e == nil {
-		var fe *runtimeapi.FunctionError
-		e, fe, err = s.coldStart(ctx, key, cfg)
+		var failed *initFailure
+		e, failed, err = s.coldStart(ctx, key, cfg)
 		if err != nil {
 			s.metrics.invocation(cfg, invocationType(r), "error")
 			return nil, err
 		}
-		if fe != nil {
-			return s.initFailed(r, cfg, fe, time.Since(start)), nil
+		if failed != nil {
+			return s.initFailed(r, cfg, failed, time.Since(start)), nil
 		}
 		if err := s.register(e); err != nil {
 			s.destroy(e)
@@ -413,8 +413,10 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 
 // initFailed builds the response of an invocation whose environment never
 // became ready; the init output and the error are logged.
-func (s *Scheduler) initFailed(r *Request, cfg *control.Config, fe *runtimeapi.FunctionError, d time.Duration) *Response {
+func (s *Scheduler) initFailed(r *Request, cfg *control.Config, failed *initFailure, d time.Duration) *Response {
+	fe := failed.fe
 	var b strings.Builder
+	b.Write(failed.output) // what init printed (e.g. the traceback) comes first, as on AWS
 	b.WriteString(logs.StartLine(r.RequestID, cfg.Version))
 	fmt.Fprintf(&b, "INIT_REPORT Init Duration: %.2f ms\tPhase: init\tStatus: error\tError Type: %s\n", float64(d.Microseconds())/1000, fe.Type)
 	b.WriteString(logs.EndLine(r.RequestID))
