@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,7 +86,14 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	sweepStale()
+	// Sweep what a killed earlier run left, unless another run of this
+	// package is alive right now (it holds the lock for its whole run).
+	if lock, err := os.OpenFile("/run/lambdaplane-e2e.lock", os.O_CREATE|os.O_RDWR, 0o600); err == nil {
+		defer lock.Close()
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil {
+			sweepStale()
+		}
+	}
 	cleanup, err := makeInternet()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "internet namespace:", err)
