@@ -22,6 +22,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -121,6 +122,15 @@ type Env struct {
 	runID   string
 	mu      sync.Mutex
 	created map[string]bool
+
+	// VPC scenarios (in-process only).
+	ec2     *ec2.Client
+	vpcRole string // an execution role with the VPC permissions
+	net     *vpcNet
+	// spawn starts another in-process server (e.g. in per-env-eni mode),
+	// once per key; it is closed, and checked for leaks, with the bench's.
+	spawn   func(ctx context.Context, key string, mut func(*server.Config)) (*Env, error)
+	spawned map[string]*Env
 }
 
 // Name returns a function name unique to this run.
@@ -142,6 +152,12 @@ func (e *Env) CreateFunctions(ctx context.Context, scenario, fn string, n int) (
 }
 
 func (e *Env) create(ctx context.Context, name, fn string) error {
+	return e.createIn(ctx, name, fn, nil)
+}
+
+// createIn creates a function, in a VPC when vc is set (with the role that
+// has the VPC permissions).
+func (e *Env) createIn(ctx context.Context, name, fn string, vc *types.VpcConfig) error {
 	zip, ok := e.Zips[fn]
 	if !ok {
 		return fmt.Errorf("unknown test function %q", fn)
@@ -149,9 +165,14 @@ func (e *Env) create(ctx context.Context, name, fn string) error {
 	e.mu.Lock()
 	e.created[name] = true
 	e.mu.Unlock()
+	role := e.role
+	if vc != nil {
+		role = e.vpcRole
+	}
 	_, err := e.Lambda.CreateFunction(ctx, &lambda.CreateFunctionInput{
 		FunctionName: aws.String(name), Runtime: types.RuntimeProvidedal2023, Handler: aws.String("bootstrap"),
-		Role: aws.String(e.role), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(30), MemorySize: aws.Int32(128),
+		Role: aws.String(role), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(30), MemorySize: aws.Int32(128),
+		VpcConfig: vc,
 	})
 	if err != nil {
 		return fmt.Errorf("create function %s: %w", name, err)
@@ -334,14 +355,15 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 			left = append(left, n)
 		}
 		e.mu.Unlock()
-		if len(left) == 0 {
-			return nil
-		}
-		sort.Strings(left)
-		log.Info("bench: deleting the functions it created", "count", len(left))
 		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer dcancel()
-		return e.DeleteFunctions(dctx, left)
+		var err error
+		if len(left) > 0 {
+			sort.Strings(left)
+			log.Info("bench: deleting the functions it created", "count", len(left))
+			err = e.DeleteFunctions(dctx, left)
+		}
+		return errors.Join(err, e.deleteNetwork(dctx))
 	})
 
 	for i, sc := range scenarios {
@@ -418,41 +440,86 @@ func startLocal(ctx context.Context, o *Options, e *Env, work string) (func() er
 	}
 	stops = append(stops, closeInet)
 	e.Egress = internetTCP
-	e.Prefix = "b" + randHex(4)
-	cfg := server.Config{
-		Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data"), Prefix: e.Prefix, PoolSize: 16,
-		UplinkNetns: inet, UplinkNet: netip.MustParsePrefix("169.254.199.0/30"), InitPath: initPath,
-		IdleTimeout: 30 * time.Minute, AccountLimit: 1000,
-	}
-	srvLog := quietServer(e.Log.With("component", "server"))
-	srv, err := server.Start(ctx, cfg, srvLog)
-	if err != nil {
-		return stop, fmt.Errorf("start server: %w", err)
-	}
-	stops = append(stops, func() error {
-		err := srv.Close()
-		nss, links, lerr := netdev.ListPrefixed(e.Prefix)
-		if lerr != nil {
-			return errors.Join(err, lerr)
+	launch := func(ctx context.Context, ne *Env, uplink int, mut func(*server.Config)) error {
+		ne.Prefix = "b" + randHex(4)
+		cfg := server.Config{
+			Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data-"+ne.Prefix), Prefix: ne.Prefix, PoolSize: 16,
+			UplinkNetns: inet, UplinkNet: netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254, 199, byte(4 * uplink)}), 30), InitPath: initPath,
+			IdleTimeout: 30 * time.Minute, AccountLimit: 1000,
 		}
-		if len(nss) > 0 || len(links) > 0 {
-			err = errors.Join(err, fmt.Errorf("server left kernel objects behind: namespaces %v, links %v", nss, links))
+		if mut != nil {
+			mut(&cfg)
 		}
-		return err
-	})
+		srvLog := quietServer(e.Log.With("component", "server", "prefix", ne.Prefix))
+		srv, err := server.Start(ctx, cfg, srvLog)
+		if err != nil {
+			return fmt.Errorf("start server: %w", err)
+		}
+		stops = append(stops, func() error {
+			err := srv.Close()
+			nss, links, lerr := netdev.ListPrefixed(ne.Prefix)
+			if lerr != nil {
+				return errors.Join(err, lerr)
+			}
+			if len(nss) > 0 || len(links) > 0 {
+				err = errors.Join(err, fmt.Errorf("server left kernel objects behind: namespaces %v, links %v", nss, links))
+			}
+			return err
+		})
+		ne.bind(srv)
+		return nil
+	}
+	if err := launch(ctx, e, 0, nil); err != nil {
+		return stop, err
+	}
+	e.spawned = map[string]*Env{}
+	e.spawn = func(ctx context.Context, key string, mut func(*server.Config)) (*Env, error) {
+		if ne := e.spawned[key]; ne != nil {
+			return ne, nil
+		}
+		if len(e.spawned) >= 60 {
+			return nil, errors.New("too many servers")
+		}
+		ne := &Env{Quick: e.Quick, Log: e.Log, Egress: e.Egress, Zips: e.Zips, OutDir: e.OutDir, runID: e.runID, created: map[string]bool{}}
+		if err := launch(ctx, ne, len(e.spawned)+1, mut); err != nil {
+			return nil, err
+		}
+		e.spawned[key] = ne
+		// Runs before this server's Close (stops run in reverse).
+		stops = append(stops, func() error { return ne.teardown() })
+		e.Log.Info("bench: started another server", "key", key, "prefix", ne.Prefix)
+		return ne, nil
+	}
+	return stop, nil
+}
+
+// bind points e's clients at an in-process server.
+func (e *Env) bind(srv *server.Server) {
 	e.Server = srv
 	e.role = "arn:aws:iam::" + srv.Account.ID + ":role/lambdaplane-bench"
+	creds := credentials.NewStaticCredentialsProvider(srv.Account.Keys[0].ID, srv.Account.Keys[0].Secret, "")
 	e.Lambda = lambda.New(lambda.Options{
-		Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider(srv.Account.Keys[0].ID, srv.Account.Keys[0].Secret, ""),
-		HTTPClient:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
+		Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint), Credentials: creds,
+		HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}},
 	})
-	e.iam = iam.New(iam.Options{
-		Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint),
-		Credentials: credentials.NewStaticCredentialsProvider(srv.Account.Keys[0].ID, srv.Account.Keys[0].Secret, ""),
-	})
+	e.iam = iam.New(iam.Options{Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint), Credentials: creds})
+	e.ec2 = ec2.New(ec2.Options{Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint), Credentials: creds})
 	e.scrape = httpScraper(srv.Endpoint + "/metrics")
-	return stop, nil
+}
+
+// teardown deletes what the bench left on a spawned server: functions,
+// then its VPC.
+func (e *Env) teardown() error {
+	e.mu.Lock()
+	left := make([]string, 0, len(e.created))
+	for n := range e.created {
+		left = append(left, n)
+	}
+	e.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := e.DeleteFunctions(ctx, left)
+	return errors.Join(err, e.deleteNetwork(ctx))
 }
 
 // slogAtLeast quiets the in-process server to warnings unless the bench's

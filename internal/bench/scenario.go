@@ -44,12 +44,9 @@ var registry = []Scenario{
 	egressScenario,
 	memoryScenario,
 	sharingScenario,
-	{Name: "vpc-cold-start", Title: "VPC cold start: shared ENI vs --vpc-mode=per-env-eni", Pending: "needs VPC attachment",
-		About: "Cold-start p50/p90/p99 and the attach phase of a function with VpcConfig, in the Hyperplane model (shared ENI) and the legacy per-environment ENI mode."},
-	{Name: "eni-limit", Title: "ENI creation limit under a burst (per-env-eni)", Pending: "needs VPC attachment",
-		About: "Burst of VPC cold starts in legacy mode: throttles and latency once the ENI quota and creation rate limit bind; the shared-ENI model for comparison."},
-	{Name: "vpc-addresses", Title: "Subnet addresses vs concurrency", Pending: "needs VPC attachment",
-		About: "Subnet addresses consumed as concurrency grows: constant with shared ENIs, one per environment in legacy mode."},
+	vpcColdScenario,
+	eniLimitScenario,
+	addressesScenario,
 }
 
 // Names lists the registered scenarios.

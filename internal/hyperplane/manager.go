@@ -590,6 +590,18 @@ type Stats struct {
 	Attachments int
 }
 
+// ENIs returns a snapshot of the ENIs this manager knows (read-only
+// copies), for metrics.
+func (m *Manager) ENIs() []ENI {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]ENI, 0, len(m.enis))
+	for _, en := range m.enis {
+		out = append(out, *en.eni)
+	}
+	return out
+}
+
 // Stats counts ENIs, keys and attachments.
 func (m *Manager) Stats() Stats {
 	m.mu.Lock()

@@ -165,6 +165,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	done()
 	// Metrics registration point for VPC state (ENIs, addresses per subnet):
 	// register the datapath's collector on reg here.
+	reg.MustRegister(newVPCCollector(s.accounts, model, s.hyperplane))
 	roles, err := iam.NewRoles(ctx, s.st)
 	if err != nil {
 		return nil, err
