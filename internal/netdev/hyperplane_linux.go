@@ -111,28 +111,9 @@ func (v *VPCs) ensureHP(rt *vpcRouter, s VPCSpec) error {
 		v.releaseHP(s.ID)
 		return err
 	}
-	rl, err := linkByName(rt.h, HPLinkName)
+	rl, sl, err := v.ensureSvcVeth(rt, svcLink, HPLinkName, "hyperplane")
 	if err != nil {
 		return err
-	}
-	sl, err := linkByName(v.r.svcH, svcLink)
-	if err != nil {
-		return err
-	}
-	if !paired(rl, sl) {
-		if err := errors.Join(delLink(rt.h, HPLinkName), delLink(v.r.svcH, svcLink)); err != nil {
-			return err
-		}
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: svcLink}, PeerName: HPLinkName, PeerNamespace: netlink.NsFd(rt.ns)}
-		if err := v.r.svcH.LinkAdd(veth); err != nil {
-			return fmt.Errorf("create hyperplane veth %s <-> %s: %w", svcLink, HPLinkName, err)
-		}
-		if rl, err = linkByName(rt.h, HPLinkName); err == nil {
-			sl, err = linkByName(v.r.svcH, svcLink)
-		}
-		if err != nil || rl == nil || sl == nil {
-			return fmt.Errorf("hyperplane veth vanished after creation: %v", err)
-		}
 	}
 	addr, err := v.hpAddr(rt, s.ID, rl)
 	if err != nil {

@@ -475,28 +475,9 @@ func (v *VPCs) ensureIGW(rt *vpcRouter, s VPCSpec) error {
 		v.releaseIGW(s.ID)
 		return err
 	}
-	rl, err := linkByName(rt.h, IGWLinkName)
+	rl, sl, err := v.ensureSvcVeth(rt, svcLinkName, IGWLinkName, "internet gateway")
 	if err != nil {
 		return err
-	}
-	sl, err := linkByName(v.r.svcH, svcLinkName)
-	if err != nil {
-		return err
-	}
-	if !paired(rl, sl) {
-		if err := errors.Join(delLink(rt.h, IGWLinkName), delLink(v.r.svcH, svcLinkName)); err != nil {
-			return err
-		}
-		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: svcLinkName}, PeerName: IGWLinkName, PeerNamespace: netlink.NsFd(rt.ns)}
-		if err := v.r.svcH.LinkAdd(veth); err != nil {
-			return fmt.Errorf("create internet gateway veth %s <-> %s: %w", svcLinkName, IGWLinkName, err)
-		}
-		if rl, err = linkByName(rt.h, IGWLinkName); err == nil {
-			sl, err = linkByName(v.r.svcH, svcLinkName)
-		}
-		if err != nil || rl == nil || sl == nil {
-			return fmt.Errorf("internet gateway veth vanished after creation: %v", err)
-		}
 	}
 	addr, err := v.igwAddr(rt, s.ID, rl)
 	if err != nil {
@@ -1038,4 +1019,34 @@ func WaitGone(nsPath, name string) error {
 		return fmt.Errorf("link %s still exists in %s", name, nsPath)
 	}
 	return nil
+}
+
+// ensureSvcVeth makes sure a veth pair joins the service router (svcName)
+// and the VPC router rt (vpcName), replacing a half or mismatched pair. It
+// returns the VPC-router end and the service-router end. what names the
+// link in errors.
+func (v *VPCs) ensureSvcVeth(rt *vpcRouter, svcName, vpcName, what string) (vpcEnd, svcEnd netlink.Link, err error) {
+	if vpcEnd, err = linkByName(rt.h, vpcName); err != nil {
+		return nil, nil, err
+	}
+	if svcEnd, err = linkByName(v.r.svcH, svcName); err != nil {
+		return nil, nil, err
+	}
+	if paired(vpcEnd, svcEnd) {
+		return vpcEnd, svcEnd, nil
+	}
+	if err := errors.Join(delLink(rt.h, vpcName), delLink(v.r.svcH, svcName)); err != nil {
+		return nil, nil, err
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: svcName}, PeerName: vpcName, PeerNamespace: netlink.NsFd(rt.ns)}
+	if err := v.r.svcH.LinkAdd(veth); err != nil {
+		return nil, nil, fmt.Errorf("create %s veth %s <-> %s: %w", what, svcName, vpcName, err)
+	}
+	if vpcEnd, err = linkByName(rt.h, vpcName); err == nil {
+		svcEnd, err = linkByName(v.r.svcH, svcName)
+	}
+	if err != nil || vpcEnd == nil || svcEnd == nil {
+		return nil, nil, fmt.Errorf("%s veth vanished after creation: %v", what, err)
+	}
+	return vpcEnd, svcEnd, nil
 }
