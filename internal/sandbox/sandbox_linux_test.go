@@ -663,7 +663,21 @@ func testCycles(t *testing.T, m *Manager, poolSize int) {
 	for deadline := time.Now().Add(10 * time.Second); len(m.pool) < poolSize && time.Now().Before(deadline); {
 		time.Sleep(time.Millisecond)
 	}
-	if c := children(t); len(c) != poolSize {
+	// A member that just reported "ready" may still be on its way into
+	// recvmsg (running, not yet sleeping): give the states a moment.
+	idle := func(cs []string) bool {
+		for _, c := range cs {
+			if !strings.HasSuffix(c, ":S") {
+				return false
+			}
+		}
+		return true
+	}
+	c := children(t)
+	for deadline := time.Now().Add(5 * time.Second); !(len(c) == poolSize && idle(c)) && time.Now().Before(deadline); c = children(t) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(c) != poolSize {
 		t.Errorf("children: %v, want %d idle pool members", c, poolSize)
 	} else {
 		for _, c := range c {
