@@ -124,6 +124,13 @@ var errNetnsExists = errors.New("netns already exists")
 // /run/netns/name, writes sysctls inside it and sets lo up. On failure
 // nothing is left behind.
 func createNamedNetns(name string, sc []sysctl) error {
+	return newNetnsDo(name, sc, func() error { return nil })
+}
+
+// newNetnsDo creates network namespace name (bind-mounted under
+// /run/netns), writes sysctls, sets lo up and runs fn inside it, all on
+// one locked thread. On failure nothing is left behind.
+func newNetnsDo(name string, sc []sysctl, fn func() error) error {
 	path := filepath.Join(netnsRunDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if errors.Is(err, os.ErrExist) {
@@ -150,7 +157,7 @@ func createNamedNetns(name string, sc []sysctl) error {
 		if err != nil {
 			return fmt.Errorf("set lo up: %w", err)
 		}
-		return nil
+		return fn()
 	})
 	if err != nil {
 		_ = deleteNamedNetns(name)

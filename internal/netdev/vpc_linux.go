@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -726,45 +725,6 @@ func (v *VPCs) createIface(rt *vpcRouter, s VPCSpec, i IfaceSpec) (err error) {
 func (v *VPCs) destroyIface(rt *vpcRouter, id string) error {
 	delete(v.ready, id)
 	return errors.Join(delLink(rt.h, ifaceLink(id)), deleteNamedNetns(InstanceNetnsName(v.prefix, id)))
-}
-
-// newNetnsDo creates network namespace name (bind-mounted under
-// /run/netns), writes sysctls, sets lo up and runs fn inside it, all on
-// one locked thread. On failure nothing is left behind.
-func newNetnsDo(name string, sc []sysctl, fn func() error) error {
-	path := filepath.Join(netnsRunDir, name)
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
-	if errors.Is(err, os.ErrExist) {
-		return fmt.Errorf("%w: %s", errNetnsExists, path)
-	}
-	if err != nil {
-		return fmt.Errorf("create %s: %w", path, err)
-	}
-	f.Close()
-	err = onLockedThread(func() error {
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("unshare netns: %w", err)
-		}
-		if err := unix.Mount("/proc/thread-self/ns/net", path, "none", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind-mount netns at %s: %w", path, err)
-		}
-		if err := writeSysctls(sc); err != nil {
-			return err
-		}
-		lo, err := netlink.LinkByName("lo")
-		if err == nil {
-			err = netlink.LinkSetUp(lo)
-		}
-		if err != nil {
-			return fmt.Errorf("set lo up: %w", err)
-		}
-		return fn()
-	})
-	if err != nil {
-		_ = deleteNamedNetns(name)
-		return fmt.Errorf("create netns %s: %w", name, err)
-	}
-	return nil
 }
 
 // ensureRouting converges per-subnet policy routing: a rule "from <subnet>
