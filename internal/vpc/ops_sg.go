@@ -152,55 +152,42 @@ func (m *Model) DeleteSecurityGroup(ctx context.Context, accountID, id string) e
 // the whole request with InvalidPermission.Duplicate. It returns the rules
 // added.
 func (m *Model) Authorize(ctx context.Context, accountID, groupID string, egress bool, perms []Permission) ([]Rule, error) {
-	rules, err := m.expandFor(ctx, accountID, groupID, perms)
-	if err != nil {
-		return nil, err
-	}
-	var added []Rule
-	_, err = update(ctx, m.sgs, accountID, groupID, nfGroup, func(g *SecurityGroup) error {
-		list := &g.Ingress
-		if egress {
-			list = &g.Egress
-		}
-		nl, a, err := addRules(*list, rules)
-		if err != nil {
-			return err
-		}
-		*list, added = nl, a
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	m.changed()
-	return added, nil
+	return m.editRules(ctx, accountID, groupID, egress, perms, addRules)
 }
 
 // Revoke removes ingress (or egress) rules from a group; a rule that does
 // not exist fails the request with InvalidPermission.NotFound.
 func (m *Model) Revoke(ctx context.Context, accountID, groupID string, egress bool, perms []Permission) ([]Rule, error) {
+	return m.editRules(ctx, accountID, groupID, egress, perms, removeRules)
+}
+
+// editRules applies op (addRules or removeRules) to the group's ingress or
+// egress list in one revision-checked update and returns the rules op
+// reports as changed.
+func (m *Model) editRules(ctx context.Context, accountID, groupID string, egress bool, perms []Permission,
+	op func(list, rules []Rule) ([]Rule, []Rule, error)) ([]Rule, error) {
 	rules, err := m.expandFor(ctx, accountID, groupID, perms)
 	if err != nil {
 		return nil, err
 	}
-	var removed []Rule
+	var changed []Rule
 	_, err = update(ctx, m.sgs, accountID, groupID, nfGroup, func(g *SecurityGroup) error {
 		list := &g.Ingress
 		if egress {
 			list = &g.Egress
 		}
-		nl, r, err := removeRules(*list, rules)
+		nl, c, err := op(*list, rules)
 		if err != nil {
 			return err
 		}
-		*list, removed = nl, r
+		*list, changed = nl, c
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	m.changed()
-	return removed, nil
+	return changed, nil
 }
 
 func (m *Model) expandFor(ctx context.Context, accountID, groupID string, perms []Permission) ([]Rule, error) {
