@@ -218,8 +218,12 @@ func (s *Server) handleInitError(w http.ResponseWriter, r *http.Request) {
 	default: // only the first one is kept
 	}
 	// An invocation waiting for this runtime will never be served: fail it
-	// now with the init error, as AWS does for the first invoke.
+	// now with the init error, as AWS does for the first invoke; one that
+	// arrives later fails at once (Invoke checks initFail).
 	s.mu.Lock()
+	if s.initFail == nil {
+		s.initFail = fe
+	}
 	if p := s.cur; p != nil && p.state != stateAnswering {
 		s.finish(p, &Result{Err: fe})
 	}

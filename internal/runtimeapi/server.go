@@ -105,6 +105,7 @@ type Server struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	initErr   chan *FunctionError // buffered 1; first init error wins
+	initFail  *FunctionError      // the first init error; later Invokes fail with it (guarded by mu)
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -194,6 +195,11 @@ func (s *Server) Invoke(ctx context.Context, inv *Invocation) (*Result, error) {
 	}
 
 	s.mu.Lock()
+	if fe := s.initFail; fe != nil {
+		// The runtime failed to initialise: it will never fetch this.
+		s.mu.Unlock()
+		return &Result{Err: fe}, nil
+	}
 	if s.cur != nil {
 		s.mu.Unlock()
 		return nil, ErrBusy

@@ -461,3 +461,20 @@ func TestParseFunctionErrorNonObjectJSON(t *testing.T) {
 		t.Errorf("%+v", fe)
 	}
 }
+
+// An Invoke that arrives after the runtime reported an init error fails at
+// once with that error instead of waiting for a /next that never comes.
+func TestInvokeAfterInitError(t *testing.T) {
+	e := startRaw(t, Options{})
+	body := `{"errorMessage":"boom","errorType":"Runtime.HandlerNotFound","stackTrace":[]}`
+	if r := e.do(t, http.MethodPost, "init/error", nil, strings.NewReader(body)); r.status != http.StatusAccepted {
+		t.Fatalf("init/error: %d", r.status)
+	}
+	<-e.srv.InitError()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	res, err := e.srv.Invoke(ctx, &Invocation{RequestID: "late"})
+	if err != nil || res == nil || res.Err == nil || res.Err.Type != "Runtime.HandlerNotFound" {
+		t.Fatalf("Invoke after init error = %+v, %v", res, err)
+	}
+}
