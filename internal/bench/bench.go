@@ -12,11 +12,9 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -556,24 +554,9 @@ const (
 // makeInternet creates the namespace standing in for the internet. Never a
 // real outside address: 203.0.113.1 is a documentation address on its lo.
 func makeInternet() (string, func() error, error) {
-	name := "lpbinet" + randHex(3)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return "", nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, out)
-	}
-	del := func() error {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
-			return fmt.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-		return nil
-	}
-	for _, c := range [][]string{
-		{"ip", "-n", name, "link", "set", "lo", "up"},
-		{"ip", "-n", name, "addr", "add", internetIP + "/32", "dev", "lo"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			_ = del()
-			return "", nil, fmt.Errorf("%v: %v: %s", c, err, out)
-		}
+	name, del, err := netdev.NewScratchNetns("lpbinet", netip.MustParseAddr(internetIP))
+	if err != nil {
+		return "", nil, err
 	}
 	path := "/run/netns/" + name
 	ln, err := netdev.ListenIn(path, "tcp", internetTCP)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -42,18 +41,11 @@ const internetAddr = "203.0.113.1"
 // 203.0.113.1 and answers TCP on port 80 with the address it sees.
 func makeInternet(t testing.TB) string {
 	t.Helper()
-	name := "lptinet" + randHex(4)
-	for _, c := range [][]string{
-		{"ip", "netns", "add", name},
-		{"ip", "-n", name, "link", "set", "lo", "up"},
-		{"ip", "-n", name, "addr", "add", internetAddr + "/32", "dev", "lo"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			exec.Command("ip", "netns", "del", name).Run()
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
+	name, del, err := netdev.NewScratchNetns("lptinet", netip.MustParseAddr(internetAddr))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	t.Cleanup(func() { _ = del() })
 	path := "/run/netns/" + name
 	ln, err := netdev.ListenIn(path, "tcp", internetAddr+":80")
 	if err != nil {

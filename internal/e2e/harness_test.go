@@ -138,27 +138,17 @@ func sweepStale() {
 
 var (
 	stalePrefix   = regexp.MustCompile(`^([tr][0-9a-f]{4})-`)
-	staleInternet = regexp.MustCompile(`^lpinet[0-9a-f]{3}$`)
+	staleInternet = regexp.MustCompile(`^lpinet[0-9a-f]{8}$`)
 )
 
 // makeInternet creates the namespace standing in for the internet: it owns
 // 203.0.113.1 (a documentation address) and answers TCP on port 80.
 func makeInternet() (func(), error) {
-	name := "lpinet" + randHex(3)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("ip netns add: %v: %s", err, out)
+	name, _, err := netdev.NewScratchNetns("lpinet", netip.MustParseAddr(internetIP))
+	if err != nil {
+		return nil, err
 	}
 	internetNS = "/run/netns/" + name
-	cmds := [][]string{
-		{"ip", "-n", name, "link", "set", "lo", "up"},
-		{"ip", "-n", name, "addr", "add", internetIP + "/32", "dev", "lo"},
-	}
-	for _, c := range cmds {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			exec.Command("ip", "netns", "del", name).Run()
-			return nil, fmt.Errorf("%v: %v: %s", c, err, out)
-		}
-	}
 	ln, err := listenIn(internetNS, internetTCP)
 	if err != nil {
 		exec.Command("ip", "netns", "del", name).Run()

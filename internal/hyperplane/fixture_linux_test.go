@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -64,18 +63,11 @@ func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
 	requireRoot(t)
 	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), prefix: "h" + randHex(4)}
-	inet := "lphinet" + randHex(4)
-	for _, c := range [][]string{
-		{"ip", "netns", "add", inet},
-		{"ip", "-n", inet, "link", "set", "lo", "up"},
-		{"ip", "-n", inet, "addr", "add", internetAddr + "/32", "dev", "lo"},
-	} {
-		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
-			exec.Command("ip", "netns", "del", inet).Run()
-			t.Fatalf("%v: %v: %s", c, err, out)
-		}
+	inet, delInet, err := netdev.NewScratchNetns("lphinet", netip.MustParseAddr(internetAddr))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", inet).Run() })
+	t.Cleanup(func() { _ = delInet() })
 	ln, err := netdev.ListenIn("/run/netns/"+inet, "tcp", internetAddr+":80")
 	if err != nil {
 		t.Fatal(err)

@@ -173,12 +173,11 @@ func TestRedisInstance(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/redis-server"); err != nil {
 		t.Fatal("redis-server is not installed (Debian package redis-server)")
 	}
-	inet := "lptinet" + randHex(4)
-	if out, err := exec.Command("ip", "netns", "add", inet).CombinedOutput(); err != nil {
-		t.Fatalf("%v: %s", err, out)
+	inet, delInet, err := netdev.NewScratchNetns("lptinet")
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", inet).Run() })
-	exec.Command("ip", "-n", inet, "link", "set", "lo", "up").Run()
+	t.Cleanup(func() { _ = delInet() })
 
 	srv := &serverProc{t: t, data: t.TempDir(), listen: freePort(t), prefix: "t" + randHex(4), inet: "/run/netns/" + inet}
 	srv.start()

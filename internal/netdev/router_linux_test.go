@@ -47,7 +47,7 @@ var internetAddrs = []string{"203.0.113.1", "10.1.2.3", "169.254.169.254", "192.
 // its path.
 func newInternet(tb testing.TB) string {
 	tb.Helper()
-	name := "lptinet" + randHex(3)
+	name := "lptinet" + randHex(4)
 	if err := ensureNetnsRunDir(); err != nil {
 		tb.Fatal(err)
 	}
