@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 
@@ -25,7 +26,7 @@ func benchCmd(args []string) error {
 		fs.PrintDefaults()
 	}
 	var o bench.Options
-	var scenarios, level, replot string
+	var scenarios, level, replot, cpuProfile string
 	fs.BoolVar(&o.Quick, "quick", false, "small counts, finishes in under 2 minutes (CI)")
 	fs.StringVar(&o.OutDir, "out", "bench-results", "directory for RESULTS.md, results.json and the plots")
 	fs.StringVar(&scenarios, "scenarios", "", "comma-separated scenarios to run (default: all)")
@@ -34,9 +35,12 @@ func benchCmd(args []string) error {
 	fs.StringVar(&o.Client.Region, "region", "", "region (default: AWS_REGION, else us-east-1)")
 	fs.StringVar(&o.Client.DataDir, "data", ".lambdaplane", "data directory of the server at --endpoint-url (credentials)")
 	fs.StringVar(&o.EgressAddr, "egress-addr", "", "with --endpoint-url: a TCP address the server's functions can reach (egress scenario)")
+	fs.IntVar(&o.PoolSize, "pool-size", bench.DefaultPool, "in-process server: ready network namespaces (serve --pool-size)")
+	fs.IntVar(&o.InitPoolSize, "init-pool-size", bench.DefaultPool, "in-process server: started init processes (serve --init-pool-size)")
 	fs.StringVar(&o.InitPath, "init-path", "", "lambdaplane-init binary (default: next to this executable, else built from the source tree)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "bound on the whole run (default 110s with --quick, 2h otherwise)")
 	fs.StringVar(&replot, "replot", "", "only redraw the plots and RESULTS.md of DIR/results.json")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (client and in-process server) to this file")
 	fs.StringVar(&level, "log-level", "info", "debug, info, warn or error (debug also shows the server's log)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -60,6 +64,17 @@ func benchCmd(args []string) error {
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep, err := bench.Run(ctx, o)
 	if rep != nil {
 		fmt.Print(bench.SummaryTable(rep))

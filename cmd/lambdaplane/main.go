@@ -24,6 +24,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/client"
 	"github.com/lambdaplane/lambdaplane/internal/instance"
+	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
 )
 
@@ -147,7 +148,8 @@ func serve(args []string) error {
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use an external NATS server with JetStream instead of the embedded one")
 	fs.StringVar(&c.Region, "region", "us-east-1", "region in ARNs and the credentials profile")
 	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups)")
-	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready")
+	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready (raise it to the largest burst of cold starts you expect; ~0.4 MB kernel memory each)")
+	fs.IntVar(&c.InitPoolSize, "init-pool-size", sandbox.DefaultPoolSize, "sandbox init processes kept started (raise it with --pool-size for bursts; refills run at low CPU priority)")
 	fs.StringVar(&svc, "service-cidr", "100.64.0.0/16", "addresses of execution environments")
 	fs.StringVar(&uplink, "uplink", "host", `where non-VPC functions reach "the internet": host, or netns:/run/netns/NAME`)
 	fs.StringVar(&uplinkNet, "uplink-net", "169.254.255.0/30", "link net between the service router and the uplink")

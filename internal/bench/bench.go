@@ -44,11 +44,21 @@ type Options struct {
 	// (the egress scenario); in-process the bench makes its own.
 	EgressAddr string
 
+	// Pools of the in-process server: ready network namespaces and started
+	// init processes (serve's --pool-size and --init-pool-size). The
+	// default, DefaultPool, covers the largest burst, as an operator
+	// expecting bursts would configure it.
+	PoolSize, InitPoolSize int
+
 	InitPath   string // lambdaplane-init (default: next to the executable, else built from the module)
 	ModuleRoot string // lambdaplane source tree (default: the one containing the working directory)
 	Logger     *slog.Logger
 	Timeout    time.Duration // whole run (default 110s quick, 2h full)
 }
+
+// DefaultPool is the in-process server's pool sizes in a bench run: enough
+// for the 100-simultaneous burst to start from ready namespaces and inits.
+const DefaultPool = 128
 
 // Report is everything a run produced (results.json).
 type Report struct {
@@ -56,9 +66,12 @@ type Report struct {
 	Finished time.Time `json:"finished"`
 	Quick    bool      `json:"quick"`
 	Target   string    `json:"target"` // "in-process" or the endpoint
-	Commit   string    `json:"commit"`
-	Machine  Machine   `json:"machine"`
-	Results  []*Result `json:"scenarios"`
+	// Pools of the in-process server (namespaces, init processes).
+	PoolSize     int       `json:"pool_size,omitempty"`
+	InitPoolSize int       `json:"init_pool_size,omitempty"`
+	Commit       string    `json:"commit"`
+	Machine      Machine   `json:"machine"`
+	Results      []*Result `json:"scenarios"`
 }
 
 // Result is one scenario's outcome.
@@ -273,6 +286,12 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 	if o.OutDir == "" {
 		o.OutDir = "bench-results"
 	}
+	if o.PoolSize == 0 {
+		o.PoolSize = DefaultPool
+	}
+	if o.InitPoolSize == 0 {
+		o.InitPoolSize = DefaultPool
+	}
 	if o.Timeout == 0 {
 		o.Timeout = 2 * time.Hour
 		if o.Quick {
@@ -327,6 +346,7 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		e.scrape = httpScraper(c.Endpoint + "/metrics")
 	} else {
 		rep.Target = "in-process"
+		rep.PoolSize, rep.InitPoolSize = o.PoolSize, o.InitPoolSize
 		stop, err := startLocal(ctx, &o, e, work)
 		cleanups = append(cleanups, stop)
 		if err != nil {
@@ -441,7 +461,7 @@ func startLocal(ctx context.Context, o *Options, e *Env, work string) (func() er
 	launch := func(ctx context.Context, ne *Env, uplink int, mut func(*server.Config)) error {
 		ne.Prefix = "b" + randHex(4)
 		cfg := server.Config{
-			Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data-"+ne.Prefix), Prefix: ne.Prefix, PoolSize: 16,
+			Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data-"+ne.Prefix), Prefix: ne.Prefix, PoolSize: o.PoolSize, InitPoolSize: o.InitPoolSize,
 			UplinkNetns: inet, UplinkNet: netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254, 199, byte(4 * uplink)}), 30), InitPath: initPath,
 			IdleTimeout: 30 * time.Minute, AccountLimit: 1000,
 		}

@@ -44,6 +44,9 @@ func Markdown(rep *Report, plotDir string) string {
 	fmt.Fprintf(&b, "# lambdaplane benchmark results\n\n")
 	fmt.Fprintf(&b, "%s, %s, target %s, commit `%s`, took %s.\n\n", rep.Started.Format("2006-01-02 15:04 UTC"), mode, rep.Target, rep.Commit, rep.Finished.Sub(rep.Started).Round(time.Second))
 	fmt.Fprintf(&b, "Machine: %s.\n\n", MachineLine(rep.Machine))
+	if rep.PoolSize > 0 {
+		fmt.Fprintf(&b, "In-process server: %d ready network namespaces and %d started init processes in its pools (`serve --pool-size %d --init-pool-size %d`; serve's defaults are 8 and 2).\n\n", rep.PoolSize, rep.InitPoolSize, rep.PoolSize, rep.InitPoolSize)
+	}
 	fmt.Fprintf(&b, "Reproduce: `%s` (add `--quick` for the CI suite; `--endpoint-url URL` to measure a running server). Every sample is in `results.json`.\n\n", ReproduceCommand)
 
 	b.WriteString(SummaryTable(rep))

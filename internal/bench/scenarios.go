@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,7 +176,7 @@ func sortedPhases(m map[string][2]float64) []string {
 
 var burstScenario = Scenario{
 	Name: "burst", Title: "Burst of simultaneous first invokes",
-	About: "For each level L, L new functions are invoked for the first time all at once (released together after their goroutines are ready); each sample is one invoke's client latency. Errors (throttles, failures) are counted, not sampled.",
+	About: "For each level L, L new functions are invoked for the first time all at once (released together after their goroutines are ready); each sample is one invoke's client latency. Errors (throttles, failures) are counted, not sampled. In-process, each level starts once the server's pools (ready namespaces, started inits; sizes in the header) are full again, as after a quiet moment; beyond the pools, namespaces and inits are built on demand. The machine's CPU time per cold start (all processes and the kernel, from /proc/stat) is reported per level.",
 	Quick: 60 * time.Second,
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		levels := pick(e, []int{1, 10, 50}, []int{1, 10, 50, 100, 200})
@@ -194,6 +195,9 @@ func burstLevel(ctx context.Context, e *Env, r *Result, l int) error {
 	defer cleanupFunctions(e, names)
 	if err != nil {
 		return err
+	}
+	if e.Server != nil {
+		waitPools(ctx, e)
 	}
 	e.Log.Info("bench: progress", "step", "burst", "simultaneous", l)
 	s := r.series(fmt.Sprintf("%d simultaneous", l), "ms", float64(l))
@@ -219,8 +223,12 @@ func burstLevel(ctx context.Context, e *Env, r *Result, l int) error {
 			s.Samples = append(s.Samples, msOf(d))
 		}(n)
 	}
+	cpu0 := machineCPU()
 	close(ready)
 	wg.Wait()
+	if cpu1 := machineCPU(); cpu0 > 0 && cpu1 > cpu0 {
+		r.value(fmt.Sprintf("%d simultaneous: machine CPU per cold start", l), round2((cpu1-cpu0)/float64(l)), "ms")
+	}
 	if firstErr != nil {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d simultaneous: %d errors, first: %v", l, s.Errors, firstErr))
 	}
@@ -518,3 +526,48 @@ func walkSize(dir string, total *int64) error {
 	}
 	return nil
 }
+
+// waitPools waits (at most 30 s) until the in-process server's pools are
+// full: refills run at low priority and lag behind the function creation
+// that precedes a burst, and a refill still running would compete with the
+// burst for the CPU.
+func waitPools(ctx context.Context, e *Env) {
+	full := func() bool {
+		n, size := e.Server.Router().Pooled()
+		m, msize := e.Server.Sandbox().Pooled()
+		return n >= size && m >= msize
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !full() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	n, size := e.Server.Router().Pooled()
+	m, msize := e.Server.Sandbox().Pooled()
+	e.Log.Info("bench: pools before the burst", "namespaces", fmt.Sprintf("%d/%d", n, size), "inits", fmt.Sprintf("%d/%d", m, msize))
+}
+
+// machineCPU returns the CPU time (ms) every core spent outside idle and
+// iowait since boot, from the first line of /proc/stat; 0 if unreadable.
+func machineCPU() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq steal
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var busy float64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err != nil {
+			return 0
+		}
+		busy += v
+	}
+	return busy * 1000 / float64(clockTicks)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/stat (100 on Linux).
+const clockTicks = 100

@@ -37,7 +37,13 @@ func inNetns(path string, fn func() error) error {
 
 // onLockedThread runs fn on a fresh locked OS thread and restores the
 // thread's network namespace afterwards (fn may switch or unshare it).
-func onLockedThread(fn func() error) error {
+func onLockedThread(fn func() error) error { return onLockedThreadNice(0, fn) }
+
+// onLockedThreadNice is onLockedThread at scheduling niceness nice (kernel
+// work done by a background refill only takes CPU nothing else wants). The
+// thread's niceness is restored before it is unlocked; if it cannot be,
+// the thread stays locked and dies with the goroutine.
+func onLockedThreadNice(nice int, fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -48,11 +54,23 @@ func onLockedThread(fn func() error) error {
 			return
 		}
 		defer orig.Close()
+		if nice != 0 {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
+				errc <- fmt.Errorf("set thread niceness %d: %w", nice, err)
+				return // locked: the thread ends with this goroutine
+			}
+		}
 		ferr := fn()
 		if err := netns.Set(orig); err != nil {
 			// Leave the thread locked: it dies with this goroutine.
 			errc <- errors.Join(ferr, fmt.Errorf("restore netns: %w", err))
 			return
+		}
+		if nice != 0 {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 0); err != nil {
+				errc <- ferr
+				return // locked: the thread ends with this goroutine
+			}
 		}
 		runtime.UnlockOSThread()
 		errc <- ferr
@@ -127,10 +145,20 @@ func createNamedNetns(name string, sc []sysctl) error {
 	return newNetnsDo(name, sc, func() error { return nil })
 }
 
+// createNamedNetnsNice is createNamedNetns with the namespace's kernel
+// set-up done at scheduling niceness nice.
+func createNamedNetnsNice(name string, sc []sysctl, nice int) error {
+	return newNetnsDoNice(name, sc, nice, func() error { return nil })
+}
+
 // newNetnsDo creates network namespace name (bind-mounted under
 // /run/netns), writes sysctls, sets lo up and runs fn inside it, all on
 // one locked thread. On failure nothing is left behind.
 func newNetnsDo(name string, sc []sysctl, fn func() error) error {
+	return newNetnsDoNice(name, sc, 0, fn)
+}
+
+func newNetnsDoNice(name string, sc []sysctl, nice int, fn func() error) error {
 	path := filepath.Join(netnsRunDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if errors.Is(err, os.ErrExist) {
@@ -140,7 +168,7 @@ func newNetnsDo(name string, sc []sysctl, fn func() error) error {
 		return fmt.Errorf("create %s: %w", path, err)
 	}
 	f.Close()
-	err = onLockedThread(func() error {
+	err = onLockedThreadNice(nice, func() error {
 		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 			return fmt.Errorf("unshare netns: %w", err)
 		}

@@ -6,12 +6,21 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
+
+// Pooled returns how many ready environment namespaces the pool holds and
+// its target size.
+func (r *Router) Pooled() (n, size int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pool), r.cfg.PoolSize
+}
 
 // Take returns a ready environment namespace: one from the pool if there is
 // one, otherwise one built now. The caller owns it until Release.
@@ -38,7 +47,7 @@ func (r *Router) Take(ctx context.Context) (*EnvNet, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	e, err := r.buildEnv()
+	e, err := r.buildEnv(0)
 	if err != nil {
 		return nil, err
 	}
@@ -81,9 +90,21 @@ func (r *Router) poke() {
 	}
 }
 
+// BackgroundNice is the scheduling niceness of pool refills: during a
+// burst of cold starts, rebuilding the pool only takes CPU the burst
+// leaves idle, instead of competing with the starts it is meant to help.
+const BackgroundNice = 19
+
 // refill keeps the pool at PoolSize, building one environment at a time.
+// Its goroutine keeps its OS thread for good, at BackgroundNice (netlink
+// requests run in the sender's thread); a locked thread never clones the Go
+// runtime's other threads, and it ends with the goroutine.
 func (r *Router) refill(ctx context.Context) {
 	defer r.refillW.Done()
+	runtime.LockOSThread()
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, BackgroundNice); err != nil {
+		r.log.Warn("pool refill runs at normal priority", "err", err)
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		select {
@@ -98,7 +119,7 @@ func (r *Router) refill(ctx context.Context) {
 			if !need {
 				break
 			}
-			e, err := r.buildEnv()
+			e, err := r.buildEnv(BackgroundNice)
 			if err != nil {
 				r.log.Warn("pool refill failed", "err", err, "retry_in", backoff)
 				select {
@@ -126,7 +147,7 @@ func (r *Router) refill(ctx context.Context) {
 
 // buildEnv creates and plumbs a new environment namespace; on failure
 // nothing is left behind.
-func (r *Router) buildEnv() (*EnvNet, error) {
+func (r *Router) buildEnv(nice int) (*EnvNet, error) {
 	r.kmu.RLock()
 	defer r.kmu.RUnlock()
 	if r.svcH == nil {
@@ -142,7 +163,7 @@ func (r *Router) buildEnv() (*EnvNet, error) {
 		r.nextID++
 		r.mu.Unlock()
 		name := envName(r.cfg.Prefix, id)
-		err = createNamedNetns(name, envSysctls)
+		err = createNamedNetnsNice(name, envSysctls, nice)
 		if errors.Is(err, errNetnsExists) {
 			continue
 		}

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -650,5 +652,46 @@ func requireRootB(b *testing.B) {
 	b.Helper()
 	if os.Geteuid() != 0 {
 		b.Skip("needs root")
+	}
+}
+
+// TestRefillRunsAtLowPriority: the pool's refill goroutine holds a thread
+// of this process at BackgroundNice, and the namespaces it builds work.
+func TestRefillRunsAtLowPriority(t *testing.T) {
+	requireRoot(t)
+	inet := newInternet(t)
+	r := newTestRouter(t, inet, func(c *Config) { c.PoolSize = 2 })
+	niceThreads := func() int {
+		n := 0
+		tasks, _ := filepath.Glob("/proc/self/task/*/stat")
+		for _, f := range tasks {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				continue
+			}
+			s := string(b)
+			fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+			if len(fields) > 16 && fields[16] == strconv.Itoa(BackgroundNice) {
+				n++
+			}
+		}
+		return n
+	}
+	// The refill goroutine sets its thread's niceness when it first runs.
+	for deadline := time.Now().Add(5 * time.Second); niceThreads() < 1 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := niceThreads(); n < 1 {
+		t.Fatalf("no thread at niceness %d: the refill thread runs at normal priority", BackgroundNice)
+	}
+	e, err := r.Take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(e.Path); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Release(e); err != nil {
+		t.Fatal(err)
 	}
 }

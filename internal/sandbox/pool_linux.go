@@ -16,6 +16,10 @@ const readyTimeout = 10 * time.Second
 // receive the environment's, and are replaced in the background.
 
 // takePooled returns a live pool member, or nil if the pool is empty.
+// Pooled returns how many started init processes the pool holds and its
+// target size.
+func (m *Manager) Pooled() (n, size int) { return len(m.pool), cap(m.pool) }
+
 func (m *Manager) takePooled() *proc {
 	for {
 		select {
@@ -45,7 +49,7 @@ func (m *Manager) filler() {
 	backoff := 10 * time.Millisecond
 	for {
 		for len(m.pool) < cap(m.pool) {
-			p, err := m.spawnInit(context.Background(), "")
+			p, err := m.spawnInit(context.Background(), "", true)
 			if err == nil {
 				if err = p.waitReady(); err != nil {
 					p.release()

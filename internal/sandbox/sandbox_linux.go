@@ -28,10 +28,13 @@ const (
 	DefaultMemoryMB    = 128
 	DefaultEphemeralMB = 512
 	defaultSpawners    = 4
-	DefaultPoolSize    = 2
-	defaultStartLimit  = 30 * time.Second
-	destroyWait        = 10 * time.Second
-	shmMaxMB           = 64
+	// BackgroundNice is the niceness pool refills run at: a pooled init
+	// starts at it and returns to 0 when it is handed an environment.
+	BackgroundNice    = 19
+	DefaultPoolSize   = 2
+	defaultStartLimit = 30 * time.Second
+	destroyWait       = 10 * time.Second
+	shmMaxMB          = 64
 )
 
 // systemPaths are replicated from the host into every root, read-only.
@@ -67,11 +70,12 @@ type Manager struct {
 	base  string // encoded initproc.Base, the same for every environment
 	memsw bool
 
-	spawnReqs  chan spawnReq
-	stop       chan struct{}
-	pool       chan *proc
-	refillCh   chan struct{}
-	fillerDone chan struct{}
+	spawnReqs   chan spawnReq // on-demand starts, served by defaultSpawners threads
+	bgSpawnReqs chan spawnReq // pool refills, served by one BackgroundNice thread
+	stop        chan struct{}
+	pool        chan *proc
+	refillCh    chan struct{}
+	fillerDone  chan struct{}
 
 	mu     sync.Mutex
 	envs   map[string]*Env // nil value: ID reserved by a Start in progress
@@ -140,23 +144,25 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	_, memswErr := os.Stat(filepath.Join(CgroupRoot, "memory", "memory.memsw.limit_in_bytes"))
 	m := &Manager{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		base:       (&initproc.Base{Root: cfg.RootDir, System: system, Devices: devices}).Encode(),
-		memsw:      memswErr == nil,
-		spawnReqs:  make(chan spawnReq),
-		stop:       make(chan struct{}),
-		envs:       make(map[string]*Env),
-		pool:       make(chan *proc, max(0, cfg.PoolSize)),
-		refillCh:   make(chan struct{}, 1),
-		fillerDone: make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		base:        (&initproc.Base{Root: cfg.RootDir, System: system, Devices: devices}).Encode(),
+		memsw:       memswErr == nil,
+		spawnReqs:   make(chan spawnReq),
+		bgSpawnReqs: make(chan spawnReq),
+		stop:        make(chan struct{}),
+		envs:        make(map[string]*Env),
+		pool:        make(chan *proc, max(0, cfg.PoolSize)),
+		refillCh:    make(chan struct{}, 1),
+		fillerDone:  make(chan struct{}),
 	}
-	ready := make(chan error, defaultSpawners)
+	ready := make(chan error, defaultSpawners+1)
 	for range defaultSpawners {
-		go m.spawner(ready)
+		go m.spawner(ready, m.spawnReqs, 0)
 	}
+	go m.spawner(ready, m.bgSpawnReqs, BackgroundNice)
 	var errs []error
-	for range defaultSpawners {
+	for range defaultSpawners + 1 {
 		errs = append(errs, <-ready)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -344,7 +350,7 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		e.phase("pool", time.Since(t))
 	} else {
 		// On demand: forked from a thread inside the target namespace.
-		if p, err = m.spawnInit(ctx, s.NetnsPath); err != nil {
+		if p, err = m.spawnInit(ctx, s.NetnsPath, false); err != nil {
 			return nil, fmt.Errorf("start %s: %w", s.ID, err)
 		}
 		e.phase("clone", p.clone)
@@ -372,6 +378,10 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 	nsPath := ""
 	if pooled {
 		nsPath = s.NetnsPath // a pool member joins it itself
+		// It was started at BackgroundNice; its main thread (tid = pid,
+		// the one that execs) wakes at normal priority. The init resets
+		// its own thread too, so this is only about a prompt wake-up.
+		_ = unix.Setpriority(unix.PRIO_PROCESS, e.pid, 0)
 	}
 	if err := p.send(params, nsPath, outFile); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)

@@ -790,3 +790,55 @@ func BenchmarkStart(b *testing.B) {
 	b.Run("nopool/until-exec", func(b *testing.B) { run(b, false) })
 	b.Run("nopool/until-done", func(b *testing.B) { run(b, true) })
 }
+
+// niceOf returns the scheduling niceness of pid's main thread (field 19 of
+// /proc/PID/stat, counted after the parenthesised command name).
+func niceOf(t testing.TB, stat string) string {
+	t.Helper()
+	i := strings.LastIndexByte(stat, ')')
+	f := strings.Fields(stat[i+1:]) // f[0] is field 3 (state)
+	if len(f) < 17 {
+		t.Fatalf("short stat %q", stat)
+	}
+	return f[16]
+}
+
+// TestPoolRefillsAtLowPriority: pooled init processes wait at
+// BackgroundNice (a refill during a burst only takes idle CPU), and the
+// function a pooled start runs is back at niceness 0.
+func TestPoolRefillsAtLowPriority(t *testing.T) {
+	requireRoot(t)
+	m := newManager(t, func(c *Config) { c.PoolSize = 2 })
+	ns := newNetns(t)
+	for deadline := time.Now().Add(10 * time.Second); len(m.pool) < 2 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(m.pool) < 2 {
+		t.Fatalf("pool holds %d of 2 after 10s", len(m.pool))
+	}
+	p := <-m.pool
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := niceOf(t, string(b)); got != strconv.Itoa(BackgroundNice) {
+		t.Errorf("pooled init niceness %s, want %d", got, BackgroundNice)
+	}
+	m.pool <- p
+
+	var out syncBuffer
+	e := start(t, m, spec(ns, &out, "sh", "-c", "cat /proc/self/stat"))
+	if x := waitDone(t, e); x.Code != 0 {
+		t.Fatalf("exit %+v output %q", x, out.String())
+	}
+	pooled := false
+	for _, ph := range e.Phases() {
+		pooled = pooled || ph.Name == "pool"
+	}
+	if !pooled {
+		t.Fatalf("the start did not come from the pool: phases %v", e.Phases())
+	}
+	if got := niceOf(t, out.String()); got != "0" {
+		t.Errorf("function niceness %s, want 0 (stat %q)", got, out.String())
+	}
+}

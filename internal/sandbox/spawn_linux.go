@@ -26,8 +26,20 @@ type spawnReq struct {
 // thread for good: children are started with Pdeathsig, which fires when the
 // forking *thread* ends, so the thread must outlive them, and it must never
 // run other goroutines while it is switched into an environment's netns.
-func (m *Manager) spawner(ready chan<- error) {
+//
+// nice is the thread's scheduling niceness, inherited by what it forks: the
+// pool filler's spawner runs at BackgroundNice so that refilling the pool
+// during a burst of cold starts takes only CPU the burst leaves idle. (A
+// locked thread never clones the Go runtime's new threads, so the niceness
+// stays on this thread.)
+func (m *Manager) spawner(ready chan<- error, reqs <-chan spawnReq, nice int) {
 	runtime.LockOSThread()
+	if nice != 0 {
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
+			ready <- fmt.Errorf("set spawner thread niceness %d: %w", nice, err)
+			return
+		}
+	}
 	orig, origIno, err := openThreadNetns()
 	ready <- err
 	if err != nil {
@@ -38,7 +50,7 @@ func (m *Manager) spawner(ready chan<- error) {
 		select {
 		case <-m.stop:
 			return // Close destroyed every environment first
-		case req := <-m.spawnReqs:
+		case req := <-reqs:
 			if req.netns == "" {
 				req.done <- req.cmd.Start()
 				continue
@@ -49,7 +61,7 @@ func (m *Manager) spawner(ready chan<- error) {
 				// The thread is stuck in a foreign namespace. Keep it (and its
 				// children) alive but idle, and replace it.
 				m.log.Error("sandbox spawner thread could not return to its network namespace; parking it", "netns", req.netns)
-				go m.spawner(make(chan error, 1))
+				go m.spawner(make(chan error, 1), reqs, nice)
 				<-m.stop
 				return
 			}
@@ -113,7 +125,8 @@ type proc struct {
 // spawnInit starts an init process, inside the network namespace at netns
 // if it is not "" (the on-demand path), otherwise in the manager's own (a
 // pool member, which joins its namespace later through a passed descriptor).
-func (m *Manager) spawnInit(ctx context.Context, netns string) (_ *proc, err error) {
+// background selects the low-priority spawner (pool refills).
+func (m *Manager) spawnInit(ctx context.Context, netns string, background bool) (_ *proc, err error) {
 	var closers []io.Closer
 	defer func() {
 		for _, c := range closers {
@@ -163,8 +176,12 @@ func (m *Manager) spawnInit(ctx context.Context, netns string) (_ *proc, err err
 	}
 	t := time.Now()
 	req := spawnReq{cmd: p.cmd, netns: netns, done: make(chan error, 1)}
+	reqs := m.spawnReqs
+	if background {
+		reqs = m.bgSpawnReqs
+	}
 	select {
-	case m.spawnReqs <- req:
+	case reqs <- req:
 	case <-ctx.Done():
 		return nil, fmt.Errorf("waiting for a spawner thread: %w", ctx.Err())
 	case <-m.stop:

@@ -18,6 +18,7 @@ type Config struct {
 	Region       string         // default us-east-1
 	Prefix       string         // kernel object prefix, default "lp"
 	PoolSize     int            // pre-built network namespaces, default 8
+	InitPoolSize int            // pre-started sandbox init processes, default sandbox.DefaultPoolSize
 	ServiceCIDR  netip.Prefix   // environments' addresses, default 100.64.0.0/16
 	UplinkNetns  string         // "" = host; else a netns path standing in for the internet
 	UplinkNet    netip.Prefix   // uplink link net, default 169.254.255.0/30

@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	done()
 	if s.sandbox, err = sandbox.NewManager(sandbox.Config{
 		Prefix: cfg.Prefix, InitPath: cfg.InitPath, RootDir: filepath.Join(cfg.DataDir, "run"),
-		UID: cfg.SandboxUID, GID: cfg.SandboxUID, Logger: log,
+		UID: cfg.SandboxUID, GID: cfg.SandboxUID, PoolSize: cfg.InitPoolSize, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -235,6 +235,10 @@ func (s *Server) Scheduler() *invoke.Scheduler { return s.sched }
 
 // Router exposes the service router (tests).
 func (s *Server) Router() *netdev.Router { return s.router }
+
+// Sandbox returns the execution-environment manager (benchmarks read its
+// pool level).
+func (s *Server) Sandbox() *sandbox.Manager { return s.sandbox }
 
 // Datapath exposes the VPC datapath reconciler (tests).
 func (s *Server) Datapath() *datapath.Reconciler { return s.datapath }

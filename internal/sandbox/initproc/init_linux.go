@@ -37,6 +37,12 @@ func Main() {
 	if msg == nil {
 		os.Exit(0) // released unused (pool shrink or shutdown)
 	}
+	// A pool member was started at a low priority (background refill);
+	// this thread execs the function, which must run at the normal one.
+	// Niceness is per thread and inherited by the exec'd program.
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 0); err != nil {
+		fail(ExitSetup, "reset scheduling priority: %v", err)
+	}
 	if outfd >= 0 {
 		// The environment's own output pipe replaces the init's stdout and
 		// stderr (dup3 without O_CLOEXEC: the function inherits them).
