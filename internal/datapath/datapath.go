@@ -106,18 +106,25 @@ func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(),
 			r.mu.Unlock()
 		}
 		retry = nil
-		if err := r.Sync(ctx); err != nil && ctx.Err() == nil {
+		if err := r.sync(ctx, r.cfg.Model.DesiredWatched); err != nil && ctx.Err() == nil {
 			r.log.Warn("datapath apply failed; retrying", "err", err, "in", r.cfg.Retry)
 			retry = time.After(r.cfg.Retry)
 		}
 	}
 }
 
-// Sync reads the desired state and converges the kernel now.
+// Sync reads the desired state from the store and converges the kernel
+// now: every write that returned before it is applied. (The follow loop
+// reads the model's watched mirror instead, which is current for every
+// change signal it reacts to.)
 func (r *Reconciler) Sync(ctx context.Context) error {
+	return r.sync(ctx, r.cfg.Model.Desired)
+}
+
+func (r *Reconciler) sync(ctx context.Context, desired func(context.Context) (*vpc.DesiredState, error)) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
-	ds, err := r.cfg.Model.Desired(ctx)
+	ds, err := desired(ctx)
 	if err == nil {
 		r.mu.Lock()
 		force := r.force

@@ -118,7 +118,28 @@ type Snapshot struct {
 	NatGateways      []*NatGateway
 }
 
-// Desired reads all accounts' records and computes the desired datapath state.
+// DesiredWatched computes the desired datapath state from the mirror
+// Watch keeps (waiting for its initial load), without a store round trip;
+// without Watch it is Desired. The mirror may lag a write that just
+// returned, but it has every change whose Subscribe signal was sent: a
+// subscriber that calls it after each signal converges on every change.
+func (m *Model) DesiredWatched(ctx context.Context) (*DesiredState, error) {
+	m.mu.Lock()
+	mi := m.mirror
+	m.mu.Unlock()
+	if mi == nil {
+		return m.Desired(ctx)
+	}
+	select {
+	case <-mi.ready:
+		return BuildDesired(mi.snapshot()), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Desired reads all accounts' records from the store and computes the
+// desired datapath state; it reflects every write that returned before it.
 func (m *Model) Desired(ctx context.Context) (*DesiredState, error) {
 	var s Snapshot
 	var err error

@@ -41,6 +41,7 @@ type Model struct {
 	mu     sync.Mutex
 	nextID int
 	subscr map[int]chan struct{}
+	mirror *mirror // set by Watch: Desired reads it instead of the store
 }
 
 // Open opens (creating when needed) the model's tables in st.

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -549,5 +550,67 @@ func TestWatchOtherWriter(t *testing.T) {
 	case <-ch:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no change signal for another writer's mutation")
+	}
+}
+
+// TestDesiredFromMirror: with Watch, DesiredWatched is computed from the
+// in-memory mirror; after another writer's changes (creates, then
+// deletes) and the change signal, it equals what listing the store gives.
+func TestDesiredFromMirror(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st := openStore(t, t.TempDir())
+	defer st.Close()
+	writer, _ := Open(ctx, st, quiet())
+	lister, _ := Open(ctx, st, quiet())           // no Watch: lists the store
+	v := mustVPC(t, writer, acctA, "10.0.0.0/16") // before Watch: the initial load
+	reader, _ := Open(ctx, st, quiet())
+	if err := reader.Watch(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ch, stop := reader.Subscribe()
+	defer stop()
+	converged := func(what string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			want, err := lister.Desired(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := reader.DesiredWatched(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reflect.DeepEqual(got, want) {
+				return
+			}
+			select {
+			case <-ch:
+			case <-deadline:
+				t.Fatalf("%s: mirror's desired state\n%+v\nwant\n%+v", what, got, want)
+			}
+		}
+	}
+	converged("initial load")
+	s := mustSubnet(t, writer, acctA, v.ID, "10.0.1.0/24")
+	g, err := writer.CreateSecurityGroup(ctx, acctA, GroupRequest{VpcID: v.ID, Name: "app", Description: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := writer.CreateInterface(ctx, acctA, InterfaceRequest{SubnetID: s.ID, GroupIDs: []string{g.ID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	converged("after creates")
+	if ds, _ := reader.DesiredWatched(ctx); len(ds.VPCs) != 1 || len(ds.VPCs[0].Interfaces) != 1 {
+		t.Fatalf("desired state misses the interface: %+v", ds)
+	}
+	if err := writer.DeleteInterface(ctx, acctA, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	converged("after delete")
+	if ds, _ := reader.DesiredWatched(ctx); len(ds.VPCs[0].Interfaces) != 0 {
+		t.Fatalf("deleted interface still desired: %+v", ds.VPCs[0].Interfaces)
 	}
 }
