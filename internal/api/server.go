@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ type Server struct {
 	log      *slog.Logger
 	ready    atomic.Bool
 	requests *prometheus.CounterVec
+	authz    Authorizer // nil: IAM users are not restricted (tests)
 }
 
 // New builds the front. reg may be nil.
@@ -48,6 +50,63 @@ func New(v Verifier, log *slog.Logger, reg prometheus.Registerer, services ...Se
 		reg.MustRegister(s.requests)
 	}
 	return s
+}
+
+// Authorizer decides whether an IAM user (Identity.User != "") may perform
+// action on resource with the given condition context; it returns nil or
+// an *auth.AccessDenied. Account root keys are never checked.
+type Authorizer interface {
+	Authorize(ctx context.Context, id auth.Identity, action, resource string, cond map[string][]string) error
+}
+
+// SetAuthorizer makes the front check every request signed with an IAM
+// user's key against the user's identity policies before the service sees
+// it (except the operations a service authorizes itself with a condition
+// context: Lambda's CreateFunction and UpdateFunctionConfiguration).
+func (s *Server) SetAuthorizer(a Authorizer) { s.authz = a }
+
+// iamRequest names the IAM action and resource of a request: "lambda:" plus
+// the operation (Invoke is lambda:InvokeFunction) on the function's ARN,
+// "ec2:" plus the Action on "*", "iam:" plus the Action on the role or
+// user it names. ok is false for the operations a service authorizes
+// itself.
+func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) (action, resource string, ok bool) {
+	op := Operation(service, r, body)
+	switch service {
+	case "lambda":
+		switch op {
+		case "CreateFunction", "UpdateFunctionConfiguration":
+			return "", "", false
+		case "Invoke":
+			op = "InvokeFunction"
+		}
+		resource = "*"
+		segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		if len(segs) >= 3 && segs[1] == "functions" {
+			name, err := url.PathUnescape(segs[2])
+			if err == nil && name != "" {
+				resource = name
+				if !strings.HasPrefix(name, "arn:") {
+					region := id.Region
+					if region == "" {
+						region = "us-east-1"
+					}
+					resource = "arn:aws:lambda:" + region + ":" + id.AccountID + ":function:" + name
+				}
+			}
+		}
+		return "lambda:" + op, resource, true
+	case "iam":
+		form, _ := url.ParseQuery(string(body))
+		resource = "*"
+		if n := form.Get("RoleName"); n != "" {
+			resource = "arn:aws:iam::" + id.AccountID + ":role/" + n
+		} else if n := form.Get("UserName"); n != "" {
+			resource = "arn:aws:iam::" + id.AccountID + ":user/" + n
+		}
+		return "iam:" + op, resource, true
+	}
+	return service + ":" + op, "*", true
 }
 
 // Handle mounts an unsigned handler at an exact path (health, metrics).
@@ -108,6 +167,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("request rejected", "path", r.URL.Path, "err", err)
 		svc.WriteError(sw, r, err)
 		return
+	}
+	if id.User != "" && s.authz != nil {
+		if action, resource, ok := iamRequest(svc.Name(), r, body, id); ok {
+			if err := s.authz.Authorize(r.Context(), id, action, resource, nil); err != nil {
+				svc.WriteError(sw, r, err)
+				return
+			}
+		}
 	}
 	t := time.Now()
 	svc.ServeAWS(sw, r, id, body)
@@ -227,6 +294,19 @@ func lambdaOperation(method, path string) string {
 			return "DeleteFunctionConcurrency"
 		case http.MethodGet:
 			return "GetFunctionConcurrency"
+		}
+	case segs[0] == "2018-10-31" && segs[1] == "layers":
+		switch {
+		case n == 2 && method == http.MethodGet:
+			return "ListLayers"
+		case n == 4 && segs[3] == "versions" && method == http.MethodPost:
+			return "PublishLayerVersion"
+		case n == 4 && segs[3] == "versions" && method == http.MethodGet:
+			return "ListLayerVersions"
+		case n == 5 && segs[3] == "versions" && method == http.MethodGet:
+			return "GetLayerVersion"
+		case n == 5 && segs[3] == "versions" && method == http.MethodDelete:
+			return "DeleteLayerVersion"
 		}
 	case segs[0] == "_lambdaplane" && segs[1] == "logs":
 		return "GetLogs"

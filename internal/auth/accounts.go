@@ -326,6 +326,90 @@ func (a *Accounts) materialize(ctx context.Context, acct *Account, idempotent bo
 	return nil
 }
 
+// ErrKeyNotFound is returned by DeleteUserKey for a key the user does not
+// have.
+var ErrKeyNotFound = errors.New("access key not found")
+
+// maxUserKeys is IAM's quota of access keys per user.
+const maxUserKeys = 2
+
+// ErrKeyLimit is returned by CreateUserKey when the user has maxUserKeys.
+var ErrKeyLimit = fmt.Errorf("cannot exceed quota for AccessKeysPerUser: %d", maxUserKeys)
+
+// CreateUserKey issues an access key for IAM user user of account acctID
+// (the IAM API's CreateAccessKey; the user's existence is the caller's
+// check). Requests signed with it carry Identity.User.
+func (a *Accounts) CreateUserKey(ctx context.Context, acctID, user string) (AccessKey, error) {
+	for attempt := 0; ; attempt++ {
+		key, err := NewAccessKey()
+		if err != nil {
+			return AccessKey{}, err
+		}
+		key.User, key.Created = user, time.Now().UTC().Truncate(time.Second)
+		if _, err := a.index.Create(ctx, key.ID, &keyIndex{AccountID: acctID}); errors.Is(err, store.ErrExists) && attempt < 5 {
+			continue
+		} else if err != nil {
+			return AccessKey{}, fmt.Errorf("index access key: %w", err)
+		}
+		acct, rev, err := a.accounts.Update(ctx, acctID, func(acct *Account) error {
+			n := 0
+			for _, k := range acct.Keys {
+				if k.User == user {
+					n++
+				}
+			}
+			if n >= maxUserKeys {
+				return ErrKeyLimit
+			}
+			acct.Keys = append(acct.Keys, key)
+			return nil
+		})
+		if err != nil {
+			_ = a.index.Delete(ctx, key.ID)
+			if errors.Is(err, store.ErrNotFound) {
+				return AccessKey{}, fmt.Errorf("%w: %s", ErrAccountNotFound, acctID)
+			}
+			return AccessKey{}, err
+		}
+		a.apply(acct, rev)
+		return key, nil
+	}
+}
+
+// DeleteUserKey deletes access key keyID of IAM user user.
+func (a *Accounts) DeleteUserKey(ctx context.Context, acctID, user, keyID string) error {
+	acct, rev, err := a.accounts.Update(ctx, acctID, func(acct *Account) error {
+		for i, k := range acct.Keys {
+			if k.ID == keyID && k.User == user && user != "" {
+				acct.Keys = append(acct.Keys[:i:i], acct.Keys[i+1:]...)
+				return nil
+			}
+		}
+		return ErrKeyNotFound
+	})
+	if err != nil {
+		return err
+	}
+	a.apply(acct, rev)
+	return a.index.Delete(ctx, keyID)
+}
+
+// UserKeys lists the access keys of IAM user user (secrets included; the
+// IAM API shows only ids).
+func (a *Accounts) UserKeys(ctx context.Context, acctID, user string) ([]AccessKey, error) {
+	acct, err := a.Get(ctx, acctID)
+	if err != nil {
+		return nil, err
+	}
+	var out []AccessKey
+	for _, k := range acct.Keys {
+		if k.User == user && user != "" {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
 // Get returns the account with id, or ErrAccountNotFound.
 func (a *Accounts) Get(ctx context.Context, id string) (*Account, error) {
 	acct, _, err := a.accounts.Get(ctx, id)

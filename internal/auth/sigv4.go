@@ -141,6 +141,7 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (Identity, error) {
 				return Identity{
 					AccountID:   acct.ID,
 					AccessKeyID: key.ID,
+					User:        key.User,
 					Service:     p.service,
 					Region:      p.region,
 				}, nil

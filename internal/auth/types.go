@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -15,16 +17,53 @@ type Account struct {
 
 // AccessKey is an AWS-style key pair.
 type AccessKey struct {
-	ID     string `json:"id"`     // AKIA... (20 chars)
-	Secret string `json:"secret"` // 40 chars
+	ID      string    `json:"id"`                // AKIA... (20 chars)
+	Secret  string    `json:"secret"`            // 40 chars
+	User    string    `json:"user,omitempty"`    // IAM user name; "" = the account's root key
+	Created time.Time `json:"created,omitempty"` // user keys
 }
 
 // Identity is who signed a request, as established by SigV4 verification.
 type Identity struct {
 	AccountID   string
 	AccessKeyID string
+	User        string // IAM user the key belongs to; "" = the account root (allowed everything)
 	Service     string // credential-scope service: lambda, ec2, iam
 	Region      string // credential-scope region
+}
+
+type identityKey struct{}
+
+// WithIdentity returns ctx carrying the verified caller (for checks deeper
+// in a request than the API edge).
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// IdentityFrom returns the caller WithIdentity put in ctx.
+func IdentityFrom(ctx context.Context) (Identity, bool) {
+	id, ok := ctx.Value(identityKey{}).(Identity)
+	return id, ok
+}
+
+// ARN names the caller as IAM does.
+func (id Identity) ARN() string {
+	if id.User == "" {
+		return "arn:aws:iam::" + id.AccountID + ":root"
+	}
+	return "arn:aws:iam::" + id.AccountID + ":user/" + id.User
+}
+
+// AccessDenied is an IAM authorization refusal of a caller's request; each
+// service writes it in its own wire format (AccessDeniedException,
+// UnauthorizedOperation, AccessDenied) with status 403.
+type AccessDenied struct {
+	Caller, Action, Resource string
+	Reason                   string // "because no identity-based policy allows ...", "with an explicit deny ..."
+}
+
+func (e *AccessDenied) Error() string {
+	return fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s %s", e.Caller, e.Action, e.Resource, e.Reason)
 }
 
 // Typed verification errors; the API edge maps them to each service's wire

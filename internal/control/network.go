@@ -62,6 +62,19 @@ func (s *Service) checkRole(ctx context.Context, acct, role string, vpc bool) er
 	return nil
 }
 
+// authorize asks Options.Authorize about the caller of ctx, with the VPC
+// condition keys of v (absent when the request has no VpcConfig).
+func (s *Service) authorize(ctx context.Context, action, resource string, v *VpcConfig) error {
+	if s.o.Authorize == nil {
+		return nil
+	}
+	var cond map[string][]string
+	if v != nil {
+		cond = map[string][]string{"lambda:VpcIds": {v.VpcID}, "lambda:SubnetIds": v.SubnetIDs, "lambda:SecurityGroupIds": v.SecurityGroupIDs}
+	}
+	return s.o.Authorize(ctx, action, resource, cond)
+}
+
 // resolveVpc validates a VpcConfig: nil or empty lists mean no VPC.
 func (s *Service) resolveVpc(ctx context.Context, acct string, v *VpcInput) (*VpcConfig, error) {
 	if v == nil || (len(v.SubnetIds) == 0 && len(v.SecurityGroupIds) == 0) {

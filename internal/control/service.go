@@ -49,6 +49,11 @@ type Options struct {
 	VpcIdleTimeout time.Duration
 	// SettleTimeout bounds one attempt to set up a function's ENIs (90 s).
 	SettleTimeout time.Duration
+	// Authorize checks the caller of ctx (an IAM user) against its identity
+	// policies for the operations authorized with a condition context
+	// (CreateFunction, UpdateFunctionConfiguration: lambda:VpcIds,
+	// lambda:SubnetIds, lambda:SecurityGroupIds). nil allows everything.
+	Authorize func(ctx context.Context, action, resource string, cond map[string][]string) error
 }
 
 // Service is the function control plane.
@@ -286,6 +291,9 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	}
 	vpcCfg, err := s.resolveVpc(ctx, acct, in.VpcConfig)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, "lambda:CreateFunction", FunctionARN(region, acct, in.FunctionName), vpcCfg); err != nil {
 		return nil, err
 	}
 	if err := s.checkRole(ctx, acct, in.Role, vpcCfg != nil); err != nil {
@@ -667,14 +675,19 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 	}
 	vpcCfg := cur.Latest.VpcConfig
 	vpcChanged := false
+	var asked *VpcConfig // the request's VpcConfig: its condition keys
 	if in.VpcConfig != nil {
 		if vpcCfg, err = s.resolveVpc(ctx, acct, in.VpcConfig); err != nil {
 			return nil, err
 		}
+		asked = vpcCfg
 		if vpcCfg != nil {
 			vpcCfg.NetUser = netUser(region, acct, r.Name, vpcCfg)
 		}
 		vpcChanged = netUserOf(vpcCfg) != netUserOf(cur.Latest.VpcConfig)
+	}
+	if err := s.authorize(ctx, "lambda:UpdateFunctionConfiguration", FunctionARN(region, acct, r.Name), asked); err != nil {
+		return nil, err
 	}
 	if in.Role != nil || vpcChanged {
 		role := cur.Latest.Role

@@ -161,9 +161,12 @@ type errXML struct {
 // the one place typed errors become wire errors.
 func wireError(err error) (code, msg string, status int) {
 	var ve *vpc.Error
+	var denied *auth.AccessDenied
 	switch {
 	case errors.As(err, &ve):
 		return ve.Code, ve.Message, http.StatusBadRequest
+	case errors.As(err, &denied):
+		return "UnauthorizedOperation", "You are not authorized to perform this operation. " + denied.Error(), http.StatusForbidden
 	case errors.Is(err, auth.ErrUnknownKey):
 		return "AuthFailure", "AWS was not able to validate the provided access credentials", http.StatusUnauthorized
 	case errors.Is(err, auth.ErrBadSignature):

@@ -1,6 +1,7 @@
-// Package iam holds IAM roles per account (stored in JetStream KV), their
-// attached AWS-managed and inline policies, and a pure policy evaluator used
-// to check what an execution role allows and whom it trusts.
+// Package iam holds IAM roles and users per account (stored in JetStream
+// KV), their attached AWS-managed and inline policies, and a pure policy
+// evaluator used to check what an execution role allows and whom it
+// trusts, and what an IAM user's request may do (Users.Authorize).
 package iam
 
 import (

@@ -27,18 +27,17 @@ const (
 
 // Role is an IAM role of one account.
 type Role struct {
-	AccountID                string            `json:"accountId"`
-	RoleName                 string            `json:"roleName"`
-	RoleID                   string            `json:"roleId"`
-	Path                     string            `json:"path"`
-	Arn                      string            `json:"arn"`
-	AssumeRolePolicyDocument string            `json:"assumeRolePolicyDocument"` // JSON
-	Description              string            `json:"description,omitempty"`
-	MaxSessionDuration       int               `json:"maxSessionDuration"`
-	CreateDate               time.Time         `json:"createDate"`
-	Tags                     []Tag             `json:"tags,omitempty"`
-	AttachedPolicies         []string          `json:"attachedPolicies,omitempty"` // ARNs, in attach order
-	InlinePolicies           map[string]string `json:"inlinePolicies,omitempty"`   // name → JSON document
+	AccountID                string    `json:"accountId"`
+	RoleName                 string    `json:"roleName"`
+	RoleID                   string    `json:"roleId"`
+	Path                     string    `json:"path"`
+	Arn                      string    `json:"arn"`
+	AssumeRolePolicyDocument string    `json:"assumeRolePolicyDocument"` // JSON
+	Description              string    `json:"description,omitempty"`
+	MaxSessionDuration       int       `json:"maxSessionDuration"`
+	CreateDate               time.Time `json:"createDate"`
+	Tags                     []Tag     `json:"tags,omitempty"`
+	PolicySet
 }
 
 // Tag is a role tag.
@@ -291,11 +290,8 @@ func (r *Roles) DeleteRole(ctx context.Context, accountID, name string) error {
 		if err != nil {
 			return err
 		}
-		if len(role.AttachedPolicies) > 0 {
-			return errorf(ErrDeleteConflict, "Cannot delete entity, must detach all policies first.")
-		}
-		if len(role.InlinePolicies) > 0 {
-			return errorf(ErrDeleteConflict, "Cannot delete entity, must delete policies first.")
+		if err := role.conflict(); err != nil {
+			return err
 		}
 		// Purge only the revision checked above, so a policy attached
 		// meanwhile is never lost with the role.
@@ -336,29 +332,13 @@ func (r *Roles) AttachRolePolicy(ctx context.Context, accountID, name, policyARN
 	if _, ok := LookupManagedPolicy(policyARN); !ok {
 		return errorf(ErrNoSuchEntity, "Policy %s does not exist or is not attachable.", policyARN)
 	}
-	_, err := r.update(ctx, accountID, name, func(role *Role) error {
-		if slices.Contains(role.AttachedPolicies, policyARN) {
-			return nil
-		}
-		if len(role.AttachedPolicies) >= maxAttachedPolicies {
-			return errorf(ErrLimitExceeded, "Cannot exceed quota for PoliciesPerRole: %d", maxAttachedPolicies)
-		}
-		role.AttachedPolicies = append(role.AttachedPolicies, policyARN)
-		return nil
-	})
+	_, err := r.update(ctx, accountID, name, func(role *Role) error { return role.attach(policyARN, "Role") })
 	return err
 }
 
 // DetachRolePolicy detaches a managed policy.
 func (r *Roles) DetachRolePolicy(ctx context.Context, accountID, name, policyARN string) error {
-	_, err := r.update(ctx, accountID, name, func(role *Role) error {
-		i := slices.Index(role.AttachedPolicies, policyARN)
-		if i < 0 {
-			return errorf(ErrNoSuchEntity, "Policy %s was not found.", policyARN)
-		}
-		role.AttachedPolicies = slices.Delete(role.AttachedPolicies, i, i+1)
-		return nil
-	})
+	_, err := r.update(ctx, accountID, name, func(role *Role) error { return role.detach(policyARN) })
 	return err
 }
 
@@ -368,15 +348,7 @@ func (r *Roles) ListAttachedRolePolicies(ctx context.Context, accountID, name st
 	if err != nil {
 		return nil, err
 	}
-	out := make([]AttachedPolicy, 0, len(role.AttachedPolicies))
-	for _, arn := range role.AttachedPolicies {
-		n := arn[strings.LastIndexByte(arn, '/')+1:]
-		if mp, ok := LookupManagedPolicy(arn); ok {
-			n = mp.Name
-		}
-		out = append(out, AttachedPolicy{PolicyName: n, PolicyArn: arn})
-	}
-	return out, nil
+	return role.attached(), nil
 }
 
 // PutRolePolicy adds or replaces an inline policy.
@@ -388,22 +360,7 @@ func (r *Roles) PutRolePolicy(ctx context.Context, accountID, name, policyName, 
 	if err != nil {
 		return err
 	}
-	_, err = r.update(ctx, accountID, name, func(role *Role) error {
-		total := len(doc)
-		for n, d := range role.InlinePolicies {
-			if n != policyName {
-				total += len(d)
-			}
-		}
-		if total > maxInlinePoliciesSz {
-			return errorf(ErrLimitExceeded, "Maximum policy size of %d bytes exceeded for role %s", maxInlinePoliciesSz, name)
-		}
-		if role.InlinePolicies == nil {
-			role.InlinePolicies = map[string]string{}
-		}
-		role.InlinePolicies[policyName] = doc
-		return nil
-	})
+	_, err = r.update(ctx, accountID, name, func(role *Role) error { return role.putInline(policyName, doc, "role", name) })
 	return err
 }
 
@@ -413,22 +370,12 @@ func (r *Roles) GetRolePolicy(ctx context.Context, accountID, name, policyName s
 	if err != nil {
 		return "", err
 	}
-	doc, ok := role.InlinePolicies[policyName]
-	if !ok {
-		return "", errorf(ErrNoSuchEntity, "The role policy with name %s cannot be found.", policyName)
-	}
-	return doc, nil
+	return role.inline(policyName, "role")
 }
 
 // DeleteRolePolicy deletes an inline policy.
 func (r *Roles) DeleteRolePolicy(ctx context.Context, accountID, name, policyName string) error {
-	_, err := r.update(ctx, accountID, name, func(role *Role) error {
-		if _, ok := role.InlinePolicies[policyName]; !ok {
-			return errorf(ErrNoSuchEntity, "The role policy with name %s cannot be found.", policyName)
-		}
-		delete(role.InlinePolicies, policyName)
-		return nil
-	})
+	_, err := r.update(ctx, accountID, name, func(role *Role) error { return role.deleteInline(policyName, "role") })
 	return err
 }
 
@@ -438,12 +385,7 @@ func (r *Roles) ListRolePolicies(ctx context.Context, accountID, name string) ([
 	if err != nil {
 		return nil, err
 	}
-	names := make([]string, 0, len(role.InlinePolicies))
-	for n := range role.InlinePolicies {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return names, nil
+	return role.inlineNames(), nil
 }
 
 // UpdateAssumeRolePolicy replaces a role's trust policy.
@@ -464,22 +406,7 @@ func (r *Roles) UpdateAssumeRolePolicy(ctx context.Context, accountID, name, doc
 
 // Policies returns the parsed identity policies of role: attached managed
 // policies, then inline ones.
-func (role *Role) Policies() ([]*Policy, error) {
-	out := make([]*Policy, 0, len(role.AttachedPolicies)+len(role.InlinePolicies))
-	for _, arn := range role.AttachedPolicies {
-		if mp, ok := LookupManagedPolicy(arn); ok {
-			out = append(out, mp.policy)
-		}
-	}
-	for name, doc := range role.InlinePolicies {
-		p, err := ParsePolicy(doc, IdentityPolicy)
-		if err != nil {
-			return nil, fmt.Errorf("role %s inline policy %s: %w", role.RoleName, name, err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
+func (role *Role) Policies() ([]*Policy, error) { return role.policies("role " + role.RoleName) }
 
 // RoleAllows reports whether the role roleARN (which must belong to
 // accountID) is allowed every action on resource "*" with no condition

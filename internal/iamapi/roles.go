@@ -2,7 +2,6 @@ package iamapi
 
 import (
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -46,11 +45,7 @@ func toXMLRole(r *iam.Role, withTags bool) xmlRole {
 		MaxSessionDuration:       r.MaxSessionDuration,
 	}
 	if withTags && len(r.Tags) > 0 {
-		tags := make([]xmlTag, len(r.Tags))
-		for i, t := range r.Tags {
-			tags[i] = xmlTag{Key: t.Key, Value: t.Value}
-		}
-		x.Tags = &members[xmlTag]{Member: tags}
+		x.Tags = &members[xmlTag]{Member: xmlTags(r.Tags)}
 	}
 	return x
 }
@@ -162,140 +157,10 @@ func (s *Service) updateAssumeRolePolicy(c *call) (any, error) {
 	return nil, s.roles.UpdateAssumeRolePolicy(c.r.Context(), c.id.AccountID, name, doc)
 }
 
-func (s *Service) attachRolePolicy(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
+func xmlTags(ts []iam.Tag) []xmlTag {
+	tags := make([]xmlTag, len(ts))
+	for i, t := range ts {
+		tags[i] = xmlTag{Key: t.Key, Value: t.Value}
 	}
-	arn, err := c.required("PolicyArn")
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.roles.AttachRolePolicy(c.r.Context(), c.id.AccountID, name, arn)
-}
-
-func (s *Service) detachRolePolicy(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	arn, err := c.required("PolicyArn")
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.roles.DetachRolePolicy(c.r.Context(), c.id.AccountID, name, arn)
-}
-
-type xmlAttachedPolicy struct {
-	PolicyName string `xml:"PolicyName"`
-	PolicyArn  string `xml:"PolicyArn"`
-}
-
-type listAttachedResult struct {
-	AttachedPolicies members[xmlAttachedPolicy] `xml:"AttachedPolicies"`
-	IsTruncated      bool                       `xml:"IsTruncated"`
-	Marker           string                     `xml:"Marker,omitempty"`
-}
-
-func (s *Service) listAttachedRolePolicies(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	att, err := s.roles.ListAttachedRolePolicies(c.r.Context(), c.id.AccountID, name)
-	if err != nil {
-		return nil, err
-	}
-	if prefix := c.get("PathPrefix"); prefix != "" && prefix != "/" {
-		att = slices.DeleteFunc(att, func(p iam.AttachedPolicy) bool {
-			mp, ok := iam.LookupManagedPolicy(p.PolicyArn)
-			return !ok || !strings.HasPrefix(mp.Path, prefix)
-		})
-	}
-	slices.SortFunc(att, func(a, b iam.AttachedPolicy) int { return strings.Compare(a.PolicyArn, b.PolicyArn) })
-	page, trunc, marker, err := paginate(c, att, func(p iam.AttachedPolicy) string { return p.PolicyArn })
-	if err != nil {
-		return nil, err
-	}
-	res := listAttachedResult{IsTruncated: trunc, Marker: marker}
-	for _, p := range page {
-		res.AttachedPolicies.Member = append(res.AttachedPolicies.Member, xmlAttachedPolicy(p))
-	}
-	return res, nil
-}
-
-func (s *Service) putRolePolicy(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
-	doc, err := c.required("PolicyDocument")
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.roles.PutRolePolicy(c.r.Context(), c.id.AccountID, name, pname, doc)
-}
-
-type getRolePolicyResult struct {
-	RoleName       string `xml:"RoleName"`
-	PolicyName     string `xml:"PolicyName"`
-	PolicyDocument string `xml:"PolicyDocument"`
-}
-
-func (s *Service) getRolePolicy(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
-	doc, err := s.roles.GetRolePolicy(c.r.Context(), c.id.AccountID, name, pname)
-	if err != nil {
-		return nil, err
-	}
-	role, err := s.roles.GetRole(c.r.Context(), c.id.AccountID, name)
-	if err != nil {
-		return nil, err
-	}
-	return getRolePolicyResult{RoleName: role.RoleName, PolicyName: pname, PolicyDocument: encodeDocument(doc)}, nil
-}
-
-func (s *Service) deleteRolePolicy(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
-	return nil, s.roles.DeleteRolePolicy(c.r.Context(), c.id.AccountID, name, pname)
-}
-
-type listRolePoliciesResult struct {
-	PolicyNames members[string] `xml:"PolicyNames"`
-	IsTruncated bool            `xml:"IsTruncated"`
-	Marker      string          `xml:"Marker,omitempty"`
-}
-
-func (s *Service) listRolePolicies(c *call) (any, error) {
-	name, err := c.required("RoleName")
-	if err != nil {
-		return nil, err
-	}
-	names, err := s.roles.ListRolePolicies(c.r.Context(), c.id.AccountID, name)
-	if err != nil {
-		return nil, err
-	}
-	page, trunc, marker, err := paginate(c, names, func(n string) string { return n })
-	if err != nil {
-		return nil, err
-	}
-	return listRolePoliciesResult{PolicyNames: members[string]{Member: page}, IsTruncated: trunc, Marker: marker}, nil
+	return tags
 }

@@ -1,6 +1,7 @@
 // Package iamapi serves the IAM Query API subset (version 2010-05-08, SigV4
 // service "iam", form-encoded requests, XML responses) on top of
-// internal/iam: roles, their managed and inline policies.
+// internal/iam: roles and users, their managed and inline policies, and
+// users' access keys (kept by the accounts registry).
 package iamapi
 
 import (
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -30,15 +32,18 @@ const (
 // Service is the IAM API; it implements api.Service.
 type Service struct {
 	roles *iam.Roles
+	users *iam.Users
+	keys  Keys
 	log   *slog.Logger
+	now   func() time.Time
 }
 
 // New returns the IAM API over roles. log nil means slog.Default().
-func New(roles *iam.Roles, log *slog.Logger) *Service {
+func New(roles *iam.Roles, users *iam.Users, keys Keys, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{roles: roles, log: log.With("service", "iam")}
+	return &Service{roles: roles, users: users, keys: keys, log: log.With("service", "iam"), now: time.Now}
 }
 
 // Name is the SigV4 credential-scope service.
@@ -49,20 +54,25 @@ var errInvalidAction = errors.New("InvalidAction")
 
 type handler func(s *Service, c *call) (any, error)
 
-var handlers = map[string]handler{
-	"CreateRole":               (*Service).createRole,
-	"GetRole":                  (*Service).getRole,
-	"DeleteRole":               (*Service).deleteRole,
-	"ListRoles":                (*Service).listRoles,
-	"UpdateAssumeRolePolicy":   (*Service).updateAssumeRolePolicy,
-	"AttachRolePolicy":         (*Service).attachRolePolicy,
-	"DetachRolePolicy":         (*Service).detachRolePolicy,
-	"ListAttachedRolePolicies": (*Service).listAttachedRolePolicies,
-	"PutRolePolicy":            (*Service).putRolePolicy,
-	"GetRolePolicy":            (*Service).getRolePolicy,
-	"DeleteRolePolicy":         (*Service).deleteRolePolicy,
-	"ListRolePolicies":         (*Service).listRolePolicies,
-}
+var handlers = func() map[string]handler {
+	hs := map[string]handler{
+		"CreateRole":             (*Service).createRole,
+		"GetRole":                (*Service).getRole,
+		"DeleteRole":             (*Service).deleteRole,
+		"ListRoles":              (*Service).listRoles,
+		"UpdateAssumeRolePolicy": (*Service).updateAssumeRolePolicy,
+		"CreateUser":             (*Service).createUser,
+		"GetUser":                (*Service).getUser,
+		"DeleteUser":             (*Service).deleteUser,
+		"ListUsers":              (*Service).listUsers,
+		"CreateAccessKey":        (*Service).createAccessKey,
+		"DeleteAccessKey":        (*Service).deleteAccessKey,
+		"ListAccessKeys":         (*Service).listAccessKeys,
+	}
+	maps.Copy(hs, policyHandlers("Role", (*Service).rolePrincipal))
+	maps.Copy(hs, policyHandlers("User", (*Service).userPrincipal))
+	return hs
+}()
 
 // call is one request being served.
 type call struct {
@@ -168,6 +178,10 @@ var errorMapping = []struct {
 // ErrorCode returns the IAM error code and HTTP status for err
 // (ServiceFailure, 500 for anything unexpected).
 func ErrorCode(err error) (code string, status int) {
+	var denied *auth.AccessDenied
+	if errors.As(err, &denied) {
+		return "AccessDenied", http.StatusForbidden
+	}
 	for _, m := range errorMapping {
 		if errors.Is(err, m.err) {
 			return m.code, m.status

@@ -66,7 +66,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := iamapi.New(roles, nil)
+	svc := iamapi.New(roles, nil, nil, nil)
 	v := auth.NewVerifier(accts, nil)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -263,7 +263,7 @@ func TestIAMWithSDK(t *testing.T) {
 	}
 
 	// Unsupported operations and authentication failures in IAM's format.
-	if _, err := c.ListUsers(ctx, &awsiam.ListUsersInput{}); apiCode(err) != "InvalidAction" || httpStatus(err) != 400 {
+	if _, err := c.ListGroups(ctx, &awsiam.ListGroupsInput{}); apiCode(err) != "InvalidAction" || httpStatus(err) != 400 {
 		t.Fatalf("unsupported action: %v", err)
 	}
 	bad := e.client(auth.AccessKey{ID: e.acct.Keys[0].ID, Secret: strings.Repeat("x", 40)})
@@ -303,7 +303,7 @@ func TestErrorMapping(t *testing.T) {
 	}
 	// Wire shape.
 	w := httptest.NewRecorder()
-	iamapi.New(nil, nil).WriteError(w, httptest.NewRequest("POST", "/", nil), &iam.Error{Kind: iam.ErrNoSuchEntity, Msg: "The role with name x cannot be found."})
+	iamapi.New(nil, nil, nil, nil).WriteError(w, httptest.NewRequest("POST", "/", nil), &iam.Error{Kind: iam.ErrNoSuchEntity, Msg: "The role with name x cannot be found."})
 	body := w.Body.String()
 	for _, want := range []string{`<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">`, "<Error><Type>Sender</Type><Code>NoSuchEntity</Code><Message>The role with name x cannot be found.</Message></Error>", "<RequestId>"} {
 		if !strings.Contains(body, want) {

@@ -39,9 +39,12 @@ var authErrors = []struct {
 func writeError(w http.ResponseWriter, requestID string, err error) {
 	code, status, msg, reason := "ServiceException", 500, err.Error(), ""
 	var ce *control.Error
+	var denied *auth.AccessDenied
 	switch {
 	case errors.As(err, &ce):
 		code, status, msg, reason = ce.Code, ce.Status, ce.Message, ce.Reason
+	case errors.As(err, &denied):
+		code, status, msg = "AccessDeniedException", 403, denied.Error()
 	case errors.Is(err, context.Canceled):
 		code, status, msg = "ServiceException", 500, "request canceled"
 	default:

@@ -100,7 +100,7 @@ func (c *call) maxItems() (int, bool) {
 
 // ServeAWS routes one verified request.
 func (h *Handler) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
-	c := &call{w: w, r: r, id: id, body: body, reqID: invoke.NewRequestID(), ctx: r.Context()}
+	c := &call{w: w, r: r, id: id, body: body, reqID: invoke.NewRequestID(), ctx: auth.WithIdentity(r.Context(), id)}
 	segs := splitPath(r.URL.EscapedPath())
 	if segs == nil {
 		c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: "Unknown operation: " + r.Method + " " + r.URL.Path})

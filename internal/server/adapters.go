@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 
+	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/hyperplane"
+	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/vpc"
 )
 
@@ -44,3 +46,25 @@ func (n networks) Release(ctx context.Context, account, user string) error {
 }
 
 func (networks) ReasonOf(err error) string { return hyperplane.ReasonOf(err) }
+
+// userAuthorizer checks requests signed with an IAM user's access key
+// against the user's identity policies (iam.Users.Authorize); account root
+// keys are allowed everything.
+type userAuthorizer struct{ users *iam.Users }
+
+func (a userAuthorizer) Authorize(ctx context.Context, id auth.Identity, action, resource string, cond map[string][]string) error {
+	if id.User == "" {
+		return nil
+	}
+	return a.users.Authorize(ctx, id.AccountID, id.User, iam.Request{Action: action, Resource: resource, Context: cond})
+}
+
+// authorizeCaller is Authorize for the caller the Lambda API put in ctx
+// (control's condition-keyed checks).
+func (a userAuthorizer) authorizeCaller(ctx context.Context, action, resource string, cond map[string][]string) error {
+	id, ok := auth.IdentityFrom(ctx)
+	if !ok {
+		return nil
+	}
+	return a.Authorize(ctx, id, action, resource, cond)
+}

@@ -171,6 +171,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.roles = roles
+	users, err := iam.NewUsers(ctx, s.st)
+	if err != nil {
+		return nil, err
+	}
+	authz := userAuthorizer{users}
 
 	var sched *invoke.Scheduler
 	var schedMu sync.RWMutex
@@ -178,7 +183,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log,
 		Runtimes: func(id string) error { _, err := rt.Lookup(id); return err },
 		Roles:    roles, Vpcs: vpcLookup{model}, Networks: networks{s.hyperplane},
-		VpcIdleTimeout: cfg.VpcIdleTimeout,
+		VpcIdleTimeout: cfg.VpcIdleTimeout, Authorize: authz.authorizeCaller,
 		OnChange: func(account, name string) {
 			schedMu.RLock()
 			sc := sched
@@ -205,7 +210,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.sched = sc
 
 	verifier := auth.NewVerifier(s.accounts, time.Now)
-	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, log))
+	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log))
+	s.front.SetAuthorizer(authz)
 	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
 
