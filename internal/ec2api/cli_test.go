@@ -2,13 +2,18 @@ package ec2api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sync"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
 )
 
 const awsCLI = "/usr/bin/aws"
@@ -275,5 +280,27 @@ func TestCLIExhaustion(t *testing.T) {
 	ds := c.ok("a", "ec2", "describe-subnets", "--subnet-ids", subID)
 	if path(ds, "Subnets", 0, "AvailableIpAddressCount") != float64(0) {
 		t.Fatalf("describe-subnets: %v", ds)
+	}
+}
+
+// TestCLIPagination: the AWS CLI follows nextToken (--page-size sets
+// MaxResults) and --max-items stops early with a resume token.
+func TestCLIPagination(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c := newCLI(t, e)
+	sdk := e.client(keyA)
+	for i := range 6 {
+		if _, err := sdk.CreateVpc(context.Background(), &ec2.CreateVpcInput{CidrBlock: aws.String(fmt.Sprintf("10.%d.0.0/16", i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := c.ok("a", "ec2", "describe-vpcs", "--page-size", "5")
+	if vpcs, _ := all["Vpcs"].([]any); len(vpcs) != 6 {
+		t.Fatalf("describe-vpcs --page-size 5: %d VPCs, want 6: %v", len(vpcs), all)
+	}
+	some := c.ok("a", "ec2", "describe-vpcs", "--page-size", "5", "--max-items", "3")
+	if vpcs, _ := some["Vpcs"].([]any); len(vpcs) != 3 || some["NextToken"] == nil {
+		t.Fatalf("describe-vpcs --max-items 3: %v", some)
 	}
 }

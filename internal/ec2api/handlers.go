@@ -1,6 +1,8 @@
 package ec2api
 
 import (
+	"encoding/base64"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -39,6 +41,40 @@ func pick[T any](items []T, idOf func(T) string, ids []string, fs []filter, attr
 		}
 	}
 	return out, nil
+}
+
+// page applies MaxResults/NextToken to a Describe result (AWS: 5..1000,
+// not combined with explicit ids); the token is the opaque offset of the
+// next item. It returns the page and the token of the rest ("" at the end).
+func page[T any](c *call, items []T, ids []string) ([]T, string, error) {
+	start := 0
+	if tok := c.p.str("NextToken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		n, perr := strconv.Atoi(strings.TrimPrefix(string(b), "o:"))
+		if err != nil || perr != nil || !strings.HasPrefix(string(b), "o:") || n < 0 {
+			return nil, "", &vpc.Error{Code: vpc.CodeInvalidParameterValue, Message: "The nextToken " + tok + " is invalid: pass the NextToken of the previous response unchanged."}
+		}
+		start = min(n, len(items))
+	}
+	maxp, err := c.p.int32p("MaxResults")
+	if err != nil {
+		return nil, "", err
+	}
+	if maxp == nil {
+		return items[start:], "", nil
+	}
+	if len(ids) > 0 {
+		return nil, "", &vpc.Error{Code: vpc.CodeInvalidParameterCombo, Message: "The parameter MaxResults cannot be used with explicit resource IDs; use Filter or leave MaxResults out."}
+	}
+	if m := int(*maxp); m < 5 || m > 1000 {
+		return nil, "", &vpc.Error{Code: vpc.CodeInvalidParameterValue, Message: fmt.Sprintf("Value ( %d ) for parameter maxResults is invalid. Parameter must be between 5 and 1000.", m)}
+	}
+	end := min(start+int(*maxp), len(items))
+	next := ""
+	if end < len(items) {
+		next = base64.RawURLEncoding.EncodeToString([]byte("o:" + strconv.Itoa(end)))
+	}
+	return items[start:end], next, nil
 }
 
 func vals(v ...string) []string {
@@ -95,7 +131,12 @@ func (s *Service) describeVpcs(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("VpcId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeVpcsResponse{Vpcs: []vpcXML{}}
+	out.NextToken = next
 	for _, v := range sel {
 		out.Vpcs = append(out.Vpcs, toVPC(v))
 	}
@@ -165,7 +206,12 @@ func (s *Service) describeSubnets(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("SubnetId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeSubnetsResponse{Subnets: []subnetXML{}}
+	out.NextToken = next
 	for _, v := range sel {
 		out.Subnets = append(out.Subnets, toSubnet(c.region, v))
 	}
@@ -261,7 +307,12 @@ func (s *Service) describeSecurityGroups(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("GroupId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeSecurityGroupsResponse{Groups: []securityGroupXML{}}
+	out.NextToken = next
 	for _, g := range sel {
 		out.Groups = append(out.Groups, toSecurityGroup(c.region, g))
 	}
@@ -419,7 +470,12 @@ func (s *Service) describeNetworkInterfaces(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("NetworkInterfaceId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeNetworkInterfacesResponse{Interfaces: []eniXML{}}
+	out.NextToken = next
 	for _, n := range sel {
 		out.Interfaces = append(out.Interfaces, toENI(n, names))
 	}
@@ -489,7 +545,12 @@ func (s *Service) describeRouteTables(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("RouteTableId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeRouteTablesResponse{RouteTables: []routeTableXML{}}
+	out.NextToken = next
 	for _, rt := range sel {
 		out.RouteTables = append(out.RouteTables, toRouteTable(rt))
 	}
@@ -597,7 +658,12 @@ func (s *Service) describeInternetGateways(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("InternetGatewayId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeInternetGatewaysResponse{Gateways: []igwXML{}}
+	out.NextToken = next
 	for _, g := range sel {
 		out.Gateways = append(out.Gateways, toIGW(g))
 	}
@@ -668,7 +734,12 @@ func (s *Service) describeNatGateways(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, c.p.list("NatGatewayId"))
+	if err != nil {
+		return nil, err
+	}
 	out := &describeNatGatewaysResponse{NatGateways: []natXML{}}
+	out.NextToken = next
 	for _, n := range sel {
 		out.NatGateways = append(out.NatGateways, toNAT(n))
 	}
@@ -732,7 +803,12 @@ func (s *Service) describeTags(c *call) (requestIDSetter, error) {
 	if err != nil {
 		return nil, err
 	}
+	sel, next, err := page(c, sel, nil)
+	if err != nil {
+		return nil, err
+	}
 	out := &describeTagsResponse{Tags: []tagDescXML{}}
+	out.NextToken = next
 	for _, t := range sel {
 		out.Tags = append(out.Tags, tagDescXML(t))
 	}

@@ -3,6 +3,7 @@ package ec2api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -337,4 +338,64 @@ func TestSDKErrors(t *testing.T) {
 	wantCode(t, err, "AuthFailure")
 	_, err = e.client(badSecretKey).DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
 	wantCode(t, err, "SignatureDoesNotMatch")
+}
+
+// TestSDKPagination: Describe* honour MaxResults/NextToken (the SDK's
+// paginator walks every page exactly once) and reject bad combinations.
+func TestSDKPagination(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	c := e.client(keyA)
+	want := map[string]bool{}
+	for i := range 7 {
+		v, err := c.CreateVpc(ctx, &ec2.CreateVpcInput{CidrBlock: aws.String(fmt.Sprintf("10.%d.0.0/16", i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[aws.ToString(v.Vpc.VpcId)] = true
+	}
+	seen := map[string]bool{}
+	pages := 0
+	p := ec2.NewDescribeVpcsPaginator(c, &ec2.DescribeVpcsInput{MaxResults: aws.Int32(5)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(out.Vpcs) > 5 {
+			t.Fatalf("page of %d with MaxResults 5", len(out.Vpcs))
+		}
+		for _, v := range out.Vpcs {
+			if seen[aws.ToString(v.VpcId)] {
+				t.Fatalf("%s on two pages", aws.ToString(v.VpcId))
+			}
+			seen[aws.ToString(v.VpcId)] = true
+		}
+	}
+	if pages != 2 || len(seen) != 7 {
+		t.Fatalf("%d pages, %d VPCs; want 2 pages, 7 VPCs", pages, len(seen))
+	}
+	for id := range want {
+		if !seen[id] {
+			t.Fatalf("%s missing from the pages", id)
+		}
+	}
+	all, err := c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+	if err != nil || len(all.Vpcs) != 7 || all.NextToken != nil {
+		t.Fatalf("without MaxResults: %d VPCs, token %v, %v", len(all.Vpcs), all.NextToken, err)
+	}
+	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{MaxResults: aws.Int32(2)})
+	wantCode(t, err, "InvalidParameterValue")
+	_, err = c.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{MaxResults: aws.Int32(5), SubnetIds: []string{"subnet-0123456789abcdef0"}})
+	wantCode(t, err, "InvalidSubnetID.NotFound") // ids are checked first, as on AWS
+	var first string
+	for id := range want {
+		first = id
+		break
+	}
+	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{MaxResults: aws.Int32(5), VpcIds: []string{first}})
+	wantCode(t, err, "InvalidParameterCombination")
+	_, err = c.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{MaxResults: aws.Int32(5), NextToken: aws.String("garbage!")})
+	wantCode(t, err, "InvalidParameterValue")
 }

@@ -13,6 +13,7 @@ const xmlns = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 type meta struct {
 	RequestID string `xml:"requestId"`
+	NextToken string `xml:"nextToken,omitempty"` // Describe*: more results follow
 }
 
 func (m *meta) setRequestID(id string) { m.RequestID = id }
