@@ -66,14 +66,11 @@ func policyHandlers(infix string, p func(*Service) *principal) map[string]handle
 }
 
 func (s *Service) attachPolicy(c *call, p *principal, attach bool) (any, error) {
-	name, err := c.required(p.param)
+	v, err := c.requiredAll(p.param, "PolicyArn")
 	if err != nil {
 		return nil, err
 	}
-	arn, err := c.required("PolicyArn")
-	if err != nil {
-		return nil, err
-	}
+	name, arn := v[0], v[1]
 	if attach {
 		return nil, p.attach(c.r.Context(), c.id.AccountID, name, arn)
 	}
@@ -119,19 +116,11 @@ func (s *Service) listAttachedPolicies(c *call, p *principal) (any, error) {
 }
 
 func (s *Service) putPolicy(c *call, p *principal) (any, error) {
-	name, err := c.required(p.param)
+	v, err := c.requiredAll(p.param, "PolicyName", "PolicyDocument")
 	if err != nil {
 		return nil, err
 	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
-	doc, err := c.required("PolicyDocument")
-	if err != nil {
-		return nil, err
-	}
-	return nil, p.put(c.r.Context(), c.id.AccountID, name, pname, doc)
+	return nil, p.put(c.r.Context(), c.id.AccountID, v[0], v[1], v[2])
 }
 
 // xmlNamed is an element whose name is chosen at run time (RoleName or
@@ -148,14 +137,11 @@ type getPolicyResult struct {
 }
 
 func (s *Service) getPolicy(c *call, p *principal) (any, error) {
-	name, err := c.required(p.param)
+	v, err := c.requiredAll(p.param, "PolicyName")
 	if err != nil {
 		return nil, err
 	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
+	name, pname := v[0], v[1]
 	doc, err := p.get(c.r.Context(), c.id.AccountID, name, pname)
 	if err != nil {
 		return nil, err
@@ -168,14 +154,11 @@ func (s *Service) getPolicy(c *call, p *principal) (any, error) {
 }
 
 func (s *Service) deletePolicy(c *call, p *principal) (any, error) {
-	name, err := c.required(p.param)
+	v, err := c.requiredAll(p.param, "PolicyName")
 	if err != nil {
 		return nil, err
 	}
-	pname, err := c.required("PolicyName")
-	if err != nil {
-		return nil, err
-	}
+	name, pname := v[0], v[1]
 	return nil, p.del(c.r.Context(), c.id.AccountID, name, pname)
 }
 

@@ -94,6 +94,19 @@ func (c *call) required(name string) (string, error) {
 	return v, nil
 }
 
+// requiredAll is required for several parameters, in order.
+func (c *call) requiredAll(names ...string) ([]string, error) {
+	out := make([]string, len(names))
+	for i, n := range names {
+		v, err := c.required(n)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // ServeAWS handles one verified IAM request.
 func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
 	form, err := url.ParseQuery(string(body))

@@ -114,25 +114,24 @@ type createAccessKeyResult struct {
 	AccessKey xmlAccessKey `xml:"AccessKey"`
 }
 
-// keyUser is the user an access-key action is about: UserName, else the
+// keyOwner is the user an access-key action is about: UserName, else the
 // caller (a root caller must name one: lambdaplane does not issue root keys
-// through IAM).
-func keyUser(c *call) (string, error) {
-	if n := c.get("UserName"); n != "" {
-		return n, nil
+// through IAM). The user must exist.
+func (s *Service) keyOwner(c *call) (*iam.User, error) {
+	name := c.get("UserName")
+	if name == "" {
+		name = c.id.User
 	}
-	if c.id.User != "" {
-		return c.id.User, nil
+	if name == "" {
+		if _, err := c.required("UserName"); err != nil {
+			return nil, err
+		}
 	}
-	return c.required("UserName")
+	return s.users.GetUser(c.r.Context(), c.id.AccountID, name)
 }
 
 func (s *Service) createAccessKey(c *call) (any, error) {
-	name, err := keyUser(c)
-	if err != nil {
-		return nil, err
-	}
-	u, err := s.users.GetUser(c.r.Context(), c.id.AccountID, name)
+	u, err := s.keyOwner(c)
 	if err != nil {
 		return nil, err
 	}
@@ -151,15 +150,11 @@ func limitOr(err error) error {
 }
 
 func (s *Service) deleteAccessKey(c *call) (any, error) {
-	name, err := keyUser(c)
-	if err != nil {
-		return nil, err
-	}
 	id, err := c.required("AccessKeyId")
 	if err != nil {
 		return nil, err
 	}
-	u, err := s.users.GetUser(c.r.Context(), c.id.AccountID, name)
+	u, err := s.keyOwner(c)
 	if err != nil {
 		return nil, err
 	}
@@ -179,11 +174,7 @@ type listAccessKeysResult struct {
 }
 
 func (s *Service) listAccessKeys(c *call) (any, error) {
-	name, err := keyUser(c)
-	if err != nil {
-		return nil, err
-	}
-	u, err := s.users.GetUser(c.r.Context(), c.id.AccountID, name)
+	u, err := s.keyOwner(c)
 	if err != nil {
 		return nil, err
 	}
