@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,7 +177,7 @@ func sortedPhases(m map[string][2]float64) []string {
 
 var burstScenario = Scenario{
 	Name: "burst", Title: "Burst of simultaneous first invokes",
-	About: "For each level L, L new functions are invoked for the first time all at once (released together after their goroutines are ready); each sample is one invoke's client latency. Errors (throttles, failures) are counted, not sampled. In-process, each level starts once the server's pools (ready namespaces, started inits; sizes in the header) are full again, as after a quiet moment; beyond the pools, namespaces and inits are built on demand. The machine's CPU time per cold start (all processes and the kernel, from /proc/stat) is reported per level.",
+	About: "For each level L, L new functions are invoked for the first time all at once (released together after their goroutines are ready); each sample is one invoke's client latency. Errors (throttles, failures) are counted, not sampled. In-process, each level starts once the server's pools (ready namespaces, started inits; sizes in the header) are full again and the machine is quiet (the previous level's teardown done); beyond the pools, namespaces and inits are built on demand. The machine's CPU time per cold start (all processes and the kernel, from /proc/stat) is reported per level.",
 	Quick: 60 * time.Second,
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		levels := pick(e, []int{1, 10, 50}, []int{1, 10, 50, 100, 200})
@@ -488,7 +489,9 @@ var sharingScenario = Scenario{
 		}
 		last := len(rss.Samples) - 1
 		r.value(fmt.Sprintf("server RSS with %d functions", int(counts.Samples[last])), rss.Samples[last], "MB")
-		r.value("server RSS per 1,000 functions", round2((rss.Samples[last]-rss.Samples[0])/counts.Samples[last]*1000), "MB")
+		// The least-squares slope over every step: two single readings of a
+		// garbage-collected heap are too noisy to difference.
+		r.value("server RSS per 1,000 functions", round2(slope(counts.Samples, rss.Samples)*1000), "MB")
 		if du, err := dirSizeMB(e); err == nil {
 			r.value("data directory on disk (store + extracted code)", du, "MB")
 		}
@@ -527,10 +530,11 @@ func walkSize(dir string, total *int64) error {
 	return nil
 }
 
-// waitPools waits (at most 30 s) until the in-process server's pools are
-// full: refills run at low priority and lag behind the function creation
-// that precedes a burst, and a refill still running would compete with the
-// burst for the CPU.
+// waitPools waits (at most 30 s in all) until the in-process server's
+// pools are full and the machine is quiet (under 10% busy over 200 ms):
+// refills run at low priority and lag behind the function creation that
+// precedes a burst, and a refill or teardown still running would compete
+// with the burst for the CPU.
 func waitPools(ctx context.Context, e *Env) {
 	full := func() bool {
 		n, size := e.Server.Router().Pooled()
@@ -541,9 +545,21 @@ func waitPools(ctx context.Context, e *Env) {
 	for !full() && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The previous level's environments are torn down asynchronously (the
+	// kernel frees network namespaces in a work queue): wait until the
+	// machine is quiet too, so each level measures only its own work.
+	busy := 1.0
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		c0, t0 := machineCPU(), time.Now()
+		time.Sleep(200 * time.Millisecond)
+		busy = (machineCPU() - c0) / float64(time.Since(t0).Milliseconds()) / float64(runtime.NumCPU())
+		if busy < 0.1 {
+			break
+		}
+	}
 	n, size := e.Server.Router().Pooled()
 	m, msize := e.Server.Sandbox().Pooled()
-	e.Log.Info("bench: pools before the burst", "namespaces", fmt.Sprintf("%d/%d", n, size), "inits", fmt.Sprintf("%d/%d", m, msize))
+	e.Log.Info("bench: pools before the burst", "namespaces", fmt.Sprintf("%d/%d", n, size), "inits", fmt.Sprintf("%d/%d", m, msize), "machine_busy", fmt.Sprintf("%.0f%%", busy*100))
 }
 
 // machineCPU returns the CPU time (ms) every core spent outside idle and
@@ -571,3 +587,21 @@ func machineCPU() float64 {
 
 // clockTicks is USER_HZ, the unit of /proc/stat (100 on Linux).
 const clockTicks = 100
+
+// slope is the least-squares slope of ys over xs (0 with fewer than two
+// distinct xs).
+func slope(xs, ys []float64) float64 {
+	n := float64(min(len(xs), len(ys)))
+	var sx, sy, sxx, sxy float64
+	for i := 0; i < int(n); i++ {
+		sx += xs[i]
+		sy += ys[i]
+		sxx += xs[i] * xs[i]
+		sxy += xs[i] * ys[i]
+	}
+	d := n*sxx - sx*sx
+	if n < 2 || d == 0 {
+		return 0
+	}
+	return (n*sxy - sx*sy) / d
+}
