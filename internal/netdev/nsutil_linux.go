@@ -142,13 +142,7 @@ var errNetnsExists = errors.New("netns already exists")
 // /run/netns/name, writes sysctls inside it and sets lo up. On failure
 // nothing is left behind.
 func createNamedNetns(name string, sc []sysctl) error {
-	return newNetnsDo(name, sc, func() error { return nil })
-}
-
-// createNamedNetnsNice is createNamedNetns with the namespace's kernel
-// set-up done at scheduling niceness nice.
-func createNamedNetnsNice(name string, sc []sysctl, nice int) error {
-	return newNetnsDoNice(name, sc, nice, func() error { return nil })
+	return newNetnsDoNice(name, sc, 0, nil)
 }
 
 // newNetnsDo creates network namespace name (bind-mounted under
@@ -158,6 +152,8 @@ func newNetnsDo(name string, sc []sysctl, fn func() error) error {
 	return newNetnsDoNice(name, sc, 0, fn)
 }
 
+// newNetnsDoNice is newNetnsDo with the thread at scheduling niceness nice
+// (a background pool refill); fn may be nil.
 func newNetnsDoNice(name string, sc []sysctl, nice int, fn func() error) error {
 	path := filepath.Join(netnsRunDir, name)
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, 0o444)
@@ -184,6 +180,9 @@ func newNetnsDoNice(name string, sc []sysctl, nice int, fn func() error) error {
 		}
 		if err != nil {
 			return fmt.Errorf("set lo up: %w", err)
+		}
+		if fn == nil {
+			return nil
 		}
 		return fn()
 	})

@@ -163,7 +163,7 @@ func (r *Router) buildEnv(nice int) (*EnvNet, error) {
 		r.nextID++
 		r.mu.Unlock()
 		name := envName(r.cfg.Prefix, id)
-		err = createNamedNetnsNice(name, envSysctls, nice)
+		err = newNetnsDoNice(name, envSysctls, nice, nil)
 		if errors.Is(err, errNetnsExists) {
 			continue
 		}
