@@ -246,3 +246,44 @@ func TestEnsureFirstRepairsHalfCreation(t *testing.T) {
 		t.Fatalf("%d accounts", len(list))
 	}
 }
+
+// TestUserKeys: an IAM user's keys resolve to the account and the user, at
+// most two per user, and a deleted key stops resolving; root keys cannot be
+// deleted through it.
+func TestUserKeys(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	a := openAccounts(t, s)
+	ctx := t.Context()
+	acct, err := a.Create(ctx, "tenant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := a.CreateUserKey(ctx, acct.ID, "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, key, ok := a.LookupKey(k1.ID); !ok || got.ID != acct.ID || key.User != "dev" || key.Secret != k1.Secret {
+		t.Fatalf("lookup user key: %v %+v %v", got.ID, key, ok)
+	}
+	if _, err := a.CreateUserKey(ctx, acct.ID, "dev"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.CreateUserKey(ctx, acct.ID, "dev"); !errors.Is(err, ErrKeyLimit) {
+		t.Fatalf("third key: %v, want ErrKeyLimit", err)
+	}
+	if keys, err := a.UserKeys(ctx, acct.ID, "dev"); err != nil || len(keys) != 2 {
+		t.Fatalf("UserKeys: %v %v", keys, err)
+	}
+	if err := a.DeleteUserKey(ctx, acct.ID, "", acct.Keys[0].ID); !errors.Is(err, ErrKeyNotFound) {
+		t.Fatalf("deleting the root key: %v", err)
+	}
+	if err := a.DeleteUserKey(ctx, acct.ID, "dev", k1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := a.LookupKey(k1.ID); ok {
+		t.Fatal("a deleted key still resolves")
+	}
+	if _, _, ok := a.LookupKey(acct.Keys[0].ID); !ok {
+		t.Fatal("the root key stopped resolving")
+	}
+}

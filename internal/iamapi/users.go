@@ -2,6 +2,7 @@ package iamapi
 
 import (
 	"context"
+	"errors"
 	"strings"
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
@@ -143,7 +144,7 @@ func (s *Service) createAccessKey(c *call) (any, error) {
 }
 
 func limitOr(err error) error {
-	if err == auth.ErrKeyLimit {
+	if errors.Is(err, auth.ErrKeyLimit) {
 		return &iam.Error{Kind: iam.ErrLimitExceeded, Msg: "Cannot exceed quota for AccessKeysPerUser: 2"}
 	}
 	return err
@@ -159,7 +160,7 @@ func (s *Service) deleteAccessKey(c *call) (any, error) {
 		return nil, err
 	}
 	if err := s.keys.DeleteUserKey(c.r.Context(), c.id.AccountID, u.UserName, id); err != nil {
-		if err == auth.ErrKeyNotFound {
+		if errors.Is(err, auth.ErrKeyNotFound) {
 			return nil, &iam.Error{Kind: iam.ErrNoSuchEntity, Msg: "The Access Key with id " + id + " cannot be found."}
 		}
 		return nil, err
