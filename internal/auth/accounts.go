@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math/big"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -429,7 +430,29 @@ func (a *Accounts) List(ctx context.Context) ([]Account, error) {
 	for _, e := range es {
 		out = append(out, *e.Value)
 	}
-	slices.SortStableFunc(out, func(x, y Account) int { return x.Created.Compare(y.Created) })
+	// Creation times have millisecond resolution, so two accounts can tie;
+	// the first account (the one EnsureFirst made) always leads, and ties
+	// among the rest fall back to the id so the order is stable.
+	first := ""
+	if m, _, err := a.meta.Get(ctx, firstAccountKey); err == nil {
+		first = m.ID
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	slices.SortFunc(out, func(x, y Account) int {
+		switch {
+		case x.ID == y.ID:
+			return 0
+		case x.ID == first:
+			return -1
+		case y.ID == first:
+			return 1
+		}
+		if c := x.Created.Compare(y.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(x.ID, y.ID)
+	})
 	return out, nil
 }
 
