@@ -230,6 +230,9 @@ func burstLevel(ctx context.Context, e *Env, r *Result, l int) error {
 	if cpu1 := machineCPU(); cpu0 > 0 && cpu1 > cpu0 {
 		r.value(fmt.Sprintf("%d simultaneous: machine CPU per cold start", l), round2((cpu1-cpu0)/float64(l)), "ms")
 	}
+	if e.Server != nil {
+		burstPhases(e, r, l, names)
+	}
 	if firstErr != nil {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d simultaneous: %d errors, first: %v", l, s.Errors, firstErr))
 	}
@@ -604,4 +607,37 @@ func slope(xs, ys []float64) float64 {
 		return 0
 	}
 	return (n*sxy - sx*sy) / d
+}
+
+// burstPhases reports where a burst level's cold starts spent their time:
+// the mean of each top-level phase the scheduler recorded for them.
+func burstPhases(e *Env, r *Result, l int, names []string) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	sum := map[string]float64{}
+	var order []string
+	n := 0
+	for _, cs := range e.Server.Scheduler().ColdStarts() {
+		if !want[cs.Function] || cs.AccountID != e.Server.Account.ID {
+			continue
+		}
+		n++
+		for _, p := range cs.Phases {
+			if _, seen := sum[p.Name]; !seen {
+				order = append(order, p.Name)
+			}
+			sum[p.Name] += msOf(p.D)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	var parts []string
+	for _, ph := range order {
+		parts = append(parts, fmt.Sprintf("%s %.1f", ph, sum[ph]/float64(n)))
+	}
+	e.Log.Info("bench: burst phases (mean ms)", "simultaneous", l, "phases", strings.Join(parts, ", "))
+	r.Notes = append(r.Notes, fmt.Sprintf("%d simultaneous, mean ms per cold start in each phase: %s", l, strings.Join(parts, ", ")))
 }

@@ -36,6 +36,7 @@ func TestInvokeOutcomes(t *testing.T) {
 			"AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_REGION": "us-east-1", "AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001",
 			"LAMBDA_TASK_ROOT": "/var/task", "_HANDLER": "bootstrap", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
 			"AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/probe", "TZ": ":UTC",
+			"GOMAXPROCS": "1", // 128 MB is less than one vCPU
 		}
 		for k, v := range want {
 			if env[k] != v {

@@ -229,6 +229,12 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 			out = append(out, k+"="+v)
 		}
 	}
+	// Go sizes its scheduler by the host's CPUs; an environment is allotted
+	// fewer (sandbox.VCPUs), and a Go function told so spends far less time
+	// handing work between idle threads. A function may set its own.
+	if _, ok := c.Environment["GOMAXPROCS"]; !ok {
+		out = append(out, "GOMAXPROCS="+strconv.Itoa(sandbox.VCPUs(c.MemorySize)))
+	}
 	path := "/usr/local/bin:/usr/bin/:/bin:/opt/bin"
 	ld := "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
 	out = append(out,

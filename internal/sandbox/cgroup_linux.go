@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -57,6 +58,15 @@ func (cg cgroupSet) procs() []string {
 // full vCPU (1024 shares).
 func cpuShares(memoryMB int) int {
 	return max(minCPUShares, 1024*memoryMB/lambdaMBPerVCPU)
+}
+
+// VCPUs is an environment's CPU allotment in whole CPUs: Lambda's 1769 MB
+// per vCPU rounded up, at least one and at most the CPUs this process may
+// run on. The cgroup's cpu.shares weigh environments against each other;
+// this number tells a runtime how many threads of parallel work are worth
+// scheduling (GOMAXPROCS for Go functions).
+func VCPUs(memoryMB int) int {
+	return min(runtime.NumCPU(), max(1, (memoryMB+lambdaMBPerVCPU-1)/lambdaMBPerVCPU))
 }
 
 // limits returns the files and values written to a fresh cgroup set.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -12,6 +13,15 @@ func TestCPUShares(t *testing.T) {
 	for mb, want := range map[int]int{1: 2, 3: 2, 128: 74, 1769: 1024, 3538: 2048, 10240: 5927} {
 		if got := cpuShares(mb); got != want {
 			t.Errorf("cpuShares(%d) = %d, want %d", mb, got, want)
+		}
+	}
+}
+
+func TestVCPUs(t *testing.T) {
+	n := runtime.NumCPU()
+	for mb, want := range map[int]int{128: 1, 1769: 1, 1770: min(2, n), 3538: min(2, n), 10240: min(6, n)} {
+		if got := VCPUs(mb); got != want {
+			t.Errorf("VCPUs(%d) = %d, want %d (host CPUs %d)", mb, got, want, n)
 		}
 	}
 }
