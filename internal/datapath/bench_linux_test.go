@@ -1,21 +1,16 @@
 package datapath
 
 import (
-	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/nft"
-	"github.com/vishvananda/netns"
 )
 
 func percentile(ds []time.Duration, p float64) time.Duration {
@@ -215,60 +210,4 @@ func BenchmarkTCPConnect(b *testing.B) {
 	defer stopLo()
 	n, d := connectFrom(b, cli.ns, "127.0.0.1:7001")
 	b.ReportMetric(float64(n)/d.Seconds(), "loopback-conn/s")
-}
-
-// connectLoop dials addr from the namespace at nsPath ("" = the process's
-// own) with workers goroutines (each on a thread locked into the namespace) until max
-// connections or the time bound; connections are reset on close so no
-// TIME_WAIT state piles up.
-func connectLoop(nsPath, addr string, workers int, max int64, bound time.Duration) (int64, time.Duration, error) {
-	var n atomic.Int64
-	var firstErr atomic.Value
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	deadline := start.Add(bound)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	defer cancel()
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if nsPath != "" { // else: the process is in the namespace already
-				runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-				ns, err := netns.GetFromPath(nsPath)
-				if err != nil {
-					firstErr.Store(err)
-					return
-				}
-				defer ns.Close()
-				if err := netns.Set(ns); err != nil {
-					firstErr.Store(err)
-					return
-				}
-			}
-			d := net.Dialer{Timeout: time.Second}
-			for ctx.Err() == nil && n.Load() < max {
-				c, err := d.DialContext(ctx, "tcp", addr)
-				if err != nil {
-					if ctx.Err() == nil {
-						firstErr.Store(err)
-						if failed.Add(1) > 1000 {
-							return
-						}
-					}
-					continue
-				}
-				c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	d := time.Since(start)
-	if e, ok := firstErr.Load().(error); ok && (n.Load() == 0 || failed.Load() > 1000) {
-		return 0, d, fmt.Errorf("%d connections, %d failed: %w", n.Load(), failed.Load(), e)
-	}
-	return n.Load(), d, nil
 }
