@@ -7,8 +7,11 @@
 // (/sys/fs/cgroup/<ctrl>/<prefix>/<id>), then takes a lambdaplane-init
 // helper (package initproc) from the warm pool, or spawns one from a thread
 // that has joined the environment's network namespace. The helper receives
-// its parameters (and, when pooled, the network namespace descriptor) on a
-// control socket, joins the namespace and cgroups, finishes the root,
+// its parameters on a control socket with descriptors attached (when
+// pooled, the network namespace; the cgroup.procs files; read-only
+// open_tree clones of the code, layer and runtime directories, because the
+// helper has already pivoted away from the host's tree), joins the
+// namespace and cgroups, moves the trees into its root,
 // drops privileges and execs the function's command, which becomes pid 1
 // of the new pid namespace; when it exits the kernel kills everything else
 // in the namespace. Start returns once that exec has happened (or with an
@@ -21,7 +24,7 @@
 // a small VM, more than the rest of a start. Config.PoolSize helpers are
 // therefore started ahead of time: each creates its namespaces, builds the
 // environment-independent part of the root (system directories, /proc,
-// /dev), reports ready and blocks on its control socket, in the manager's
+// /dev), pivots into it and detaches the host's mount tree, reports ready and blocks on its control socket, in the manager's
 // own network namespace and cgroups, running nothing but our code. A
 // consumed member is replaced in the background; an empty pool falls back
 // to forking on demand.

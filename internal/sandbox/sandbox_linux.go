@@ -283,6 +283,53 @@ func (m *Manager) params(s *Spec, cg cgroupSet) *initproc.Params {
 	}
 }
 
+// attach opens what the init receives with its parameters: the network
+// namespace (a pool member joins it itself; one started on demand is in it
+// already), the output pipe, the cgroup.procs files and the read-only trees
+// for /var/task, /opt and /var/runtime.
+func (m *Manager) attach(s *Spec, cg cgroupSet, pooled bool, out *os.File) (_ *attachments, err error) {
+	a := &attachments{}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if pooled {
+		ns, err := openNetns(s.NetnsPath)
+		if err != nil {
+			return nil, err
+		}
+		a.add(initproc.FdNetns, ns)
+	}
+	if out != nil {
+		fd, err := unix.FcntlInt(out.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("duplicate output: %w", err)
+		}
+		a.add(initproc.FdOutput, fd)
+	}
+	for _, f := range cg.procs() {
+		fd, err := unix.Open(f, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", f, err)
+		}
+		a.add(initproc.FdCgroup, fd)
+	}
+	for _, t := range [...]struct{ role, dir string }{
+		{initproc.FdCode, s.CodeDir}, {initproc.FdOpt, s.OptDir}, {initproc.FdRuntime, s.RuntimeDir},
+	} {
+		if t.dir == "" {
+			continue
+		}
+		fd, err := readOnlyTree(t.dir)
+		if err != nil {
+			return nil, err
+		}
+		a.add(t.role, fd)
+	}
+	return a, nil
+}
+
 func (m *Manager) reserve(id string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -336,8 +383,6 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 	e.cgCreated = true
 	e.phase("cgroup", time.Since(t))
 
-	params := []byte(m.params(&s, e.cg).Encode())
-
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, defaultStartLimit)
@@ -374,16 +419,23 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 	}
 	go e.monitor(monitorOut)
 
+	att, err := m.attach(&s, e.cg, pooled, outFile)
+	if err != nil {
+		p.ctrl.Close()
+		return nil, fmt.Errorf("start %s: %w", s.ID, err)
+	}
+	defer att.Close()
+	pp := m.params(&s, e.cg)
+	pp.Fds = att.roles
+	params := []byte(pp.Encode())
 	sent := initproc.Monotonic()
-	nsPath := ""
 	if pooled {
-		nsPath = s.NetnsPath // a pool member joins it itself
 		// It was started at BackgroundNice; its main thread (tid = pid,
 		// the one that execs) wakes at normal priority. The init resets
 		// its own thread too, so this is only about a prompt wake-up.
 		_ = unix.Setpriority(unix.PRIO_PROCESS, e.pid, 0)
 	}
-	if err := p.send(params, nsPath, outFile); err != nil {
+	if err := p.send(params, att.fds); err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = p.statusR.SetReadDeadline(time.Now()) })

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,6 +229,7 @@ type report struct {
 	Writes   map[string]string
 	Devices  map[string]string
 	Listing  map[string][]string
+	Mounts   []string
 }
 
 func TestIsolation(t *testing.T) {
@@ -299,6 +301,33 @@ func testIsolation(t *testing.T, m *Manager) {
 	}
 	if !strings.Contains(strings.Join(r.Listing["/var/task"], ","), "probe") {
 		t.Errorf("/var/task lists %v", r.Listing["/var/task"])
+	}
+	// The host's mount tree is gone: the environment sees its root, the
+	// system directories, its own trees and /proc, /dev, /tmp, nothing else
+	// (no /run/netns, no /sys, no data directory).
+	allowed := map[string]bool{"/": true, "/var/task": true, "/opt": true, "/var/runtime": true,
+		"/tmp": true, "/proc": true, "/dev": true, "/dev/shm": true}
+	system, err := systemEntries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	underSystem := func(mp string) bool { // host system dirs are bound with what is mounted below them
+		for _, e := range system {
+			if e.Link == "" && (mp == e.Path || strings.HasPrefix(mp, e.Path+"/")) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, mp := range r.Mounts {
+		if !allowed[mp] && !underSystem(mp) {
+			t.Errorf("the environment sees mount point %s (mounts: %v)", mp, r.Mounts)
+		}
+	}
+	for _, want := range []string{"/var/task", "/opt", "/var/runtime", "/tmp"} {
+		if !slices.Contains(r.Mounts, want) {
+			t.Errorf("no mount on %s (mounts: %v)", want, r.Mounts)
+		}
 	}
 	if len(e.Phases()) == 0 {
 		t.Error("no phases recorded")
@@ -378,12 +407,12 @@ func TestStartErrors(t *testing.T) {
 	if _, err := m.Start(context.Background(), s); err == nil || !strings.Contains(err.Error(), "network namespace") {
 		t.Errorf("bad netns: %v", err)
 	}
-	// Missing code directory: a setup failure, not an entrypoint one.
+	// Missing code directory: a setup failure that names it, not an
+	// entrypoint one.
 	s = spec(ns, nil, "/var/task/probe", "sleep")
 	s.CodeDir = "/nonexistent/code"
 	_, err := m.Start(context.Background(), s)
-	var ie *InitError
-	if !errors.As(err, &ie) || ie.Code != initproc.ExitSetup || errors.Is(err, ErrInvalidEntrypoint) {
+	if err == nil || errors.Is(err, ErrInvalidEntrypoint) || !strings.Contains(err.Error(), "/nonexistent/code") {
 		t.Errorf("missing code dir: %v", err)
 	}
 	// Duplicate ID.

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -234,30 +235,14 @@ func (p *proc) alive() bool {
 	}
 }
 
-// send hands the parameters (and the network namespace, if nsPath is not
-// "", and the output pipe, if out is not nil) to the process; it closes our
-// end of the control socket.
-func (p *proc) send(params []byte, nsPath string, out *os.File) error {
+// send hands the parameters and the descriptors they name (see
+// initproc.Params) to the process; it closes our end of the control socket.
+func (p *proc) send(params []byte, fds []int) error {
 	defer p.ctrl.Close()
 	if len(params) > initproc.MaxParamsSize {
 		return fmt.Errorf("%w: parameters are %d bytes, more than %d (environment too large?)", ErrInvalidSpec, len(params), initproc.MaxParamsSize)
 	}
 	var oob []byte
-	var fds []int
-	if nsPath != "" {
-		ns, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("open network namespace %s: %w", nsPath, err)
-		}
-		defer unix.Close(ns)
-		if err := checkNetns(ns, nsPath); err != nil {
-			return err
-		}
-		fds = append(fds, ns)
-	}
-	if out != nil {
-		fds = append(fds, int(out.Fd()))
-	}
 	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
@@ -276,6 +261,61 @@ func (p *proc) send(params []byte, nsPath string, out *os.File) error {
 		return fmt.Errorf("send parameters: %w", serr)
 	}
 	return nil
+}
+
+// attachments are the descriptors sent with an environment's parameters,
+// with their roles (initproc.Fd*). Close releases ours.
+type attachments struct {
+	roles []string
+	fds   []int
+}
+
+func (a *attachments) add(role string, fd int) {
+	a.roles = append(a.roles, role)
+	a.fds = append(a.fds, fd)
+}
+
+func (a *attachments) Close() {
+	for _, fd := range a.fds {
+		unix.Close(fd)
+	}
+	a.fds, a.roles = nil, nil
+}
+
+// openNetns opens a network namespace to pass (and checks that it is one).
+func openNetns(nsPath string) (int, error) {
+	ns, err := unix.Open(nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open network namespace %s: %w", nsPath, err)
+	}
+	if err := checkNetns(ns, nsPath); err != nil {
+		unix.Close(ns)
+		return -1, err
+	}
+	return ns, nil
+}
+
+// readOnlyTree returns a detached copy of the mount tree at dir (with
+// everything mounted below it), read-only, nosuid and nodev: what the init,
+// which can no longer see host paths, moves into its root.
+func readOnlyTree(dir string) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("clone mount tree %s: %w%s", dir, err, needsKernel(err, "5.2"))
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("make %s read-only: %w%s", dir, err, needsKernel(err, "5.12"))
+	}
+	return fd, nil
+}
+
+func needsKernel(err error, version string) string {
+	if errors.Is(err, unix.ENOSYS) {
+		return " (the sandbox needs Linux " + version + " or later)"
+	}
+	return ""
 }
 
 // checkNetns verifies that fd is a network namespace (the init process would

@@ -6,14 +6,18 @@
 // [Base] in EnvVar. It makes every mount private, builds that part of the
 // new root on a tmpfs at Base.Root (read-only binds of the host's system
 // directories, symlinks such as /bin -> usr/bin replicated as symlinks,
-// /proc, a minimal /dev), reports "ready", and blocks on ControlFD for its
-// [Params] and, optionally, a network namespace descriptor. Then it
+// /proc, a minimal /dev, empty mountpoints), pivots into it and detaches
+// the host's tree (the costly part, done before anyone waits), reports
+// "ready", and blocks on ControlFD for its [Params] and the descriptors
+// they name: optionally a network namespace and an output pipe, the
+// environment's open cgroup.procs files, and detached read-only mount trees
+// (open_tree clones made by the manager) for /var/task, /opt and
+// /var/runtime. Then it
 //
 //  1. joins the network namespace if one was passed, and the environment's
 //     cgroups (writes "0" to each cgroup.procs),
-//  2. adds /var/task, /opt, /var/runtime (read-only binds), a sized /tmp
-//     and /dev/shm,
-//  3. sets the hostname, remounts the new root read-only and pivots into it,
+//  2. moves the trees into place, mounts a sized /tmp and /dev/shm,
+//  3. sets the hostname and remounts the root and /dev read-only,
 //  4. marks every inherited descriptor close-on-exec, sets no_new_privs,
 //     empties the capability bounding and ambient sets, drops supplementary
 //     groups and switches to the unprivileged uid/gid,

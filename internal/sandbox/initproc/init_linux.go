@@ -30,7 +30,7 @@ func Main() {
 		fail(ExitSetup, "prepare root filesystem: %v", err)
 	}
 	report("ready\n")
-	msg, nsfd, outfd, err := receive()
+	msg, fds, err := receive()
 	if err != nil {
 		fail(ExitSetup, "receive parameters: %v", err)
 	}
@@ -43,35 +43,44 @@ func Main() {
 	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, 0); err != nil {
 		fail(ExitSetup, "reset scheduling priority: %v", err)
 	}
-	if outfd >= 0 {
-		// The environment's own output pipe replaces the init's stdout and
-		// stderr (dup3 without O_CLOEXEC: the function inherits them).
-		if err := unix.Dup3(outfd, 1, 0); err != nil {
-			fail(ExitSetup, "attach output: %v", err)
-		}
-		if err := unix.Dup3(outfd, 2, 0); err != nil {
-			fail(ExitSetup, "attach output: %v", err)
-		}
-		unix.Close(outfd)
-	}
-	t1 := Monotonic()
 	p, err := Decode(string(msg))
 	if err != nil {
 		fail(ExitSetup, "%v", err)
 	}
-	if nsfd >= 0 {
-		if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
+	if len(fds) != len(p.Fds) {
+		fail(ExitSetup, "received %d descriptors, the parameters name %d", len(fds), len(p.Fds))
+	}
+	byRole := map[string][]int{}
+	for i, role := range p.Fds {
+		byRole[role] = append(byRole[role], fds[i])
+	}
+	if out := byRole[FdOutput]; len(out) > 0 {
+		// The environment's own output pipe replaces the init's stdout and
+		// stderr (dup3 without O_CLOEXEC: the function inherits them).
+		if err := unix.Dup3(out[0], 1, 0); err != nil {
+			fail(ExitSetup, "attach output: %v", err)
+		}
+		if err := unix.Dup3(out[0], 2, 0); err != nil {
+			fail(ExitSetup, "attach output: %v", err)
+		}
+	}
+	t1 := Monotonic()
+	if ns := byRole[FdNetns]; len(ns) > 0 {
+		if err := unix.Setns(ns[0], unix.CLONE_NEWNET); err != nil {
 			fail(ExitSetup, "join network namespace: %v", err)
 		}
-		unix.Close(nsfd)
 	}
-	for _, f := range p.CgroupProcs {
-		if err := writeFile(f, "0"); err != nil {
-			fail(ExitSetup, "join cgroup %s: %v", filepath.Dir(f), err)
+	for i, fd := range byRole[FdCgroup] {
+		if _, err := unix.Write(fd, []byte("0")); err != nil {
+			name := "cgroup"
+			if i < len(p.CgroupProcs) {
+				name = filepath.Dir(p.CgroupProcs[i])
+			}
+			fail(ExitSetup, "join cgroup %s: %v", name, err)
 		}
 	}
 	t2 := Monotonic()
-	if err := finishRoot(base, p); err != nil {
+	if err := finishRoot(p, byRole); err != nil {
 		fail(ExitSetup, "build root filesystem: %v", err)
 	}
 	t3 := Monotonic()
@@ -95,54 +104,40 @@ func Main() {
 	fail(ExitExec, "exec %s: %v", p.Argv[0], err)
 }
 
-// receive blocks for the one message on ControlFD. msg is nil on end of
-// file; nsfd (a network namespace) and outfd (the output pipe) are -1
-// unless such a descriptor was attached.
-func receive() (msg []byte, nsfd, outfd int, err error) {
+// receive blocks for the one message on ControlFD and the descriptors
+// attached to it (close-on-exec). msg is nil on end of file.
+func receive() (msg []byte, fds []int, err error) {
 	buf := make([]byte, MaxParamsSize+1)
-	oob := make([]byte, unix.CmsgSpace(8))
-	outfd = -1
+	oob := make([]byte, unix.CmsgSpace(4*MaxFds))
 	for {
 		n, oobn, flags, _, err := unix.Recvmsg(ControlFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, -1, -1, err
+			return nil, nil, err
 		}
 		if n == 0 {
-			return nil, -1, -1, nil
+			return nil, nil, nil
 		}
 		if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 || n > MaxParamsSize {
-			return nil, -1, -1, fmt.Errorf("message truncated")
+			return nil, nil, fmt.Errorf("message truncated")
 		}
-		nsfd = -1
 		if oobn > 0 {
 			cmsgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 			if err != nil {
-				return nil, -1, -1, err
+				return nil, nil, err
 			}
 			for _, c := range cmsgs {
-				fds, err := unix.ParseUnixRights(&c)
+				got, err := unix.ParseUnixRights(&c)
 				if err != nil {
-					return nil, -1, -1, err
+					return nil, nil, err
 				}
-				for _, fd := range fds {
-					var st unix.Statfs_t
-					isNs := unix.Fstatfs(fd, &st) == nil && st.Type == unix.NSFS_MAGIC
-					switch {
-					case isNs && nsfd < 0:
-						nsfd = fd
-					case !isNs && outfd < 0:
-						outfd = fd
-					default:
-						unix.Close(fd)
-					}
-				}
+				fds = append(fds, got...)
 			}
 		}
 		unix.Close(ControlFD)
-		return buf[:n], nsfd, outfd, nil
+		return buf[:n], fds, nil
 	}
 }
 
@@ -246,44 +241,43 @@ func prepareRoot(b *Base) error {
 			return err
 		}
 	}
-	if err := mkdirs(r, "/var", "/var/task", "/opt", "/tmp", "/proc", "/dev"); err != nil {
+	if err := mkdirs(r, "/var", "/var/task", "/var/runtime", "/opt", "/tmp", "/proc", "/dev"); err != nil {
 		return err
 	}
 	// Our pid namespace exists already, so /proc can be mounted now.
 	if err := mount("proc", r+"/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
-	return prepareDev(b, r+"/dev")
+	if err := prepareDev(b, r+"/dev"); err != nil {
+		return err
+	}
+	// Pivot now, while nothing waits for us: detaching the copy of the
+	// host's mount tree is the costliest step of building a root (its
+	// size grows with the host's mounts, and the unmount waits for an RCU
+	// grace period), and pivot_root visits every task on the host.
+	return pivot(r)
 }
 
-// finishRoot adds the environment's own mounts, makes the root read-only
-// and pivots into it.
-func finishRoot(b *Base, p *Params) error {
-	r := b.Root
-	if err := bindRO(p.CodeDir, r+"/var/task"); err != nil {
-		return err
-	}
-	if p.OptDir != "" {
-		if err := bindRO(p.OptDir, r+"/opt"); err != nil {
-			return err
+// finishRoot moves the environment's own trees into the root (already
+// pivoted into by prepareRoot), mounts /tmp and /dev/shm, and makes the
+// root and /dev read-only.
+func finishRoot(p *Params, fds map[string][]int) error {
+	for _, m := range [...]struct{ role, dst, src string }{
+		{FdCode, "/var/task", p.CodeDir}, {FdOpt, "/opt", p.OptDir}, {FdRuntime, "/var/runtime", p.RuntimeDir},
+	} {
+		if t := fds[m.role]; len(t) > 0 {
+			if err := unix.MoveMount(t[0], "", unix.AT_FDCWD, m.dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("mount %s on %s: %w", m.src, m.dst, err)
+			}
 		}
 	}
-	if p.RuntimeDir != "" {
-		if err := mkdir(r+"/var/runtime", 0o755); err != nil {
-			return err
-		}
-		if err := bindRO(p.RuntimeDir, r+"/var/runtime"); err != nil {
-			return err
-		}
-	}
-	if err := mount("tmpfs", r+"/tmp", "tmpfs", tmpFlags, "mode=1777,size="+strconv.Itoa(p.TmpMB)+"m"); err != nil {
+	if err := mount("tmpfs", "/tmp", "tmpfs", tmpFlags, "mode=1777,size="+strconv.Itoa(p.TmpMB)+"m"); err != nil {
 		return err
 	}
-	dev := r + "/dev"
-	if err := mount("shm", dev+"/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(p.ShmMB)+"m"); err != nil {
+	if err := mount("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(p.ShmMB)+"m"); err != nil {
 		return err
 	}
-	if err := mount("", dev, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+	if err := mount("", "/dev", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
 	if p.Hostname != "" {
@@ -291,10 +285,7 @@ func finishRoot(b *Base, p *Params) error {
 			return fmt.Errorf("sethostname: %w", err)
 		}
 	}
-	if err := mount("", r, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return err
-	}
-	if err := pivot(r); err != nil {
+	if err := mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return err
 	}
 	if err := unix.Chdir("/var/task"); err != nil {

@@ -2,6 +2,7 @@ package initproc
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -50,12 +51,31 @@ type Base struct {
 	Devices []string // device nodes to create under /dev (see devNumbers)
 }
 
-// Params is the environment-specific part, received on ControlFD.
+// Roles of the descriptors attached to the Params message (Params.Fds).
+const (
+	FdNetns   = "netns"   // a network namespace to join
+	FdOutput  = "output"  // becomes stdout and stderr
+	FdCgroup  = "cgroup"  // an open cgroup.procs file to join
+	FdCode    = "code"    // a detached read-only mount tree for /var/task
+	FdOpt     = "opt"     // ... for /opt
+	FdRuntime = "runtime" // ... for /var/runtime
+)
+
+// MaxFds bounds the descriptors attached to the Params message.
+const MaxFds = 16
+
+// Params is the environment-specific part, received on ControlFD with the
+// descriptors Fds names attached (SCM_RIGHTS, in that order). The init has
+// already pivoted into its root when it receives them, so host paths are
+// out of its reach: the cgroups come as open cgroup.procs files and the
+// code, layers and runtime as detached mount trees (open_tree clones) that
+// are moved into place.
 type Params struct {
-	CgroupProcs []string // cgroup.procs files to join
-	CodeDir     string   // -> /var/task (read-only)
-	OptDir      string   // -> /opt (read-only), "" = empty
-	RuntimeDir  string   // -> /var/runtime (read-only), "" = absent
+	Fds         []string // role of each attached descriptor, in order
+	CgroupProcs []string // the cgroup.procs files attached (for messages)
+	CodeDir     string   // host path of the /var/task tree (for messages)
+	OptDir      string   // ... of /opt, "" = empty
+	RuntimeDir  string   // ... of /var/runtime, "" = empty
 	TmpMB       int      // size of the /tmp tmpfs
 	ShmMB       int      // size of the /dev/shm tmpfs
 	Hostname    string
@@ -109,12 +129,13 @@ func DecodeBase(s string) (*Base, error) {
 // reflection (encoding/json costs the init process ~0.5 ms on first use)
 // and is safe for any byte except NUL, which environment strings and paths
 // cannot contain anyway.
-const encodingVersion = "lpi1"
+const encodingVersion = "lpi2"
 
 // Encode returns the message sent on ControlFD.
 func (p *Params) Encode() string {
 	var e encoder
 	e.str(encodingVersion)
+	e.strs(p.Fds)
 	e.strs(p.CgroupProcs)
 	e.str(p.CodeDir)
 	e.str(p.OptDir)
@@ -137,6 +158,7 @@ func Decode(s string) (*Params, error) {
 	d := decoder{s: s}
 	d.version()
 	p := new(Params)
+	p.Fds = d.strs()
 	p.CgroupProcs = d.strs()
 	p.CodeDir = d.str()
 	p.OptDir = d.str()
@@ -153,6 +175,12 @@ func Decode(s string) (*Params, error) {
 	}
 	if p.CodeDir == "" || len(p.Argv) == 0 {
 		return nil, fmt.Errorf("parameters: code directory and argv are required")
+	}
+	if len(p.Fds) > MaxFds {
+		return nil, fmt.Errorf("parameters: %d descriptors, at most %d", len(p.Fds), MaxFds)
+	}
+	if !slices.Contains(p.Fds, FdCode) {
+		return nil, fmt.Errorf("parameters: no %s descriptor", FdCode)
 	}
 	return p, nil
 }

@@ -15,6 +15,7 @@ func TestParamsRoundTrip(t *testing.T) {
 		t.Error("corrupt base decoded")
 	}
 	p := &Params{
+		Fds:         []string{FdNetns, FdCgroup, FdCode},
 		CgroupProcs: []string{"/sys/fs/cgroup/memory/lp/a/cgroup.procs"}, CodeDir: "/code",
 		TmpMB: 512, UID: 993, GID: 993, Argv: []string{"/var/task/bootstrap"}, Env: []string{"A=b c", "B=x:y:12:"},
 	}
@@ -26,7 +27,7 @@ func TestParamsRoundTrip(t *testing.T) {
 		t.Errorf("round trip: %+v != %+v", p, q)
 	}
 	enc := p.Encode()
-	for _, bad := range []string{"", "{", "4:lpi1", enc[:len(enc)-1], enc + "1:x", "4:lpi2" + enc[6:]} {
+	for _, bad := range []string{"", "{", "4:lpi1", enc[:len(enc)-1], enc + "1:x", "4:lpi1" + enc[6:]} {
 		if _, err := Decode(bad); err == nil {
 			t.Errorf("Decode(%q) succeeded", bad)
 		}

@@ -67,6 +67,7 @@ type Report struct {
 	Writes   map[string]string // path -> error ("" = write succeeded)
 	Devices  map[string]string // /dev/null etc. -> error of write
 	Listing  map[string][]string
+	Mounts   []string // mount points from /proc/self/mountinfo
 }
 
 func report() {
@@ -112,6 +113,15 @@ func report() {
 		for _, e := range ents {
 			r.Listing[d] = append(r.Listing[d], e.Name())
 		}
+	}
+	if f, err := os.Open("/proc/self/mountinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if f := strings.Fields(sc.Text()); len(f) > 4 {
+				r.Mounts = append(r.Mounts, f[4])
+			}
+		}
+		f.Close()
 	}
 	json.NewEncoder(os.Stdout).Encode(r)
 }
