@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"time"
 )
 
 // Config configures a Router. The zero value of each field selects its
@@ -34,8 +35,18 @@ type Config struct {
 	// PoolSize is how many ready environment namespaces are kept. 0 means
 	// the default (8); a negative value disables pre-building.
 	PoolSize int
-	Logger   *slog.Logger
+	// RefillDelay is how long the pool refill waits for takes to stop
+	// before it builds (at most 10× that after the first take): building
+	// namespaces while the cold starts that took them are still running
+	// slows those starts down. A pool down to a quarter of its size is
+	// refilled at once. 0 = DefaultRefillDelay, negative = none.
+	RefillDelay time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultRefillDelay is the default Config.RefillDelay of both pools
+// (namespaces here, init processes in package sandbox).
+const DefaultRefillDelay = 100 * time.Millisecond
 
 // Fixed addressing inside the service network.
 var (
@@ -65,6 +76,7 @@ func DefaultConfig() Config {
 		ServiceCIDR: netip.MustParsePrefix(defaultSvcCIDR),
 		UplinkNet:   netip.MustParsePrefix(defaultUplink),
 		PoolSize:    defaultPool,
+		RefillDelay: DefaultRefillDelay,
 	}
 }
 
@@ -92,6 +104,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PoolSize < 0 {
 		c.PoolSize = 0
+	}
+	if c.RefillDelay == 0 {
+		c.RefillDelay = d.RefillDelay
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

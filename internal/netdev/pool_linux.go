@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/debounce"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -106,11 +107,19 @@ func (r *Router) refill(ctx context.Context) {
 		r.log.Warn("pool refill runs at normal priority", "err", err)
 	}
 	backoff := 100 * time.Millisecond
+	low := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.pool) <= r.cfg.PoolSize/4
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
+		}
+		if !debounce.Wait(r.kick, ctx.Done(), r.cfg.RefillDelay, 10*r.cfg.RefillDelay, low) {
+			return
 		}
 		for ctx.Err() == nil {
 			r.mu.Lock()

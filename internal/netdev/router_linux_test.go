@@ -695,3 +695,66 @@ func TestRefillRunsAtLowPriority(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRefillWaitsForQuiet: after a take, the pool is rebuilt only once
+// takes have stopped for RefillDelay, not while the cold start that took
+// the namespace may still be running.
+func TestRefillWaitsForQuiet(t *testing.T) {
+	requireRoot(t)
+	inet := newInternet(t)
+	const delay = 400 * time.Millisecond
+	r := newTestRouter(t, inet, func(c *Config) { c.PoolSize = 2; c.RefillDelay = delay })
+	waitPool := func(want int, bound time.Duration) bool {
+		for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if n, _ := r.Pooled(); n == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitPool(2, 10*time.Second) {
+		t.Fatal("pool never filled")
+	}
+	taken := time.Now()
+	e, err := r.Take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Release(e)
+	if !waitPool(2, 10*time.Second) {
+		t.Fatal("pool not refilled after a take")
+	}
+	if d := time.Since(taken); d < delay {
+		t.Fatalf("pool refilled %v after the take, before the %v quiet period", d, delay)
+	}
+}
+
+// TestRefillAtLowWater: a pool down to a quarter of its size is refilled
+// without waiting for quiet.
+func TestRefillAtLowWater(t *testing.T) {
+	requireRoot(t)
+	inet := newInternet(t)
+	r := newTestRouter(t, inet, func(c *Config) { c.PoolSize = 4; c.RefillDelay = time.Hour })
+	waitPool := func(want int) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if n, _ := r.Pooled(); n == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitPool(4) {
+		t.Fatal("pool never filled")
+	}
+	for range 3 {
+		e, err := r.Take(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Release(e)
+	}
+	if !waitPool(4) {
+		n, _ := r.Pooled()
+		t.Fatalf("pool at %d of 4 after three takes: not refilled at low water", n)
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/debounce"
 )
 
 const readyTimeout = 10 * time.Second
@@ -47,6 +49,7 @@ func (m *Manager) refill() {
 func (m *Manager) filler() {
 	defer close(m.fillerDone)
 	backoff := 10 * time.Millisecond
+	low := func() bool { return len(m.pool) <= cap(m.pool)/4 }
 	for {
 		for len(m.pool) < cap(m.pool) {
 			p, err := m.spawnInit(context.Background(), "", true)
@@ -82,6 +85,9 @@ func (m *Manager) filler() {
 		case <-m.stop:
 			return
 		case <-m.refillCh:
+		}
+		if !debounce.Wait(m.refillCh, m.stop, m.cfg.RefillDelay, 10*m.cfg.RefillDelay, low) {
+			return
 		}
 	}
 }

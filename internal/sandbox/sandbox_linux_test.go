@@ -871,3 +871,62 @@ func TestPoolRefillsAtLowPriority(t *testing.T) {
 		t.Errorf("function niceness %s, want 0 (stat %q)", got, out.String())
 	}
 }
+
+// TestPoolRefillWaitsForQuiet: a started environment's pool slot is
+// refilled only once starts have stopped for RefillDelay.
+func TestPoolRefillWaitsForQuiet(t *testing.T) {
+	requireRoot(t)
+	const delay = 400 * time.Millisecond
+	m := newManager(t, func(c *Config) { c.PoolSize = 2; c.RefillDelay = delay })
+	ns := newNetns(t)
+	waitPool := func(want int, bound time.Duration) bool {
+		for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if n, _ := m.Pooled(); n == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitPool(2, 10*time.Second) {
+		t.Fatal("pool never filled")
+	}
+	started := time.Now()
+	e := start(t, m, spec(ns, nil, "/var/task/probe", "sleep"))
+	defer e.Destroy()
+	if n, _ := m.Pooled(); n != 1 {
+		t.Fatalf("pool holds %d after one start, want 1", n)
+	}
+	if !waitPool(2, 10*time.Second) {
+		t.Fatal("pool not refilled after a start")
+	}
+	if d := time.Since(started); d < delay {
+		t.Fatalf("pool refilled %v after the start, before the %v quiet period", d, delay)
+	}
+}
+
+// TestPoolRefillAtLowWater: a pool down to a quarter of its size is
+// refilled without waiting for quiet.
+func TestPoolRefillAtLowWater(t *testing.T) {
+	requireRoot(t)
+	m := newManager(t, func(c *Config) { c.PoolSize = 4; c.RefillDelay = time.Hour })
+	ns := newNetns(t)
+	waitPool := func(want int) bool {
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if n, _ := m.Pooled(); n == want {
+				return true
+			}
+		}
+		return false
+	}
+	if !waitPool(4) {
+		t.Fatal("pool never filled")
+	}
+	for range 3 {
+		e := start(t, m, spec(ns, nil, "/var/task/probe", "sleep"))
+		defer e.Destroy()
+	}
+	if !waitPool(4) {
+		n, _ := m.Pooled()
+		t.Fatalf("pool at %d of 4 after three starts: not refilled at low water", n)
+	}
+}

@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	done = step("reconciling network (service router, namespace pool)")
 	if s.router, err = netdev.NewRouter(netdev.Config{
 		Prefix: cfg.Prefix, ServiceCIDR: cfg.ServiceCIDR, UplinkNetns: cfg.UplinkNetns, UplinkNet: cfg.UplinkNet,
-		EgressAllow: cfg.EgressAllow, PoolSize: cfg.PoolSize, Logger: log,
+		EgressAllow: cfg.EgressAllow, PoolSize: cfg.PoolSize, RefillDelay: cfg.RefillDelay, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	done()
 	if s.sandbox, err = sandbox.NewManager(sandbox.Config{
 		Prefix: cfg.Prefix, InitPath: cfg.InitPath, RootDir: filepath.Join(cfg.DataDir, "run"),
-		UID: cfg.SandboxUID, GID: cfg.SandboxUID, PoolSize: cfg.InitPoolSize, Logger: log,
+		UID: cfg.SandboxUID, GID: cfg.SandboxUID, PoolSize: cfg.InitPoolSize, RefillDelay: cfg.RefillDelay, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
