@@ -30,8 +30,13 @@ func cleanupFunctions(e *Env, names []string) {
 }
 
 // firstInvokes invokes each function once, in order, and returns the
-// latencies (ms). It stops at the first error or when ctx ends.
+// latencies (ms). In-process it first waits for full pools and a quiet
+// machine, as the burst levels do, so a run does not measure the previous
+// scenario's teardown. It stops at the first error or when ctx ends.
 func firstInvokes(ctx context.Context, e *Env, names []string, what string) ([]float64, error) {
+	if e.Server != nil {
+		waitPools(ctx, e)
+	}
 	p := &progress{e: e, what: what, total: len(names)}
 	out := make([]float64, 0, len(names))
 	for i, n := range names {
@@ -50,7 +55,7 @@ func firstInvokes(ctx context.Context, e *Env, names []string, what string) ([]f
 
 var coldScenario = Scenario{
 	Name: "cold-start", Title: "Cold start (first invoke of a new function)",
-	About: "Each sample is the client-side latency of the first Invoke of a freshly created hello-world function (aws-lambda-go, provided.al2023, 128 MB), one at a time, through the HTTP API with SigV4.",
+	About: "Each sample is the client-side latency of the first Invoke of a freshly created hello-world function (aws-lambda-go, provided.al2023, 128 MB), one at a time, through the HTTP API with SigV4. In-process the run starts with full pools on a quiet machine.",
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		n := pick(e, 10, 100)
 		names, err := e.CreateFunctions(ctx, "cold", FnHello, n)
@@ -562,7 +567,7 @@ func waitPools(ctx context.Context, e *Env) {
 	}
 	n, size := e.Server.Router().Pooled()
 	m, msize := e.Server.Sandbox().Pooled()
-	e.Log.Info("bench: pools before the burst", "namespaces", fmt.Sprintf("%d/%d", n, size), "inits", fmt.Sprintf("%d/%d", m, msize), "machine_busy", fmt.Sprintf("%.0f%%", busy*100))
+	e.Log.Info("bench: pools full, machine quiet", "namespaces", fmt.Sprintf("%d/%d", n, size), "inits", fmt.Sprintf("%d/%d", m, msize), "machine_busy", fmt.Sprintf("%.0f%%", busy*100))
 }
 
 // machineCPU returns the CPU time (ms) every core spent outside idle and
