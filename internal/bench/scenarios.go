@@ -117,18 +117,12 @@ var phasesScenario = Scenario{
 			r.Notes = append(r.Notes, "remote target: one sample per phase, the mean over the run from /metrics")
 			return nil
 		}
-		want := map[string]int{}
-		for i, n := range names {
-			want[n] = i
-		}
 		byPhase := map[string][]float64{}
 		var order []string
 		var first []float64
-		for _, cs := range e.Server.Scheduler().ColdStarts() {
-			i, ok := want[cs.Function]
-			if !ok || cs.AccountID != e.Server.Account.ID {
-				continue
-			}
+		css, idx := coldStartsOf(e, names)
+		for k, cs := range css {
+			i := idx[k]
 			var top float64
 			for _, p := range cs.Phases {
 				if _, seen := byPhase[p.Name]; !seen {
@@ -614,21 +608,32 @@ func slope(xs, ys []float64) float64 {
 	return (n*sxy - sx*sy) / d
 }
 
-// burstPhases reports where a burst level's cold starts spent their time:
-// the mean of each top-level phase the scheduler recorded for them.
-func burstPhases(e *Env, r *Result, l int, names []string) {
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
+// coldStartsOf returns the in-process scheduler's recorded cold starts of
+// the bench account's functions named in names, and for each the index of
+// its function in names.
+func coldStartsOf(e *Env, names []string) ([]invoke.ColdStart, []int) {
+	want := map[string]int{}
+	for i, n := range names {
+		want[n] = i
 	}
+	var css []invoke.ColdStart
+	var idx []int
+	for _, cs := range e.Server.Scheduler().ColdStarts() {
+		if i, ok := want[cs.Function]; ok && cs.AccountID == e.Server.Account.ID {
+			css, idx = append(css, cs), append(idx, i)
+		}
+	}
+	return css, idx
+}
+
+// burstPhases reports where a burst level's cold starts spent their time:
+// the mean of each phase (sandbox_* ones included) the scheduler recorded.
+func burstPhases(e *Env, r *Result, l int, names []string) {
 	sum := map[string]float64{}
 	var order []string
-	n := 0
-	for _, cs := range e.Server.Scheduler().ColdStarts() {
-		if !want[cs.Function] || cs.AccountID != e.Server.Account.ID {
-			continue
-		}
-		n++
+	css, _ := coldStartsOf(e, names)
+	n := len(css)
+	for _, cs := range css {
 		for _, p := range cs.Phases {
 			if _, seen := sum[p.Name]; !seen {
 				order = append(order, p.Name)
