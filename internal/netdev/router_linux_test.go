@@ -704,15 +704,7 @@ func TestRefillWaitsForQuiet(t *testing.T) {
 	inet := newInternet(t)
 	const delay = 400 * time.Millisecond
 	r := newTestRouter(t, inet, func(c *Config) { c.PoolSize = 2; c.RefillDelay = delay })
-	waitPool := func(want int, bound time.Duration) bool {
-		for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if n, _ := r.Pooled(); n == want {
-				return true
-			}
-		}
-		return false
-	}
-	if !waitPool(2, 10*time.Second) {
+	if !waitPooled(r.Pooled, 2) {
 		t.Fatal("pool never filled")
 	}
 	taken := time.Now()
@@ -721,7 +713,7 @@ func TestRefillWaitsForQuiet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Release(e)
-	if !waitPool(2, 10*time.Second) {
+	if !waitPooled(r.Pooled, 2) {
 		t.Fatal("pool not refilled after a take")
 	}
 	if d := time.Since(taken); d < delay {
@@ -735,15 +727,7 @@ func TestRefillAtLowWater(t *testing.T) {
 	requireRoot(t)
 	inet := newInternet(t)
 	r := newTestRouter(t, inet, func(c *Config) { c.PoolSize = 4; c.RefillDelay = time.Hour })
-	waitPool := func(want int) bool {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if n, _ := r.Pooled(); n == want {
-				return true
-			}
-		}
-		return false
-	}
-	if !waitPool(4) {
+	if !waitPooled(r.Pooled, 4) {
 		t.Fatal("pool never filled")
 	}
 	for range 3 {
@@ -753,8 +737,18 @@ func TestRefillAtLowWater(t *testing.T) {
 		}
 		defer r.Release(e)
 	}
-	if !waitPool(4) {
+	if !waitPooled(r.Pooled, 4) {
 		n, _ := r.Pooled()
 		t.Fatalf("pool at %d of 4 after three takes: not refilled at low water", n)
 	}
+}
+
+// waitPooled waits up to 10 s for a pool (its Pooled method) to hold want.
+func waitPooled(pooled func() (n, size int), want int) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if n, _ := pooled(); n == want {
+			return true
+		}
+	}
+	return false
 }

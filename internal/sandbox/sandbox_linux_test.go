@@ -879,15 +879,7 @@ func TestPoolRefillWaitsForQuiet(t *testing.T) {
 	const delay = 400 * time.Millisecond
 	m := newManager(t, func(c *Config) { c.PoolSize = 2; c.RefillDelay = delay })
 	ns := newNetns(t)
-	waitPool := func(want int, bound time.Duration) bool {
-		for deadline := time.Now().Add(bound); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if n, _ := m.Pooled(); n == want {
-				return true
-			}
-		}
-		return false
-	}
-	if !waitPool(2, 10*time.Second) {
+	if !waitPooled(m.Pooled, 2) {
 		t.Fatal("pool never filled")
 	}
 	started := time.Now()
@@ -896,7 +888,7 @@ func TestPoolRefillWaitsForQuiet(t *testing.T) {
 	if n, _ := m.Pooled(); n != 1 {
 		t.Fatalf("pool holds %d after one start, want 1", n)
 	}
-	if !waitPool(2, 10*time.Second) {
+	if !waitPooled(m.Pooled, 2) {
 		t.Fatal("pool not refilled after a start")
 	}
 	if d := time.Since(started); d < delay {
@@ -910,23 +902,25 @@ func TestPoolRefillAtLowWater(t *testing.T) {
 	requireRoot(t)
 	m := newManager(t, func(c *Config) { c.PoolSize = 4; c.RefillDelay = time.Hour })
 	ns := newNetns(t)
-	waitPool := func(want int) bool {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			if n, _ := m.Pooled(); n == want {
-				return true
-			}
-		}
-		return false
-	}
-	if !waitPool(4) {
+	if !waitPooled(m.Pooled, 4) {
 		t.Fatal("pool never filled")
 	}
 	for range 3 {
 		e := start(t, m, spec(ns, nil, "/var/task/probe", "sleep"))
 		defer e.Destroy()
 	}
-	if !waitPool(4) {
+	if !waitPooled(m.Pooled, 4) {
 		n, _ := m.Pooled()
 		t.Fatalf("pool at %d of 4 after three starts: not refilled at low water", n)
 	}
+}
+
+// waitPooled waits up to 10 s for a pool (its Pooled method) to hold want.
+func waitPooled(pooled func() (n, size int), want int) bool {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if n, _ := pooled(); n == want {
+			return true
+		}
+	}
+	return false
 }
