@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
+	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
@@ -196,10 +197,12 @@ func TestRestartKeepsQueuedEvents(t *testing.T) {
 	if _, err := lc.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("slow")}); err != nil {
 		t.Fatalf("function lost across SIGKILL: %v", err)
 	}
-	// No namespace from the killed process survives the restart's reconcile.
+	// No namespace from the killed process survives the restart's reconcile:
+	// what is left is the new server's (svc, pool of 2, its environments).
 	eventually(t, 20*time.Second, "stale environments reconciled", func() bool {
+		envs := int(metricValue(scrapeURL(t, p.endpoint), invoke.MetricEnvironments, nil))
 		ns, _, _ := netdev.ListPrefixed(prefix)
-		return len(ns) <= 1+2+2 // svc + pool + at most the environments now warm
+		return len(ns) <= 1+2+envs
 	})
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.cmd.Wait(); err != nil {

@@ -22,7 +22,12 @@ import (
 
 func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(e.srv.Endpoint + "/metrics")
+	return scrapeURL(t, e.srv.Endpoint)
+}
+
+func scrapeURL(t *testing.T, endpoint string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(endpoint + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

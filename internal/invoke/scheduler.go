@@ -422,9 +422,7 @@ func (s *Scheduler) initFailed(r *Request, cfg *control.Config, failed *initFail
 	b.WriteString(logs.EndLine(r.RequestID))
 	b.WriteString(logs.ReportLine(logs.Report{RequestID: r.RequestID, Duration: d, MemorySizeMB: cfg.MemorySize, Status: "error"}))
 	text := []byte(b.String())
-	if s.o.Logs != nil {
-		_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, logs.Record{Version: cfg.Version, RequestID: r.RequestID, Text: text})
-	}
+	s.storeLog(r, cfg, logs.Record{Version: cfg.Version, RequestID: r.RequestID, Text: text})
 	s.metrics.invocation(cfg, invocationType(r), "error")
 	resp := &Response{Status: 200, Payload: errorBody(fe), FunctionError: "Unhandled", ExecutedVersion: cfg.Version, RequestID: r.RequestID}
 	if r.LogTail {
@@ -443,8 +441,14 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	ictx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 
-	pre := e.capture.Take() // init output (cold) or stray output between invokes
-	e.proc.ResetMaxMemory()
+	// Init output (drained: it belongs before this START), or output
+	// printed between invokes (already collected by the reader).
+	var pre []byte
+	if e.cold {
+		pre = e.capture.Take()
+	} else {
+		pre = e.capture.TakeBuffered()
+	}
 	t0 := time.Now()
 	res, err := invokeOrExit(ictx, e.rapi, &runtimeapi.Invocation{
 		RequestID: r.RequestID, Payload: r.Payload, Deadline: deadline,
@@ -474,7 +478,7 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 		fe = &runtimeapi.FunctionError{Type: "ServiceException", Message: fmt.Sprintf("RequestId: %s Error: %v", r.RequestID, err)}
 	}
 	out := e.capture.Take()
-	maxMem := e.proc.MaxMemoryUsedMB()
+	maxMem := e.proc.MaxMemoryUsedMB() // the environment's high-water mark, as AWS reports it
 
 	var b strings.Builder
 	b.Write(pre)
@@ -491,9 +495,7 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	}
 	b.WriteString(logs.ReportLine(rep))
 	text := []byte(b.String())
-	if s.o.Logs != nil {
-		_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, logs.Record{Version: cfg.Version, LogStream: e.logStream, RequestID: r.RequestID, Text: text})
-	}
+	s.storeLog(r, cfg, logs.Record{Version: cfg.Version, LogStream: e.logStream, RequestID: r.RequestID, Text: text})
 
 	resp := &Response{Status: 200, ExecutedVersion: cfg.Version, RequestID: r.RequestID}
 	if fe != nil {
@@ -508,6 +510,19 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 		resp.LogResult = tail(text)
 	}
 	return resp, healthy
+}
+
+// storeLog keeps an invoke's log. An Event invoke's log is stored at once:
+// it is that invoke's only output, and the event is acknowledged next.
+func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) {
+	if s.o.Logs == nil {
+		return
+	}
+	if r.async {
+		_ = s.o.Logs.AppendNow(cfg.AccountID, cfg.FunctionName, rec)
+		return
+	}
+	_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, rec)
 }
 
 func errorBody(fe *runtimeapi.FunctionError) []byte {

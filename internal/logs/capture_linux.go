@@ -103,6 +103,17 @@ func (c *Capture) Take() []byte {
 	return out
 }
 
+// TakeBuffered returns (and clears) what the reader already collected,
+// without draining the pipe: for output between invokes, which the reader
+// has long picked up, it spares a read.
+func (c *Capture) TakeBuffered() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.sink
+	c.sink = nil
+	return out
+}
+
 // Wait blocks until the write side reached EOF (all writers gone).
 func (c *Capture) Wait() <-chan struct{} { return c.done }
 

@@ -2,8 +2,10 @@ package logs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,24 +15,42 @@ import (
 // Limits of the log stream: per function and overall.
 const (
 	streamName        = "LOGS"
-	maxPerFunction    = 10000     // messages (one per invocation or init chunk)
+	maxPerFunction    = 10000     // messages (each a batch of records)
 	maxStreamBytes    = 512 << 20 // whole stream
-	maxMessageBytes   = 256 << 10 // one invocation's log, truncated beyond
+	maxMessageBytes   = 256 << 10 // one record (invocation or init chunk), truncated beyond
+	maxBatchBytes     = 512 << 10 // one message; below NATS's 1 MB payload limit
 	HeaderVersion     = "Lp-Version"
 	HeaderLogStream   = "Lp-Log-Stream"
 	HeaderRequestID   = "Lp-Request-Id"
+	headerFormat      = "Lp-Format"
+	formatFrames      = "frames1"
 	truncationWarning = "\n[lambdaplane: log output truncated]\n"
 )
 
+// DefaultFlushDelay is how long Append collects a function's records
+// before storing them as one message.
+const DefaultFlushDelay = 20 * time.Millisecond
+
 // Store keeps log records in a JetStream stream, one subject per function.
+// Records are batched: those a function produces within FlushDelay are
+// stored as one message, so a warm invoke costs the store a few
+// microseconds instead of a publish. A crash loses at most the last
+// FlushDelay of log output; Close stores what is pending.
 type Store struct {
-	js jetstream.JetStream
-	st jetstream.Stream
+	js    jetstream.JetStream
+	st    jetstream.Stream
+	delay time.Duration
+
+	mu      sync.Mutex
+	pending map[string][]byte // subject → encoded frames
+	closed  bool
+	kick    chan struct{}
+	quit    chan struct{}
+	done    chan struct{}
 }
 
 // Record is one stored log chunk.
 type Record struct {
-	Seq       uint64
 	Time      time.Time
 	Version   string
 	LogStream string
@@ -38,8 +58,9 @@ type Record struct {
 	Text      []byte
 }
 
-// NewStore opens (creating if needed) the log stream.
-func NewStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
+// NewStore opens (creating if needed) the log stream. flushDelay <= 0
+// means DefaultFlushDelay.
+func NewStore(ctx context.Context, js jetstream.JetStream, flushDelay time.Duration) (*Store, error) {
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              streamName,
 		Subjects:          []string{"logs.>"},
@@ -51,65 +72,221 @@ func NewStore(ctx context.Context, js jetstream.JetStream) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open log stream: %w", err)
 	}
-	return &Store{js: js, st: st}, nil
+	if flushDelay <= 0 {
+		flushDelay = DefaultFlushDelay
+	}
+	s := &Store{js: js, st: st, delay: flushDelay, pending: map[string][]byte{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.flusher()
+	return s, nil
 }
 
 func subject(acct, fn string) string { return "logs." + acct + "." + fn }
 
-// Append stores one chunk without waiting for the acknowledgement.
+// Append queues one record; it is stored within the flush delay.
 func (s *Store) Append(acct, fn string, r Record) error {
+	return s.add(acct, fn, r, false)
+}
+
+// AppendNow stores the record, with the function's pending ones, at once:
+// for the log of an Event invoke, which is the invoke's only output and is
+// followed by the event's acknowledgement.
+func (s *Store) AppendNow(acct, fn string, r Record) error {
+	return s.add(acct, fn, r, true)
+}
+
+func (s *Store) add(acct, fn string, r Record, now bool) error {
 	if len(r.Text) == 0 {
 		return nil
 	}
-	text := r.Text
-	if len(text) > maxMessageBytes {
-		text = append(append([]byte{}, text[:maxMessageBytes]...), truncationWarning...)
+	if r.Time.IsZero() {
+		r.Time = time.Now()
 	}
-	m := nats.NewMsg(subject(acct, fn))
-	m.Data = text
-	m.Header.Set(HeaderVersion, r.Version)
-	m.Header.Set(HeaderLogStream, r.LogStream)
-	if r.RequestID != "" {
-		m.Header.Set(HeaderRequestID, r.RequestID)
+	if len(r.Text) > maxMessageBytes {
+		r.Text = append(append([]byte{}, r.Text[:maxMessageBytes]...), truncationWarning...)
 	}
+	subj := subject(acct, fn)
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errors.New("log store closed")
+	}
+	buf := s.pending[subj]
+	var full []byte
+	if len(buf) > 0 && len(buf)+frameSize(r) > maxBatchBytes {
+		full, buf = buf, nil
+	}
+	if now {
+		delete(s.pending, subj)
+		s.mu.Unlock()
+		if full != nil {
+			if err := s.publish(subj, full); err != nil {
+				return err
+			}
+		}
+		return s.publish(subj, appendFrame(buf, r))
+	}
+	first := len(s.pending) == 0
+	s.pending[subj] = appendFrame(buf, r)
+	s.mu.Unlock()
+	if first {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if full != nil {
+		return s.publish(subj, full)
+	}
+	return nil
+}
+
+func (s *Store) publish(subj string, frames []byte) error {
+	m := nats.NewMsg(subj)
+	m.Header.Set(headerFormat, formatFrames)
+	m.Data = frames
 	_, err := s.js.PublishMsgAsync(m)
 	return err
 }
 
-// Purge deletes a function's logs (when the function is deleted).
+// flusher stores the pending batches FlushDelay after the first record of
+// a quiet period arrived, and once more on Close.
+func (s *Store) flusher() {
+	defer close(s.done)
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-s.kick:
+		case <-s.quit:
+			s.flush()
+			return
+		}
+		t.Reset(s.delay)
+		select {
+		case <-t.C:
+		case <-s.quit:
+		}
+		s.flush()
+	}
+}
+
+func (s *Store) flush() {
+	s.mu.Lock()
+	batches := s.pending
+	if len(batches) > 0 {
+		s.pending = make(map[string][]byte, len(batches))
+	}
+	s.mu.Unlock()
+	for subj, frames := range batches {
+		_ = s.publish(subj, frames)
+	}
+}
+
+// Close stores the pending records and waits (bounded by ctx) until the
+// stream acknowledged them. Append fails afterwards.
+func (s *Store) Close(ctx context.Context) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.quit)
+	<-s.done
+	select {
+	case <-s.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+}
+
+// Purge deletes a function's logs (when the function is deleted), those
+// still pending included.
 func (s *Store) Purge(ctx context.Context, acct, fn string) error {
-	return s.st.Purge(ctx, jetstream.WithPurgeSubject(subject(acct, fn)))
+	subj := subject(acct, fn)
+	s.mu.Lock()
+	delete(s.pending, subj)
+	s.mu.Unlock()
+	return s.st.Purge(ctx, jetstream.WithPurgeSubject(subj))
 }
 
 // Follow calls fn for every stored record of the function (the last `tail`
 // ones when tail > 0), then, if follow, for new ones until ctx ends.
+// Records still in the flush delay are stored first, so a record appended
+// before Follow is never missed.
 func (s *Store) Follow(ctx context.Context, acct, fnName string, tail int, follow bool, fn func(Record) error) error {
 	subj := subject(acct, fnName)
+	s.mu.Lock()
+	frames, ok := s.pending[subj]
+	delete(s.pending, subj)
+	s.mu.Unlock()
+	if ok {
+		if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: nats.Header{headerFormat: []string{formatFrames}}, Data: frames}); err != nil {
+			return err
+		}
+	}
+	// Batches published before are stored before the count below.
+	select {
+	case <-s.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(5 * time.Second):
+	}
 	info, err := s.st.Info(ctx, jetstream.WithSubjectFilter(subj))
 	if err != nil {
 		return err
 	}
 	pending := info.State.Subjects[subj]
+	// Every message holds at least one record: skipping all but the last
+	// `tail` messages keeps at least `tail` records; the extra ones are
+	// dropped below.
 	var skip uint64
 	if tail > 0 && pending > uint64(tail) {
 		skip = pending - uint64(tail)
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy}
-	return s.consume(ctx, cfg, skip, pending, follow, fn)
+	return s.consume(ctx, cfg, skip, pending, tail, follow, fn)
 }
 
-func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, skip, pending uint64, follow bool, fn func(Record) error) error {
+func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig, skip, pending uint64, tail int, follow bool, fn func(Record) error) error {
 	c, err := s.st.OrderedConsumer(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	var seen uint64
-	for {
-		if !follow && seen >= pending {
-			return nil
+	// The stored records (up to pending) are held back while tail is in
+	// force, so only the last `tail` of them are passed on.
+	var held []Record
+	release := func() error {
+		if tail > 0 && len(held) > tail {
+			held = held[len(held)-tail:]
 		}
-		wait := time.Second
-		msgs, err := c.Fetch(100, jetstream.FetchMaxWait(wait))
+		for _, r := range held {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		held = nil
+		tail = 0
+		return nil
+	}
+	for {
+		if seen >= pending {
+			if err := release(); err != nil {
+				return err
+			}
+			if !follow {
+				return nil
+			}
+		}
+		// Fetch returns when its batch is full or after the wait: ask for
+		// exactly the stored messages left, so a plain read does not wait.
+		n := 100
+		if left := pending - seen; seen < pending && left < uint64(n) {
+			n = int(left)
+		}
+		msgs, err := c.Fetch(n, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			if errors.Is(err, context.Canceled) || ctx.Err() != nil {
 				return ctx.Err()
@@ -123,20 +300,78 @@ func (s *Store) consume(ctx context.Context, cfg jetstream.OrderedConsumerConfig
 			if seen <= skip {
 				continue
 			}
-			meta, _ := m.Metadata()
-			r := Record{Text: m.Data(), Version: m.Headers().Get(HeaderVersion), LogStream: m.Headers().Get(HeaderLogStream), RequestID: m.Headers().Get(HeaderRequestID)}
-			if meta != nil {
-				r.Seq, r.Time = meta.Sequence.Stream, meta.Timestamp
-			}
-			if err := fn(r); err != nil {
+			recs, err := decode(m)
+			if err != nil {
 				return err
+			}
+			for _, r := range recs {
+				if tail > 0 && seen <= pending {
+					held = append(held, r)
+					continue
+				}
+				if err := fn(r); err != nil {
+					return err
+				}
 			}
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if got == 0 && !follow {
-			return nil
+			return release()
 		}
 	}
+}
+
+// decode returns the records of one stored message: a batch of frames, or
+// a single record with its fields in headers (logs stored before batching).
+func decode(m jetstream.Msg) ([]Record, error) {
+	h := m.Headers()
+	if h.Get(headerFormat) != formatFrames {
+		r := Record{Text: m.Data(), Version: h.Get(HeaderVersion), LogStream: h.Get(HeaderLogStream), RequestID: h.Get(HeaderRequestID)}
+		if meta, _ := m.Metadata(); meta != nil {
+			r.Time = meta.Timestamp
+		}
+		return []Record{r}, nil
+	}
+	return decodeFrames(m.Data())
+}
+
+// A frame is the record's time (varint Unix nanoseconds), then version,
+// log stream, request id and text, each as a uvarint length and bytes.
+func frameSize(r Record) int {
+	return 5*binary.MaxVarintLen64 + len(r.Version) + len(r.LogStream) + len(r.RequestID) + len(r.Text)
+}
+
+func appendFrame(b []byte, r Record) []byte {
+	b = binary.AppendVarint(b, r.Time.UnixNano())
+	for _, f := range [][]byte{[]byte(r.Version), []byte(r.LogStream), []byte(r.RequestID), r.Text} {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+var errBadFrame = errors.New("log store: malformed record frame")
+
+func decodeFrames(b []byte) ([]Record, error) {
+	var out []Record
+	for len(b) > 0 {
+		ns, k := binary.Varint(b)
+		if k <= 0 {
+			return out, errBadFrame
+		}
+		b = b[k:]
+		var f [4][]byte
+		for i := range f {
+			n, k := binary.Uvarint(b)
+			if k <= 0 || uint64(len(b)-k) < n {
+				return out, errBadFrame
+			}
+			f[i] = b[k : k+int(n)]
+			b = b[k+int(n):]
+		}
+		out = append(out, Record{Time: time.Unix(0, ns), Version: string(f[0]), LogStream: string(f[1]), RequestID: string(f[2]), Text: f[3]})
+	}
+	return out, nil
 }

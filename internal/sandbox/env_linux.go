@@ -91,8 +91,10 @@ func (e *Env) maxUsage() *os.File {
 	return e.maxUsageFile
 }
 
-// MaxMemoryUsedMB returns the memory high-water mark (memory.max_usage_in_bytes),
-// rounded up to MiB; 0 if unavailable.
+// MaxMemoryUsedMB returns the environment's memory high-water mark since it
+// started (memory.max_usage_in_bytes), rounded up to MiB; 0 if unavailable.
+// Lambda's REPORT line shows the same: the environment's peak, not the
+// invoke's.
 func (e *Env) MaxMemoryUsedMB() int {
 	f := e.maxUsage()
 	if f == nil {
@@ -108,14 +110,6 @@ func (e *Env) MaxMemoryUsedMB() int {
 		return 0
 	}
 	return int((n + 1<<20 - 1) >> 20)
-}
-
-// ResetMaxMemory restarts the high-water mark at the current usage, so the
-// next MaxMemoryUsedMB is per invoke.
-func (e *Env) ResetMaxMemory() {
-	if f := e.maxUsage(); f != nil {
-		_, _ = f.WriteAt([]byte("0"), 0)
-	}
 }
 
 // monitor copies the environment's output until every writer is gone

@@ -49,6 +49,7 @@ type Server struct {
 	sandbox    *sandbox.Manager
 	ctl        *control.Service
 	sched      *invoke.Scheduler
+	logs       *logs.Store
 	front      *api.Server
 	http       *http.Server
 	ln         net.Listener
@@ -137,10 +138,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := rt.WriteRuntimeDir(runtimeDir); err != nil {
 		return nil, err
 	}
-	logStore, err := logs.NewStore(ctx, s.st.JetStream())
+	logStore, err := logs.NewStore(ctx, s.st.JetStream(), 0)
 	if err != nil {
 		return nil, err
 	}
+	s.logs = logStore
 
 	model, err := vpc.Open(ctx, s.st, log)
 	if err != nil {
@@ -275,6 +277,11 @@ func (s *Server) Close() error {
 		}
 		if s.sched != nil {
 			s.sched.Close()
+		}
+		if s.logs != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.logs.Close(ctx)
+			cancel()
 		}
 		if s.ctl != nil {
 			s.ctl.Close()
