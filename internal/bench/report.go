@@ -138,14 +138,18 @@ func SummaryTable(rep *Report) string {
 			for _, s := range r.Series {
 				fmt.Fprintf(&b, "| Burst | %s: p50 / p99 | %s / %s ms |\n", s.Name, num(Quantile(s.Samples, .5)), num(Quantile(s.Samples, .99)))
 			}
-		case "warm":
+		case "warm", "warm-floor":
+			label := "Warm invoke"
+			if r.Name == "warm-floor" {
+				label = "Warm invoke, no platform (reference)"
+			}
 			for _, s := range r.Series {
 				if s.Name == "latency c=1" {
-					fmt.Fprintf(&b, "| Warm invoke | latency c=1 p50 / p99 | %s / %s ms |\n", num(Quantile(s.Samples, .5)), num(Quantile(s.Samples, .99)))
+					fmt.Fprintf(&b, "| %s | latency c=1 p50 / p99 | %s / %s ms |\n", label, num(Quantile(s.Samples, .5)), num(Quantile(s.Samples, .99)))
 				}
 			}
 			for _, v := range r.Values {
-				fmt.Fprintf(&b, "| Warm invoke | %s | %s %s |\n", v.Name, num(v.Value), v.Unit)
+				fmt.Fprintf(&b, "| %s | %s | %s %s |\n", label, v.Name, num(v.Value), v.Unit)
 			}
 		case "egress":
 			for _, s := range r.Series {

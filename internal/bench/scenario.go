@@ -41,6 +41,7 @@ var registry = []Scenario{
 	phasesScenario,
 	burstScenario,
 	warmScenario,
+	warmFloorScenario,
 	egressScenario,
 	memoryScenario,
 	sharingScenario,

@@ -243,7 +243,7 @@ func burstLevel(ctx context.Context, e *Env, r *Result, l int) error {
 
 var warmScenario = Scenario{
 	Name: "warm", Title: "Warm invokes",
-	About: "One function. Latency: sequential invokes on a warm environment (concurrency 1). Throughput: C clients invoke in a closed loop for a fixed time after C environments were warmed; every invoke's latency is a sample.",
+	About: "One function. Latency: sequential invokes on a warm environment (concurrency 1). Throughput: C clients invoke in a closed loop for a fixed time after C environments were warmed; every invoke's latency is a sample. The warm-floor scenario runs the same client and function with no platform in between.",
 	Quick: 60 * time.Second,
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		names, err := e.CreateFunctions(ctx, "warm", FnHello, 1)
@@ -252,35 +252,45 @@ var warmScenario = Scenario{
 			return err
 		}
 		fn := names[0]
-		if _, _, err := e.Invoke(ctx, fn, helloEvent); err != nil {
-			return err
-		}
-		n := pick(e, 200, 2000)
-		s := r.series("latency c=1", "ms", 1)
-		p := &progress{e: e, what: "warm invokes", total: n}
-		for i := 0; i < n && ctx.Err() == nil; i++ {
+		invoke := func(ctx context.Context) (time.Duration, error) {
 			d, _, err := e.Invoke(ctx, fn, helloEvent)
-			if err != nil {
-				return err
-			}
-			s.Samples = append(s.Samples, msOf(d))
-			p.step(i + 1)
+			return d, err
 		}
-		dur := pick(e, 2*time.Second, 10*time.Second)
-		for _, c := range []int{1, 4, 16, 64} {
-			if err := warmThroughput(ctx, e, r, fn, c, dur); err != nil {
-				return err
-			}
-		}
-		return nil
+		return warmRuns(ctx, e, r, invoke, []int{1, 4, 16, 64})
 	},
 	Plot: plotWarm,
 }
 
-func warmThroughput(ctx context.Context, e *Env, r *Result, fn string, c int, dur time.Duration) error {
+// warmRuns measures sequential latency, then closed-loop throughput at
+// each concurrency.
+func warmRuns(ctx context.Context, e *Env, r *Result, invoke func(context.Context) (time.Duration, error), concurrency []int) error {
+	if _, err := invoke(ctx); err != nil {
+		return err
+	}
+	n := pick(e, 200, 2000)
+	s := r.series("latency c=1", "ms", 1)
+	p := &progress{e: e, what: "warm invokes", total: n}
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		d, err := invoke(ctx)
+		if err != nil {
+			return err
+		}
+		s.Samples = append(s.Samples, msOf(d))
+		p.step(i + 1)
+	}
+	dur := pick(e, 2*time.Second, 10*time.Second)
+	for _, c := range concurrency {
+		if err := warmThroughput(ctx, e, r, invoke, c, dur); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func warmThroughput(ctx context.Context, e *Env, r *Result, invoke func(context.Context) (time.Duration, error), c int, dur time.Duration) error {
 	// Warm c environments: c simultaneous invokes.
 	if err := parallel(ctx, c, c, func(ctx context.Context, _ int) error {
-		_, _, err := e.Invoke(ctx, fn, helloEvent)
+		_, err := invoke(ctx)
 		return err
 	}); err != nil {
 		return err
@@ -299,7 +309,7 @@ func warmThroughput(ctx context.Context, e *Env, r *Result, fn string, c int, du
 			defer wg.Done()
 			var mine []float64
 			for i := 0; i < 1_000_000 && time.Now().Before(stop) && ctx.Err() == nil; i++ {
-				d, _, err := e.Invoke(ctx, fn, helloEvent)
+				d, err := invoke(ctx)
 				if err != nil {
 					errs.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
