@@ -421,21 +421,5 @@ var errProcessExited = errors.New("runtime process exited")
 // invokeOrExit delivers inv and waits for the answer, the deadline, or the
 // process's death, whichever comes first.
 func invokeOrExit(ctx context.Context, rapi *runtimeapi.Server, inv *runtimeapi.Invocation, done <-chan struct{}) (*runtimeapi.Result, error) {
-	ctx2, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	go func() {
-		select {
-		case <-done:
-			cancel(errProcessExited)
-		case <-ctx2.Done():
-		}
-	}()
-	res, err := rapi.Invoke(ctx2, inv)
-	if err != nil && errors.Is(context.Cause(ctx2), errProcessExited) {
-		if errors.Is(err, runtimeapi.ErrUndelivered) {
-			return nil, errors.Join(errProcessExited, runtimeapi.ErrUndelivered)
-		}
-		return nil, errProcessExited
-	}
-	return res, err
+	return rapi.InvokeWhile(ctx, inv, done, errProcessExited)
 }

@@ -176,6 +176,13 @@ func (s *Server) Close() error {
 // destroyed (like AWS does after a timeout). A function error is a successful Invoke
 // whose Result has Err set.
 func (s *Server) Invoke(ctx context.Context, inv *Invocation) (*Result, error) {
+	return s.InvokeWhile(ctx, inv, nil, nil)
+}
+
+// InvokeWhile is Invoke that also stops waiting when alive is closed (the
+// runtime process died), returning gone (joined with ErrUndelivered if the
+// runtime never fetched the invocation). A nil alive never closes.
+func (s *Server) InvokeWhile(ctx context.Context, inv *Invocation, alive <-chan struct{}, gone error) (*Result, error) {
 	select {
 	case <-s.closed:
 		return nil, ErrClosed
@@ -214,6 +221,8 @@ func (s *Server) Invoke(ctx context.Context, inv *Invocation) (*Result, error) {
 		return res, nil
 	case <-ctx.Done():
 		return s.abandon(p, ctx.Err())
+	case <-alive:
+		return s.abandon(p, gone)
 	case <-s.closed:
 		return s.abandon(p, ErrClosed)
 	}

@@ -478,3 +478,34 @@ func TestInvokeAfterInitError(t *testing.T) {
 		t.Fatalf("Invoke after init error = %+v, %v", res, err)
 	}
 }
+
+func TestInvokeWhileRuntimeGone(t *testing.T) {
+	e := startRaw(t, Options{})
+	errGone := errors.New("gone")
+
+	// The runtime dies before fetching: withdrawn, the slot is free.
+	dead := make(chan struct{})
+	close(dead)
+	_, err := e.srv.InvokeWhile(context.Background(), &Invocation{RequestID: "never"}, dead, errGone)
+	if !errors.Is(err, errGone) || !errors.Is(err, ErrUndelivered) {
+		t.Fatalf("InvokeWhile = %v, want gone and ErrUndelivered", err)
+	}
+
+	// The runtime dies holding the invocation: gone, not undelivered.
+	alive := make(chan struct{})
+	res := make(chan error, 1)
+	go func() {
+		_, err := e.srv.InvokeWhile(context.Background(), &Invocation{RequestID: "held"}, alive, errGone)
+		res <- err
+	}()
+	e.next(t, "held")
+	close(alive)
+	select {
+	case err := <-res:
+		if !errors.Is(err, errGone) || errors.Is(err, ErrUndelivered) {
+			t.Fatalf("InvokeWhile = %v, want gone only", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("InvokeWhile still waiting after the runtime was gone")
+	}
+}
