@@ -416,10 +416,5 @@ func (s *Scheduler) destroy(e *env) {
 	})
 }
 
+// errProcessExited ends an invoke whose runtime process died first.
 var errProcessExited = errors.New("runtime process exited")
-
-// invokeOrExit delivers inv and waits for the answer, the deadline, or the
-// process's death, whichever comes first.
-func invokeOrExit(ctx context.Context, rapi *runtimeapi.Server, inv *runtimeapi.Invocation, done <-chan struct{}) (*runtimeapi.Result, error) {
-	return rapi.InvokeWhile(ctx, inv, done, errProcessExited)
-}

@@ -450,11 +450,12 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 		pre = e.capture.TakeBuffered()
 	}
 	t0 := time.Now()
-	res, err := invokeOrExit(ictx, e.rapi, &runtimeapi.Invocation{
+	// The answer, the deadline, or the process's death, whichever comes first.
+	res, err := e.rapi.InvokeWhile(ictx, &runtimeapi.Invocation{
 		RequestID: r.RequestID, Payload: r.Payload, Deadline: deadline,
 		FunctionARN: control.QualifiedARN(cfg.Region, cfg.AccountID, cfg.FunctionName, r.Qualifier),
 		TraceID:     r.TraceID, ClientContext: r.ClientContext,
-	}, e.proc.Done())
+	}, e.proc.Done(), errProcessExited)
 	dur := time.Since(t0)
 
 	healthy := true

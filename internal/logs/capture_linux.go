@@ -98,9 +98,7 @@ func (c *Capture) Take() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_ = c.rc.Control(func(fd uintptr) { c.readLocked(int(fd)) })
-	out := c.sink
-	c.sink = nil
-	return out
+	return c.takeLocked()
 }
 
 // TakeBuffered returns (and clears) what the reader already collected,
@@ -109,6 +107,10 @@ func (c *Capture) Take() []byte {
 func (c *Capture) TakeBuffered() []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.takeLocked()
+}
+
+func (c *Capture) takeLocked() []byte {
 	out := c.sink
 	c.sink = nil
 	return out

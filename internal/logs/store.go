@@ -222,11 +222,12 @@ func (s *Store) Follow(ctx context.Context, acct, fnName string, tail int, follo
 	delete(s.pending, subj)
 	s.mu.Unlock()
 	if ok {
-		if _, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: subj, Header: nats.Header{headerFormat: []string{formatFrames}}, Data: frames}); err != nil {
+		if err := s.publish(subj, frames); err != nil {
 			return err
 		}
 	}
-	// Batches published before are stored before the count below.
+	// Every batch published so far (this one included) is stored before
+	// the count below.
 	select {
 	case <-s.js.PublishAsyncComplete():
 	case <-ctx.Done():

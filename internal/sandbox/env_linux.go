@@ -83,7 +83,7 @@ func (e *Env) phase(name string, d time.Duration) {
 // costs tens of microseconds.
 func (e *Env) maxUsage() *os.File {
 	e.maxUsageOnce.Do(func() {
-		f, err := os.OpenFile(e.cg.memory()+"/memory.max_usage_in_bytes", os.O_RDWR, 0)
+		f, err := os.Open(e.cg.memory() + "/memory.max_usage_in_bytes")
 		if err == nil {
 			e.maxUsageFile = f
 		}
