@@ -44,8 +44,8 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// DefaultRefillDelay is the default Config.RefillDelay of both pools
-// (namespaces here, init processes in package sandbox).
+// DefaultRefillDelay is the default Config.RefillDelay (package sandbox's
+// init pool has the same default; serve passes one value to both).
 const DefaultRefillDelay = 100 * time.Millisecond
 
 // Fixed addressing inside the service network.

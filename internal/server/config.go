@@ -19,7 +19,7 @@ type Config struct {
 	Prefix       string         // kernel object prefix, default "lp"
 	PoolSize     int            // pre-built network namespaces, default 8
 	InitPoolSize int            // pre-started sandbox init processes, default sandbox.DefaultPoolSize
-	RefillDelay  time.Duration  // both pools refill once takes stopped this long; 0 = netdev.DefaultRefillDelay, <0 = at once
+	RefillDelay  time.Duration  // both pools refill once takes stopped this long; 0 = each pool's default (100 ms), <0 = at once
 	ServiceCIDR  netip.Prefix   // environments' addresses, default 100.64.0.0/16
 	UplinkNetns  string         // "" = host; else a netns path standing in for the internet
 	UplinkNet    netip.Prefix   // uplink link net, default 169.254.255.0/30
