@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -15,11 +16,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // The connection-rate benchmark runs its load in separate processes: this
 // test binary re-executed (in a namespace, through nsenter) with
-// LP_CONNRATE set to "server ADDR" or "client ADDR".
+// LP_CONNRATE set to "server ADDR" or "client ADDR MODE".
 //
 // Both sides are written with socket system calls on locked threads, as a
 // C load generator would be: with Go's net package (netpoller, a goroutine
@@ -30,12 +32,33 @@ import (
 // waits (epoll), which took more connections per wake-up than blocking
 // accepts on two threads (on 2 cores: 17–19k/s through the datapath vs
 // 14–16k/s).
+//
+// Every client connection is a new one (SYN, SYN-ACK, ACK from an
+// ephemeral port the kernel picks, a new conntrack entry in the router) and
+// ends with a reset, so no TIME_WAIT piles up; a port freed by a reset can
+// come round again (conntrack then replaces the closed entry). The modes differ only in what the client
+// process does with its sockets on the same two cores:
+//   - reuse: each thread keeps one socket; connect(AF_UNSPEC) resets the
+//     connection (tcp_disconnect sends the RST and releases the port) and
+//     the next connect starts a new one. This is the datapath's rate: a
+//     socket's allocation and teardown in the client (file, inode, dentry,
+//     slab and memcg accounting) is not network work, yet on two shared
+//     cores it cost 15–40% of the connection rate (the two modes, run side
+//     by side through the datapath).
+//   - fresh: a new socket per connection, closed with SO_LINGER 0, as most
+//     client programs do.
 const connRateEnv = "LP_CONNRATE"
+
+// Client modes.
+const (
+	connReuse = "reuse"
+	connFresh = "fresh"
+)
 
 const (
 	connRateServerThreads = 1
 	connRateClientThreads = 3
-	connRateMax           = 15000 // below the ephemeral port range: no 4-tuple reused in one run
+	connRateMax           = 15000
 	connRateBound         = 3 * time.Second
 )
 
@@ -50,8 +73,8 @@ func TestMain(m *testing.M) {
 // killed, after printing "ready". client: dial and reset connections until
 // connRateMax or connRateBound, then print "<count> <nanoseconds>".
 func connRateChild(args []string) int {
-	if len(args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: server|client ADDR")
+	if !(len(args) == 2 && args[0] == "server" || len(args) == 3 && args[0] == "client") {
+		fmt.Fprintln(os.Stderr, "usage: server ADDR | client ADDR reuse|fresh")
 		return 2
 	}
 	var err error
@@ -60,7 +83,7 @@ func connRateChild(args []string) int {
 	} else {
 		var n int64
 		var d time.Duration
-		n, d, err = connectLoop(args[1], connRateClientThreads, connRateMax, connRateBound)
+		n, d, err = connectLoop(args[1], args[2], connRateClientThreads, connRateMax, connRateBound)
 		if err == nil {
 			fmt.Println(n, d.Nanoseconds())
 		}
@@ -153,17 +176,24 @@ func acceptOn(fd int) error {
 }
 
 // connectLoop connects to addr from threads threads until max connections
-// or the time bound; each connection is reset on close (SO_LINGER 0) so no
-// TIME_WAIT state piles up, and a connect gives up after a second.
-func connectLoop(addr string, threads int, max int64, bound time.Duration) (int64, time.Duration, error) {
+// or the time bound, resetting each connection (see the modes above); a
+// connect gives up after a second.
+func connectLoop(addr, mode string, threads int, max int64, bound time.Duration) (int64, time.Duration, error) {
 	sa, err := sockaddr4(addr)
 	if err != nil {
 		return 0, 0, err
 	}
-	var n, failed atomic.Int64
+	var once func(fd *int) error
+	switch mode {
+	case connReuse:
+		once = func(fd *int) error { return connectReset(fd, sa) }
+	case connFresh:
+		once = func(fd *int) error { return connectClose(fd, sa) }
+	default:
+		return 0, 0, fmt.Errorf("client mode %q: want %s or %s", mode, connReuse, connFresh)
+	}
+	var n, claimed, failed atomic.Int64 // claimed: connections started or made
 	var firstErr atomic.Value
-	linger := &syscall.Linger{Onoff: 1, Linger: 0}
-	timeout := syscall.NsecToTimeval(time.Second.Nanoseconds())
 	start := time.Now()
 	deadline := start.Add(bound)
 	var wg sync.WaitGroup
@@ -172,18 +202,18 @@ func connectLoop(addr string, threads int, max int64, bound time.Duration) (int6
 		go func() {
 			defer wg.Done()
 			runtime.LockOSThread()
-			for n.Load() < max && time.Now().Before(deadline) && failed.Load() <= 1000 {
-				fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-				if err == nil {
-					if err = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &timeout); err == nil {
-						err = syscall.Connect(fd, sa)
-					}
-					if err == nil {
-						err = syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, linger)
-					}
+			fd := -1
+			defer func() {
+				if fd >= 0 {
 					syscall.Close(fd)
 				}
-				if err != nil {
+			}()
+			for time.Now().Before(deadline) && failed.Load() <= 1000 {
+				if claimed.Add(1) > max {
+					return
+				}
+				if err := once(&fd); err != nil {
+					claimed.Add(-1)
 					firstErr.CompareAndSwap(nil, fmt.Errorf("connect %s: %w", addr, err))
 					failed.Add(1)
 					continue
@@ -200,6 +230,60 @@ func connectLoop(addr string, threads int, max int64, bound time.Duration) (int6
 	return n.Load(), d, nil
 }
 
+// connectTimeout bounds one connect (SO_SNDTIMEO).
+var connectTimeout = syscall.NsecToTimeval(time.Second.Nanoseconds())
+
+// connectSocket is a blocking TCP socket with connectTimeout.
+func connectSocket() (int, error) {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_SNDTIMEO, &connectTimeout); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// connectReset makes one connection on *fd (a socket made on first use and
+// after a failure) and resets it with connect(AF_UNSPEC), which leaves the
+// socket unconnected and unbound for the next one.
+func connectReset(fd *int, sa *syscall.SockaddrInet4) error {
+	if *fd < 0 {
+		s, err := connectSocket()
+		if err != nil {
+			return err
+		}
+		*fd = s
+	}
+	err := syscall.Connect(*fd, sa)
+	if err == nil {
+		var unspec syscall.RawSockaddr // Family 0: AF_UNSPEC
+		if _, _, e := syscall.Syscall(syscall.SYS_CONNECT, uintptr(*fd), uintptr(unsafe.Pointer(&unspec)), unsafe.Sizeof(unspec)); e != 0 {
+			err = fmt.Errorf("reset: %w", e)
+		}
+	}
+	if err != nil {
+		syscall.Close(*fd)
+		*fd = -1
+	}
+	return err
+}
+
+// connectClose makes one connection on a new socket and closes it with a
+// reset (SO_LINGER 0).
+func connectClose(_ *int, sa *syscall.SockaddrInet4) error {
+	fd, err := connectSocket()
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Connect(fd, sa); err != nil {
+		return err
+	}
+	return syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+}
 func connRateCmd(nsPath, role, addr string) *exec.Cmd {
 	cmd := exec.Command("nsenter", "--net="+nsPath, os.Args[0])
 	cmd.Env = append(os.Environ(), connRateEnv+"="+role+" "+addr)
@@ -229,9 +313,9 @@ func startConnServer(b *testing.B, nsPath, addr string) func() {
 }
 
 // connectFrom runs one client child in nsPath against addr.
-func connectFrom(b *testing.B, nsPath, addr string) (int64, time.Duration) {
+func connectFrom(b *testing.B, nsPath, addr, mode string) (int64, time.Duration) {
 	b.Helper()
-	out, err := connRateCmd(nsPath, "client", addr).Output()
+	out, err := connRateCmd(nsPath, "client", addr+" "+mode).Output()
 	if err != nil {
 		b.Fatalf("connection client in %s: %v", nsPath, err)
 	}
@@ -245,4 +329,54 @@ func connectFrom(b *testing.B, nsPath, addr string) (int64, time.Duration) {
 		b.Fatalf("connection client printed %q", out)
 	}
 	return n, time.Duration(ns)
+}
+
+// TestConnectLoopModes: in both client modes every counted connection is a
+// new one the server accepts (the reuse mode's reset leaves the socket
+// ready for the next connect), on this namespace's loopback.
+func TestConnectLoopModes(t *testing.T) {
+	for _, mode := range []string{connReuse, connFresh} {
+		t.Run(mode, func(t *testing.T) {
+			ln, err := net.Listen("tcp4", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var mu sync.Mutex
+			accepted := 0
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					mu.Lock()
+					accepted++
+					mu.Unlock()
+					c.Close()
+				}
+			}()
+			const want = 300
+			n, _, err := connectLoop(ln.Addr().String(), mode, 2, want, 20*time.Second)
+			if err != nil || n != want {
+				t.Fatalf("connectLoop: %d connections, %v; want %d", n, err, want)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				mu.Lock()
+				a := accepted
+				mu.Unlock()
+				if a == want {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("server accepted %d connections, want %d", a, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	if _, _, err := connectLoop("127.0.0.1:1", "keep", 1, 1, time.Second); err == nil {
+		t.Fatal("an unknown mode was accepted")
+	}
 }
