@@ -143,9 +143,15 @@ func subnetTables(subs []SubnetSpec) map[string]int {
 	return out
 }
 
-// nftTable is the VPC router's nft table for spec.
+// nftTable is the VPC router's nft table for spec. The Hyperplane objects
+// and the NAT chain are there only while something uses them (Lambda ENIs,
+// an internet gateway): each base chain costs every packet the router
+// forwards, and a NAT chain every new connection.
 func nftTable(prefix string, s VPCSpec) nft.VPCTable {
-	t := nft.VPCTable{Name: prefix, IGWLink: IGWLinkName, Groups: s.Groups, HPLink: HPLinkName}
+	t := nft.VPCTable{Name: prefix, IGWLink: IGWLinkName, IGW: s.InternetGateway, Groups: s.Groups}
+	if len(s.Lambdas) > 0 {
+		t.HPLink = HPLinkName
+	}
 	for _, l := range s.Lambdas {
 		t.Lambdas = append(t.Lambdas, nft.VPCLambda{Mark: LambdaMark(l.Addr), Addr: l.Addr, Chain: "l" + short14(l.ID), Groups: l.Groups})
 	}

@@ -84,18 +84,23 @@ type VPCIface struct {
 //	  chain input { type filter hook input priority filter;
 //	    ct state established,related accept; iifname lo accept
 //	    meta l4proto icmp accept; drop }
-//	  chain natpost { type nat hook postrouting priority srcnat;
+//	  chain natpost { type nat hook postrouting priority srcnat;   # only with IGW or HPLink
 //	    oifname <igw> masquerade }
 //	}
 type VPCTable struct {
-	Name     string
-	IGWLink  string         // the internet gateway link's name in the router
+	Name    string
+	IGWLink string // the internet gateway link's name in the router
+	// IGW: the internet gateway is attached (its link exists), so natpost
+	// masquerades out of it. Without it and without Hyperplane ENIs the
+	// table has no NAT chain, and the kernel's NAT hooks stay off this
+	// namespace's packets.
+	IGW      bool
 	IGWBlock []netip.Prefix // nil = DefaultEgressBlock()
 	NATAddrs []netip.Addr   // sorted, unique
 	Groups   []SecurityGroup
 	Ifaces   []VPCIface
 	// HPLink is the hyperplane link's name in the router ("" = none: no
-	// Hyperplane objects). Lambdas are its ENIs (sorted by Mark); Attached
+	// Hyperplane objects, so no per-packet hpmark/hpout chains). Lambdas are its ENIs (sorted by Mark); Attached
 	// is the host-local attach state ReplaceVPC rebuilds env2eni from
 	// (UpdateVPC never touches env2eni).
 	HPLink   string
@@ -297,8 +302,6 @@ func vpcBaseChains(t VPCTable) []ChainSpec {
 		case ChainInput: // environments reach nothing on the router itself
 			r := rule("iifname "+t.HPLink+" drop", cat(ifname(expr.MetaKeyIIFNAME, t.HPLink), drop)...)
 			cs[i].Rules = slices.Insert(cs[i].Rules, 2, r)
-		case ChainNATPost:
-			cs[i].Rules = slices.Insert(cs[i].Rules, 0, hpSNATRule())
 		}
 	}
 	return append(cs, hpBaseChains(t)...)
@@ -310,7 +313,7 @@ func vpcCoreChains(t VPCTable) []ChainSpec {
 	ctEstRel := ctStateIn(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)
 	igw := t.IGWLink
 	prio200 := nftables.ChainPriority(200)
-	return []ChainSpec{
+	cs := []ChainSpec{
 		{
 			Name: ChainForward, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 			Priority: nftables.ChainPriorityFilter, Policy: policy(nftables.ChainPolicyAccept),
@@ -347,14 +350,21 @@ func vpcCoreChains(t VPCTable) []ChainSpec {
 				rule("drop", drop),
 			},
 		},
-		{
-			Name: ChainNATPost, Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookPostrouting,
-			Priority: nftables.ChainPriorityNATSource, Policy: policy(nftables.ChainPolicyAccept),
-			Rules: []Rule{
-				rule("oifname "+igw+" masquerade", cat(ifname(expr.MetaKeyOIFNAME, igw), &expr.Masq{})...),
-			},
-		},
 	}
+	var nat []Rule
+	if t.HPLink != "" {
+		nat = append(nat, hpSNATRule())
+	}
+	if t.IGW {
+		nat = append(nat, rule("oifname "+igw+" masquerade", cat(ifname(expr.MetaKeyOIFNAME, igw), &expr.Masq{})...))
+	}
+	if len(nat) > 0 {
+		cs = append(cs, ChainSpec{
+			Name: ChainNATPost, Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookPostrouting,
+			Priority: nftables.ChainPriorityNATSource, Policy: policy(nftables.ChainPolicyAccept), Rules: nat,
+		})
+	}
+	return cs
 }
 
 func (t VPCTable) valid() error {
@@ -534,7 +544,7 @@ func sameComments(a, b []Rule) bool {
 // DiffVPC computes the operations that turn table old into table new (pure).
 func DiffVPC(old, new VPCTable) VPCDelta {
 	d := VPCDelta{AddSets: map[string][]netip.Addr{}, AddElems: map[string][]netip.Addr{}, DelElems: map[string][]netip.Addr{}, SetRules: map[string][]Rule{}}
-	if old.Name != new.Name || old.IGWLink != new.IGWLink || !slices.Equal(old.IGWBlock, new.IGWBlock) ||
+	if old.Name != new.Name || old.IGWLink != new.IGWLink || old.IGW != new.IGW || !slices.Equal(old.IGWBlock, new.IGWBlock) ||
 		old.HPLink != new.HPLink || !sameLambdas(old.Lambdas, new.Lambdas) {
 		// Hyperplane ENIs change at function create/update, never per
 		// invoke: a rebuild (which keeps env2eni from Attached) is fine.

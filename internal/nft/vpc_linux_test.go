@@ -3,6 +3,7 @@ package nft
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -104,5 +105,55 @@ func TestDiffVPCLambdas(t *testing.T) {
 	}
 	if _, ok := vpcChains(new)["o_l1"]; !ok {
 		t.Fatal("no egress chain for the ENI")
+	}
+}
+
+// The per-packet Hyperplane chains and the NAT chain are in the table only
+// while something uses them; attaching an internet gateway rebuilds it.
+func TestVPCBaseChainsOnlyWhenUsed(t *testing.T) {
+	chains := func(v VPCTable) map[string][]string {
+		out := map[string][]string{}
+		for _, c := range vpcBaseChains(v) {
+			for _, r := range c.Rules {
+				out[c.Name] = append(out[c.Name], strings.TrimPrefix(r.Comment, schema+": "))
+			}
+			if len(c.Rules) == 0 {
+				out[c.Name] = nil
+			}
+		}
+		return out
+	}
+	plain := baseVPC()
+	got := chains(plain)
+	for _, n := range []string{ChainForward, ChainSGIngress, ChainInput} {
+		if _, ok := got[n]; !ok {
+			t.Errorf("no %s chain without IGW and Hyperplane ENIs: %v", n, got)
+		}
+	}
+	for _, n := range []string{ChainNATPost, ChainHPMark, ChainHPOut} {
+		if _, ok := got[n]; ok {
+			t.Errorf("%s chain without IGW and Hyperplane ENIs: %v", n, got[n])
+		}
+	}
+	igw := baseVPC()
+	igw.IGW = true
+	if r := chains(igw)[ChainNATPost]; !slices.Equal(r, []string{"oifname igw masquerade"}) {
+		t.Errorf("natpost with an IGW: %q", r)
+	}
+	if !DiffVPC(plain, igw).Replace {
+		t.Error("attaching the IGW does not rebuild the table")
+	}
+	hp := baseVPC()
+	hp.HPLink = "hp"
+	got = chains(hp)
+	if r := got[ChainNATPost]; len(r) != 1 || !strings.HasPrefix(r[0], "meta mark != 0 snat") {
+		t.Errorf("natpost with Hyperplane ENIs and no IGW: %q", r)
+	}
+	if _, ok := got[ChainHPMark]; !ok {
+		t.Errorf("no %s chain with a hyperplane link: %v", ChainHPMark, got)
+	}
+	hp.IGW = true
+	if r := chains(hp)[ChainNATPost]; len(r) != 2 || r[1] != "oifname igw masquerade" {
+		t.Errorf("natpost with both: %q", r)
 	}
 }
