@@ -100,9 +100,10 @@ type VPCTable struct {
 	Groups   []SecurityGroup
 	Ifaces   []VPCIface
 	// HPLink is the hyperplane link's name in the router ("" = none: no
-	// Hyperplane objects, so no per-packet hpmark/hpout chains). Lambdas are its ENIs (sorted by Mark); Attached
-	// is the host-local attach state ReplaceVPC rebuilds env2eni from
-	// (UpdateVPC never touches env2eni).
+	// Hyperplane objects, so no per-packet hpmark/hpout chains). Lambdas
+	// are its ENIs (sorted by Mark); Attached is the host-local attach
+	// state ReplaceVPC rebuilds env2eni from (UpdateVPC never touches
+	// env2eni).
 	HPLink   string
 	Lambdas  []VPCLambda
 	Attached []VPCAttach
@@ -307,6 +308,8 @@ func vpcBaseChains(t VPCTable) []ChainSpec {
 	return append(cs, hpBaseChains(t)...)
 }
 
+// vpcCoreChains are the chains every VPC router has, and natpost when
+// something needs NAT (the Hyperplane SNAT rule first).
 func vpcCoreChains(t VPCTable) []ChainSpec {
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
