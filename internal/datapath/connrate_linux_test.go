@@ -188,7 +188,7 @@ func connectLoop(addr, mode string, threads int, max int64, bound time.Duration)
 	case connReuse:
 		once = func(fd *int) error { return connectReset(fd, sa) }
 	case connFresh:
-		once = func(fd *int) error { return connectClose(fd, sa) }
+		once = func(*int) error { return connectClose(sa) }
 	default:
 		return 0, 0, fmt.Errorf("client mode %q: want %s or %s", mode, connReuse, connFresh)
 	}
@@ -273,7 +273,7 @@ func connectReset(fd *int, sa *syscall.SockaddrInet4) error {
 
 // connectClose makes one connection on a new socket and closes it with a
 // reset (SO_LINGER 0).
-func connectClose(_ *int, sa *syscall.SockaddrInet4) error {
+func connectClose(sa *syscall.SockaddrInet4) error {
 	fd, err := connectSocket()
 	if err != nil {
 		return err
@@ -284,6 +284,7 @@ func connectClose(_ *int, sa *syscall.SockaddrInet4) error {
 	}
 	return syscall.SetsockoptLinger(fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
 }
+
 func connRateCmd(nsPath, role, addr string) *exec.Cmd {
 	cmd := exec.Command("nsenter", "--net="+nsPath, os.Args[0])
 	cmd.Env = append(os.Environ(), connRateEnv+"="+role+" "+addr)
