@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -136,17 +137,35 @@ func startFloorRelay(bootstrap string, n int) (*floorRelay, error) {
 		addrs = append(addrs, l.Addr().String())
 	}
 	f.url = "http://" + addrs[1]
+	env := []string{"AWS_LAMBDA_RUNTIME_API=" + addrs[0], "GOMAXPROCS=1", "PATH=/usr/bin:/bin",
+		"AWS_LAMBDA_FUNCTION_NAME=floor", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"}
 	for range n {
-		c := exec.Command(bootstrap)
-		c.Env = []string{"AWS_LAMBDA_RUNTIME_API=" + addrs[0], "GOMAXPROCS=1", "PATH=/usr/bin:/bin",
-			"AWS_LAMBDA_FUNCTION_NAME=floor", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128"}
-		if err := c.Start(); err != nil {
+		c, err := startFresh(bootstrap, env)
+		if err != nil {
 			f.close()
 			return nil, fmt.Errorf("start %s: %w", bootstrap, err)
 		}
 		f.procs = append(f.procs, c)
 	}
 	return f, nil
+}
+
+// startFresh starts a program this process has just written. A child that
+// another goroutine forks meanwhile (the in-process server starts
+// sandboxes and refills its pools) holds a copy of the file's write
+// descriptor until it execs, and exec of the file fails with ETXTBSY in
+// that window (golang/go#22315); it is retried a few times with a growing
+// pause, as cmd/go does.
+func startFresh(path string, env []string) (*exec.Cmd, error) {
+	for try := 0; ; try++ {
+		c := exec.Command(path)
+		c.Env = env
+		err := c.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || try == 4 {
+			return c, err
+		}
+		time.Sleep(time.Duration(10<<try) * time.Millisecond)
+	}
 }
 
 func (f *floorRelay) invoke(w http.ResponseWriter, r *http.Request) {
