@@ -24,6 +24,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/client"
 	"github.com/lambdaplane/lambdaplane/internal/instance"
+	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
 )
@@ -169,6 +170,10 @@ func serve(args []string) error {
 	fs.Float64Var(&c.ENICreateRate, "eni-create-rate", 10, "network interface creations per second")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export invocation traces with OTLP/HTTP to HOST:PORT or URL (default off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.Int64Var(&c.LogQuota.FunctionBytes, "log-quota-function-bytes", logs.DefaultFunctionBytes, "keep each function's newest log records up to this many bytes")
+	fs.Int64Var(&c.LogQuota.AccountBytes, "log-quota-account-bytes", logs.DefaultAccountBytes, "keep at most this many bytes of logs per account (its largest functions are trimmed first)")
+	fs.Int64Var(&c.LogRate.Rate, "log-rate-bytes", logs.DefaultRateBytes, "bytes per second an execution environment may write to stdout/stderr, sustained; more is dropped with a marker line (-1 = no bound)")
+	fs.Int64Var(&c.LogRate.Burst, "log-rate-burst-bytes", logs.DefaultBurstBytes, "bytes an execution environment may write at once above --log-rate-bytes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

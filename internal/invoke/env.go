@@ -171,7 +171,7 @@ type processHook struct {
 
 func (processHook) name() string { return "process" }
 func (h processHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
-	c, err := logs.NewCapture(1 << 20)
+	c, err := logs.NewCapture(1<<20, s.o.LogRate)
 	if err != nil {
 		return err
 	}

@@ -47,6 +47,7 @@ type Options struct {
 	Runtimes   *runtimes.Table
 	RuntimeDir string // host directory mounted at /var/runtime
 	Logs       *logs.Store
+	LogRate    logs.RateLimit // bound on each environment's output (zero: logs' defaults)
 	JetStream  jetstream.JetStream
 	Registry   prometheus.Registerer
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,7 +13,11 @@ import (
 // Capture reads an environment's stdout/stderr pipe. Output is appended to
 // the current sink; Drain moves everything already written to the pipe into
 // the sink before returning, so output printed before a response is never
-// attributed to the next invocation.
+// attributed to the next invocation. Output beyond the environment's rate
+// limit is read and dropped (the process never blocks on its pipe); a
+// marker line (DroppedLine) takes its place, one per dropped stretch, and a
+// stretch still open when output is taken ends there, so each invocation's
+// log says what it lost.
 type Capture struct {
 	r, w *os.File
 	rc   syscall.RawConn
@@ -20,12 +25,15 @@ type Capture struct {
 	mu   sync.Mutex
 	sink []byte
 	max  int
+	rate *bucket // nil: no rate limit
 	done chan struct{}
 }
 
 // NewCapture creates the pipe. Pass Writer() to the process as stdout and
-// stderr, then call CloseWriter once the process has started.
-func NewCapture(maxBuffered int) (*Capture, error) {
+// stderr, then call CloseWriter once the process has started. At most
+// maxBuffered bytes are kept between takes (the newest); limit bounds the
+// output rate (zero fields: the defaults).
+func NewCapture(maxBuffered int, limit RateLimit) (*Capture, error) {
 	var p [2]int
 	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, err
@@ -36,7 +44,7 @@ func NewCapture(maxBuffered int) (*Capture, error) {
 		unix.Close(p[1])
 		return nil, err
 	}
-	c := &Capture{r: os.NewFile(uintptr(p[0]), "capture-r"), w: os.NewFile(uintptr(p[1]), "capture-w"), max: maxBuffered, done: make(chan struct{})}
+	c := &Capture{r: os.NewFile(uintptr(p[0]), "capture-r"), w: os.NewFile(uintptr(p[1]), "capture-w"), max: maxBuffered, rate: newBucket(limit, time.Now()), done: make(chan struct{})}
 	rc, err := c.r.SyscallConn()
 	if err != nil {
 		c.r.Close()
@@ -76,7 +84,11 @@ func (c *Capture) readLocked(fd int) bool {
 	for {
 		n, err := unix.Read(fd, buf[:])
 		if n > 0 {
-			c.sink = append(c.sink, buf[:n]...)
+			if c.rate != nil {
+				c.sink = c.rate.write(c.sink, buf[:n], time.Now())
+			} else {
+				c.sink = append(c.sink, buf[:n]...)
+			}
 			if c.max > 0 && len(c.sink) > c.max {
 				c.sink = append(c.sink[:0], c.sink[len(c.sink)-c.max:]...)
 			}
@@ -111,6 +123,9 @@ func (c *Capture) TakeBuffered() []byte {
 }
 
 func (c *Capture) takeLocked() []byte {
+	if c.rate != nil {
+		c.sink = c.rate.flush(c.sink)
+	}
 	out := c.sink
 	c.sink = nil
 	return out

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -12,11 +13,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Limits of the log stream: per function and overall.
+// Limits of one stored record and message; what is kept per function and
+// account is the Quota's.
 const (
 	streamName        = "LOGS"
-	maxPerFunction    = 10000     // messages (each a batch of records)
-	maxStreamBytes    = 512 << 20 // whole stream
 	maxMessageBytes   = 256 << 10 // one record (invocation or init chunk), truncated beyond
 	maxBatchBytes     = 512 << 10 // one message; below NATS's 1 MB payload limit
 	HeaderVersion     = "Lp-Version"
@@ -36,6 +36,10 @@ const DefaultFlushDelay = 20 * time.Millisecond
 // stored as one message, so a warm invoke costs the store a few
 // microseconds instead of a publish. A crash loses at most the last
 // FlushDelay of log output; Close stores what is pending.
+//
+// What is kept is bounded per function and per account (Quota): the store
+// accounts every message it stores and purges a function's oldest
+// messages when the function, or its account, is over its quota.
 type Store struct {
 	js    jetstream.JetStream
 	st    jetstream.Stream
@@ -47,6 +51,17 @@ type Store struct {
 	kick    chan struct{}
 	quit    chan struct{}
 	done    chan struct{}
+
+	ledger    *ledger           // guarded by mu
+	trims     map[string]uint64 // subject → newest messages to keep; guarded by mu
+	trimKick  chan struct{}
+	trimsDone chan struct{}
+}
+
+// Options configures a Store.
+type Options struct {
+	FlushDelay time.Duration // <= 0: DefaultFlushDelay
+	Quota      Quota         // zero fields: the defaults
 }
 
 // Record is one stored log chunk.
@@ -58,27 +73,125 @@ type Record struct {
 	Text      []byte
 }
 
-// NewStore opens (creating if needed) the log stream. flushDelay <= 0
-// means DefaultFlushDelay.
-func NewStore(ctx context.Context, js jetstream.JetStream, flushDelay time.Duration) (*Store, error) {
+// NewStore opens (creating or updating if needed) the log stream and
+// accounts what it already holds, trimming what is over the quota.
+func NewStore(ctx context.Context, js jetstream.JetStream, o Options) (*Store, error) {
+	if err := o.Quota.Defaults(); err != nil {
+		return nil, err
+	}
+	// No stream-wide byte limit: with DiscardOld it would evict the oldest
+	// records of whichever function wrote them, however little it wrote.
+	// The per-function message limit is JetStream's own; bytes are bounded
+	// by the ledger (per function, per account).
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              streamName,
 		Subjects:          []string{"logs.>"},
 		Storage:           jetstream.FileStorage,
-		MaxMsgsPerSubject: maxPerFunction,
-		MaxBytes:          maxStreamBytes,
+		MaxMsgsPerSubject: int64(o.Quota.FunctionMsgs),
+		MaxBytes:          -1,
 		Discard:           jetstream.DiscardOld,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open log stream: %w", err)
 	}
-	if flushDelay <= 0 {
-		flushDelay = DefaultFlushDelay
+	if o.FlushDelay <= 0 {
+		o.FlushDelay = DefaultFlushDelay
 	}
-	s := &Store{js: js, st: st, delay: flushDelay, pending: map[string][]byte{},
-		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Store{js: js, st: st, delay: o.FlushDelay, pending: map[string][]byte{},
+		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
+		ledger: newLedger(o.Quota), trims: map[string]uint64{}, trimKick: make(chan struct{}, 1), trimsDone: make(chan struct{})}
+	if err := s.load(ctx); err != nil {
+		return nil, fmt.Errorf("account stored logs: %w", err)
+	}
+	s.trim(ctx)
 	go s.flusher()
+	go s.trimmer()
 	return s, nil
+}
+
+// load accounts the messages already stored (their headers only).
+func (s *Store) load(ctx context.Context) error {
+	info, err := s.st.Info(ctx)
+	if err != nil {
+		return err
+	}
+	total := info.State.Msgs
+	if total == 0 {
+		return nil
+	}
+	c, err := s.st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"logs.>"}, HeadersOnly: true})
+	if err != nil {
+		return err
+	}
+	for seen := uint64(0); seen < total; {
+		msgs, err := c.Fetch(int(min(total-seen, 1000)), jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		got := 0
+		for m := range msgs.Messages() {
+			got++
+			size, _ := strconv.ParseInt(m.Headers().Get(nats.MsgSize), 10, 64)
+			s.account(m.Subject(), size)
+		}
+		if got == 0 { // purged meanwhile: nothing more to read
+			return msgs.Error()
+		}
+		seen += uint64(got)
+	}
+	return nil
+}
+
+// account enters one stored message into the ledger and queues the trims
+// it calls for.
+func (s *Store) account(subj string, dataLen int64) {
+	s.mu.Lock()
+	trims := s.ledger.add(subj, dataLen+msgOverhead)
+	for subj, keep := range trims {
+		s.trims[subj] = keep
+	}
+	s.mu.Unlock()
+	if len(trims) > 0 {
+		select {
+		case s.trimKick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// trimmer carries out the queued trims (Close carries out the last ones).
+func (s *Store) trimmer() {
+	defer close(s.trimsDone)
+	for {
+		select {
+		case <-s.trimKick:
+		case <-s.quit:
+			return
+		}
+		// Purging keeps a subject's newest messages; wait (briefly) for
+		// the ones counted among them to be stored first.
+		select {
+		case <-s.js.PublishAsyncComplete():
+		case <-time.After(time.Second):
+		case <-s.quit:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		s.trim(ctx)
+		cancel()
+	}
+}
+
+// trim purges, for each queued subject, all but its newest messages.
+func (s *Store) trim(ctx context.Context) {
+	s.mu.Lock()
+	trims := s.trims
+	if len(trims) > 0 {
+		s.trims = map[string]uint64{}
+	}
+	s.mu.Unlock()
+	for subj, keep := range trims {
+		_ = s.st.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeKeep(keep))
+	}
 }
 
 func subject(acct, fn string) string { return "logs." + acct + "." + fn }
@@ -145,8 +258,11 @@ func (s *Store) publish(subj string, frames []byte) error {
 	m := nats.NewMsg(subj)
 	m.Header.Set(headerFormat, formatFrames)
 	m.Data = frames
-	_, err := s.js.PublishMsgAsync(m)
-	return err
+	if _, err := s.js.PublishMsgAsync(m); err != nil {
+		return err
+	}
+	s.account(subj, int64(len(frames)))
+	return nil
 }
 
 // flusher stores the pending batches FlushDelay after the first record of
@@ -195,10 +311,12 @@ func (s *Store) Close(ctx context.Context) {
 	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
+	<-s.trimsDone
 	select {
 	case <-s.js.PublishAsyncComplete():
 	case <-ctx.Done():
 	}
+	s.trim(ctx)
 }
 
 // Purge deletes a function's logs (when the function is deleted), those
@@ -207,6 +325,8 @@ func (s *Store) Purge(ctx context.Context, acct, fn string) error {
 	subj := subject(acct, fn)
 	s.mu.Lock()
 	delete(s.pending, subj)
+	delete(s.trims, subj)
+	s.ledger.remove(subj)
 	s.mu.Unlock()
 	return s.st.Purge(ctx, jetstream.WithPurgeSubject(subj))
 }

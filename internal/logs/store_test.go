@@ -18,7 +18,7 @@ func openStore(t *testing.T, dir string, delay time.Duration) (*store.Store, *St
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls, err := NewStore(ctx, st.JetStream(), delay)
+	ls, err := NewStore(ctx, st.JetStream(), Options{FlushDelay: delay})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -33,6 +34,13 @@ type Config struct {
 	SandboxUID   int
 	LogLevel     string
 	OTLPEndpoint string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
+
+	// Logs: what is kept of each function and account (zero fields:
+	// logs.DefaultFunctionBytes, DefaultAccountBytes, DefaultFunctionMsgs),
+	// and each environment's output rate (zero fields: logs.DefaultRateBytes,
+	// DefaultBurstBytes; Rate < 0: no bound).
+	LogQuota logs.Quota
+	LogRate  logs.RateLimit
 
 	// VPC functions.
 	VpcMode        string        // "hyperplane" (default) or "per-env-eni" (the pre-2019 model)
@@ -95,6 +103,12 @@ func (c *Config) Defaults() error {
 	}
 	if c.SandboxUID == 0 {
 		c.SandboxUID = 993
+	}
+	if err := c.LogQuota.Defaults(); err != nil {
+		return err
+	}
+	if err := c.LogRate.Defaults(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -138,7 +138,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := rt.WriteRuntimeDir(runtimeDir); err != nil {
 		return nil, err
 	}
-	logStore, err := logs.NewStore(ctx, s.st.JetStream(), 0)
+	logStore, err := logs.NewStore(ctx, s.st.JetStream(), logs.Options{Quota: cfg.LogQuota})
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	}
 	sc, err := invoke.New(ctx, invoke.Options{
 		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
-		Logs: logStore, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
+		Logs: logStore, LogRate: cfg.LogRate, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
 	})
