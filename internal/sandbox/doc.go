@@ -11,10 +11,21 @@
 // pooled, the network namespace; the cgroup.procs files; read-only
 // open_tree clones of the code, layer and runtime directories, because the
 // helper has already pivoted away from the host's tree), joins the
-// namespace and cgroups, moves the trees into its root,
-// drops privileges and execs the function's command, which becomes pid 1
-// of the new pid namespace; when it exits the kernel kills everything else
-// in the namespace. Start returns once that exec has happened (or with an
+// namespace and cgroups, moves the trees into its root, and forks the
+// function's command into a user namespace of its own, chrooted, with
+// no_new_privs and a seccomp filter (package initproc); the init stays
+// as pid 1 and reports how the function ended; when it exits the kernel
+// kills everything else in the namespace.
+//
+// Identity. The function runs as Config.UID/GID (993) inside its user
+// namespace, where nothing else is mapped; outside that is a host uid and
+// gid of its own (hostids_linux.go: each manager claims a block of 65,536
+// host ids host-wide and gives each live environment one), so per-uid
+// kernel objects and limits (keyrings, inotify, message queues, process
+// counts, user namespaces) are per environment. The code, layer and
+// runtime trees are read-only and must be world-readable (host root owns
+// them; inside they belong to the overflow uid); /tmp and /dev/shm belong
+// to the function's uid. Start returns once that exec has happened (or with an
 // *InitError if it could not), and records per-phase durations
 // ([Env.Phases]). [Env.Destroy] kills, reaps and removes the cgroups; it is
 // idempotent. [Manager.Cleanup] removes cgroups under the prefix that belong
@@ -41,8 +52,8 @@
 // /sys/fs/cgroup, kernel ≥ 5.11 (close_range; mount_setattr is used when
 // present). NewManager remounts the cgroup hierarchy with favordynmods
 // unless Config.KeepCgroupMountOptions is set: without it every cgroup
-// join waits for an RCU grace period (~10 ms). Code, opt and runtime directories must be readable by the
-// unprivileged uid (Config.UID): the environment sees them read-only at
-// /var/task, /opt and /var/runtime. Pages written to /tmp and /dev/shm are
+// join waits for an RCU grace period (~10 ms). Code, opt and runtime directories must be
+// world-readable: the environment sees them read-only at /var/task, /opt
+// and /var/runtime. Pages written to /tmp and /dev/shm are
 // charged to the environment's memory cgroup.
 package sandbox

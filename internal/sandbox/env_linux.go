@@ -2,6 +2,8 @@ package sandbox
 
 import (
 	"fmt"
+
+	"github.com/lambdaplane/lambdaplane/internal/sandbox/initproc"
 	"io"
 	"os"
 	"strconv"
@@ -38,7 +40,11 @@ type Env struct {
 	cgCreated bool
 	p         *proc
 	pid       int
+	hostID    int // host uid and gid of the environment's user namespace
 	phases    []Phase
+
+	statusRead     chan struct{} // closed once Start has read the init's first status line
+	statusReadOnce sync.Once
 
 	done     chan struct{}
 	exit     ExitInfo // written before done is closed
@@ -54,8 +60,14 @@ type Env struct {
 // ID returns the environment's ID.
 func (e *Env) ID() string { return e.id }
 
-// Pid returns the host pid of the environment's pid 1 (the function's process).
+// Pid returns the host pid of the environment's pid 1, the init process
+// whose child (pid 2) is the function; killing it ends the environment.
 func (e *Env) Pid() int { return e.pid }
+
+// HostUID returns the host uid (and gid) the function's uid maps to.
+func (e *Env) HostUID() int { return e.hostID }
+
+func (e *Env) statusReadDone() { e.statusReadOnce.Do(func() { close(e.statusRead) }) }
 
 // Done is closed when the process, and with it the whole pid namespace, has
 // exited and been reaped.
@@ -125,10 +137,24 @@ func (e *Env) monitor(w io.Writer) {
 	}
 	<-e.p.exited
 	e.p.outR.Close()
+	// The init reports how the function (its child) ended; without that
+	// line (the init itself was killed, or never ran the function) its
+	// own end is the environment's.
+	<-e.statusRead
+	fn, fnOK := syscall.WaitStatus(0), false
+	if line, _ := e.p.statusLine(); line != "" {
+		var ws unix.WaitStatus
+		ws, fnOK = initproc.ParseExit(line)
+		fn = syscall.WaitStatus(ws)
+	}
+	e.p.statusR.Close()
 	var x ExitInfo
 	var sig syscall.Signal
-	if ps := e.p.cmd.ProcessState; ps != nil {
-		ws := ps.Sys().(syscall.WaitStatus)
+	if ps := e.p.cmd.ProcessState; ps != nil || fnOK {
+		ws := fn
+		if !fnOK {
+			ws = ps.Sys().(syscall.WaitStatus)
+		}
 		switch {
 		case ws.Signaled():
 			sig = ws.Signal()
@@ -183,6 +209,7 @@ func (e *Env) Destroy() error {
 		return fmt.Errorf("sandbox %s: %w", e.id, err)
 	}
 	e.destroyed = true
+	e.m.ids.release(e.hostID)
 	e.m.release(e.id)
 	return nil
 }
@@ -194,6 +221,9 @@ func (e *Env) rollback() error {
 	err := e.kill()
 	if err == nil && e.cgCreated {
 		err = e.cg.remove()
+	}
+	if err == nil {
+		e.m.ids.release(e.hostID)
 	}
 	e.destroyed = true
 	e.m.release(e.id)

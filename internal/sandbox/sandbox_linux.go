@@ -50,8 +50,13 @@ type Config struct {
 	Prefix   string // kernel object prefix; cgroups at /sys/fs/cgroup/<ctrl>/<Prefix>/<id>
 	InitPath string // lambdaplane-init binary; default: next to the executable, then $PATH
 	RootDir  string // staging mountpoint for environment roots (only ever mounted in private namespaces)
-	UID, GID int    // unprivileged ids the function runs as
-	Logger   *slog.Logger
+	UID, GID int    // ids the function runs as inside its user namespace
+	// HostIDBase is the first of the HostIDBlock host uids (and gids)
+	// this manager maps its environments' UID/GID to, one each; it must
+	// be a multiple of HostIDBlock. 0 claims the first block from
+	// DefaultHostIDBase that no other manager on the host holds.
+	HostIDBase int
+	Logger     *slog.Logger
 
 	// KeepCgroupMountOptions stops NewManager from remounting the cgroup
 	// hierarchy with favordynmods. Without it, every cgroup migration
@@ -84,6 +89,8 @@ type Manager struct {
 	pool        chan *proc
 	refillCh    chan struct{}
 	fillerDone  chan struct{}
+
+	ids *hostIDs
 
 	mu     sync.Mutex
 	envs   map[string]*Env // nil value: ID reserved by a Start in progress
@@ -154,7 +161,12 @@ func NewManager(cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	_, memswErr := os.Stat(filepath.Join(CgroupRoot, "memory", "memory.memsw.limit_in_bytes"))
+	ids, err := claimHostIDs(cfg.HostIDBase, cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{
+		ids:         ids,
 		cfg:         cfg,
 		log:         cfg.Logger,
 		base:        (&initproc.Base{Root: cfg.RootDir, System: system, Devices: devices}).Encode(),
@@ -178,6 +190,7 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		close(m.stop)
+		ids.Close()
 		return nil, err
 	}
 	if cfg.PoolSize > 0 {
@@ -274,7 +287,7 @@ func (s *Spec) validate() error {
 }
 
 // params builds what the init process needs.
-func (m *Manager) params(s *Spec, cg cgroupSet) *initproc.Params {
+func (m *Manager) params(s *Spec, cg cgroupSet, hostID int) *initproc.Params {
 	host := s.Hostname
 	if host == "" {
 		host = s.ID
@@ -289,6 +302,8 @@ func (m *Manager) params(s *Spec, cg cgroupSet) *initproc.Params {
 		Hostname:    host,
 		UID:         m.cfg.UID,
 		GID:         m.cfg.GID,
+		HostUID:     hostID,
+		HostGID:     hostID,
 		Argv:        s.Command,
 		Env:         s.Env,
 	}
@@ -377,7 +392,7 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 	if err := m.reserve(s.ID); err != nil {
 		return nil, err
 	}
-	e := &Env{m: m, id: s.ID, cg: newCgroupSet(m.cfg.Prefix, s.ID), done: make(chan struct{})}
+	e := &Env{m: m, id: s.ID, cg: newCgroupSet(m.cfg.Prefix, s.ID), done: make(chan struct{}), statusRead: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			if rerr := e.rollback(); rerr != nil {
@@ -387,6 +402,9 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		}
 	}()
 
+	if e.hostID, err = m.ids.alloc(); err != nil {
+		return nil, err
+	}
 	t := time.Now()
 	if err := e.cg.create(s.MemoryMB, m.memsw); err != nil {
 		return nil, err
@@ -412,7 +430,9 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		e.phase("clone", p.clone)
 	}
 	e.p, e.pid = p, p.cmd.Process.Pid
-	defer p.statusR.Close()
+	// The monitor reads the last status line (how the function ended)
+	// once this has read the first.
+	defer e.statusReadDone()
 	// An *os.File output (a pipe the caller reads) goes to the function
 	// directly, without a copying goroutine in between, so the caller can
 	// tell what the function wrote before a given moment. The init's own
@@ -436,7 +456,7 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
 	defer att.Close()
-	pp := m.params(&s, e.cg)
+	pp := m.params(&s, e.cg, e.hostID)
 	pp.Fds = att.roles
 	params := []byte(pp.Encode())
 	sent := initproc.Monotonic()
@@ -450,14 +470,15 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		return nil, fmt.Errorf("start %s: %w", s.ID, err)
 	}
 	stopDeadline := context.AfterFunc(ctx, func() { _ = p.statusR.SetReadDeadline(time.Now()) })
-	out, readErr := io.ReadAll(p.statusR)
+	line, readErr := p.statusLine()
 	stopDeadline()
 	execEnd := initproc.Monotonic()
-	if readErr != nil {
+	if readErr != nil && !errors.Is(readErr, io.EOF) {
 		return nil, fmt.Errorf("start %s: waiting for init: %w", s.ID, errors.Join(readErr, ctx.Err()))
 	}
-	st, perr := initproc.ParseStatus(out)
+	st, perr := initproc.ParseStatus(line)
 	if perr != nil {
+		e.statusReadDone()
 		<-e.done // the process died before exec; say how
 		return nil, &InitError{ID: s.ID, Msg: fmt.Sprintf("%v (%s)", perr, e.exit)}
 	}
@@ -556,6 +577,7 @@ func (m *Manager) Close() error {
 	close(m.stop)
 	<-m.fillerDone
 	m.drainPool()
+	errs = append(errs, m.ids.Close())
 	for _, c := range controllers {
 		if err := unix.Rmdir(filepath.Join(CgroupRoot, c, m.cfg.Prefix)); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
 			errs = append(errs, fmt.Errorf("remove cgroup prefix dir: %w", err))

@@ -257,15 +257,19 @@ func testIsolation(t *testing.T, m *Manager) {
 	}
 	t.Logf("report: %+v", r)
 
-	if r.Pid != 1 || len(r.Pids) != 1 || r.Pids[0] != "1" {
-		t.Errorf("pid %d, /proc pids %v; want pid 1 alone", r.Pid, r.Pids)
+	// pid 1 is the init, the function its child; nothing else is there.
+	if r.Pid == 1 || r.Status["PPid"] != "1" || len(r.Pids) != 2 || r.Pids[0] != "1" || r.Pids[1] != strconv.Itoa(r.Pid) {
+		t.Errorf("pid %d (parent %s), /proc pids %v; want the init (1) and the function", r.Pid, r.Status["PPid"], r.Pids)
 	}
 	if r.Uid != DefaultUID || r.Gid != DefaultGID || len(r.Groups) != 0 {
 		t.Errorf("uid %d gid %d groups %v; want %d %d []", r.Uid, r.Gid, r.Groups, DefaultUID, DefaultGID)
 	}
+	// The bounding set is the full one every new user namespace starts
+	// with; with no_new_privs and nosuid mounts nothing can be gained
+	// from it.
 	for k, want := range map[string]string{
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapInh": "0000000000000000",
-		"CapBnd": "0000000000000000", "CapAmb": "0000000000000000", "NoNewPrivs": "1",
+		"CapAmb": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2",
 	} {
 		if r.Status[k] != want {
 			t.Errorf("%s = %q, want %q", k, r.Status[k], want)
@@ -335,6 +339,154 @@ func testIsolation(t *testing.T, m *Manager) {
 	for _, p := range e.Phases() {
 		t.Logf("phase %-8s %v", p.Name, p.D)
 	}
+}
+
+// fnPid returns the host pid of the environment's function (the init's
+// child).
+func fnPid(t *testing.T, e *Env) int {
+	t.Helper()
+	var pid int
+	eventually(t, func() bool {
+		for _, p := range hostPidsIn(t, e) {
+			if p != e.Pid() && ppidOf(p) == e.Pid() {
+				pid = p
+				return true
+			}
+		}
+		return false
+	})
+	return pid
+}
+
+func ppidOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+	}
+}
+
+// hostCreds returns the Uid and Gid lines of /proc/PID/status on the host.
+func hostCreds(t *testing.T, pid int) (uid, gid string) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Uid:"); ok {
+			uid = strings.Join(strings.Fields(v), " ")
+		}
+		if v, ok := strings.CutPrefix(l, "Gid:"); ok {
+			gid = strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return uid, gid
+}
+
+// Each environment's function runs in a user namespace of its own as uid
+// 993 inside, mapped to a host uid no other live environment holds.
+func TestUserNamespacePerEnvironment(t *testing.T) {
+	m := newManager(t)
+	first, last := m.HostIDRange()
+	seen := map[int]string{}
+	hostUser, err := os.Readlink("/proc/self/ns/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		e := start(t, m, spec(newNetns(t), nil, "/var/task/probe", "sleep"))
+		pid := fnPid(t, e)
+		x := e.HostUID()
+		if x < first || x > last {
+			t.Errorf("host uid %d outside the manager's block %d-%d", x, first, last)
+		}
+		if other, dup := seen[x]; dup {
+			t.Errorf("host uid %d held by %s and %s", x, other, e.ID())
+		}
+		seen[x] = e.ID()
+		all := fmt.Sprintf("%d %d %d %d", x, x, x, x)
+		if uid, gid := hostCreds(t, pid); uid != all || gid != all {
+			t.Errorf("%s: host Uid %q Gid %q, want %q", e.ID(), uid, gid, all)
+		}
+		m, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := strings.Join(strings.Fields(string(m)), " "), fmt.Sprintf("%d %d 1", DefaultUID, x); got != want {
+			t.Errorf("%s: uid_map %q, want %q", e.ID(), got, want)
+		}
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid)); ns == hostUser || ns == "" {
+			t.Errorf("%s: user namespace %q, the host's is %q", e.ID(), ns, hostUser)
+		}
+		// The init itself stays in the host's user namespace.
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", e.Pid())); ns != hostUser {
+			t.Errorf("%s: init's user namespace %q, want the host's %q", e.ID(), ns, hostUser)
+		}
+	}
+}
+
+// What a function must not be able to do fails, in the kernel's or the
+// seccomp filter's words.
+func TestEscapesRefused(t *testing.T) {
+	m := newManager(t)
+	var out syncBuffer
+	e := start(t, m, spec(newNetns(t), &out, "/var/task/probe", "escape"))
+	if x := waitDone(t, e); x.Code != 0 {
+		t.Fatalf("exit %+v, output:\n%s", x, out.String())
+	}
+	var got map[string]string
+	if err := json.Unmarshal([]byte(out.String()), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	eperm, enosys := syscall.EPERM.Error(), syscall.ENOSYS.Error()
+	for name, want := range map[string][]string{
+		"unshare-user": {eperm}, "unshare-net": {eperm}, "unshare-mount": {eperm}, "setns": {eperm},
+		"mount": {eperm}, "chroot": {eperm}, "add_key": {eperm}, "request_key": {eperm}, "keyctl": {eperm},
+		"io_uring_setup": {eperm}, "bpf": {eperm}, "perf_event_open": {eperm}, "userfaultfd": {eperm},
+		"socket-packet": {eperm}, "socket-raw": {eperm}, "ptrace-init": {eperm}, "kill-init": {eperm},
+		"sethostname": {eperm}, "clone3": {enosys},
+		"clone-user":    {"fork/exec /var/task/probe: operation not permitted"},
+		"open-init-mem": {"open /proc/1/mem: permission denied"},
+		"init-root":     {"readlink /proc/1/root: permission denied"},
+	} {
+		if !slices.Contains(want, got[name]) {
+			t.Errorf("%s: %q, want %q", name, got[name], want)
+		}
+	}
+}
+
+// Per-uid limits are per environment: one that uses up its inotify
+// instances leaves the next one its own.
+func TestInotifyLimitPerEnvironment(t *testing.T) {
+	m := newManager(t)
+	var a, b syncBuffer
+	ea := start(t, m, spec(newNetns(t), &a, "/var/task/probe", "inotify", "hold"))
+	eventually(t, func() bool { return strings.Contains(a.String(), "inotify") })
+	if !strings.Contains(a.String(), "too many open files") {
+		t.Fatalf("first environment: %q, want it to run out (EMFILE)", a.String())
+	}
+	eb := start(t, m, spec(newNetns(t), &b, "/var/task/probe", "inotify"))
+	waitDone(t, eb)
+	var na, nb int
+	fmt.Sscanf(a.String(), "inotify %d", &na)
+	fmt.Sscanf(b.String(), "inotify %d", &nb)
+	if nb == 0 || nb != na {
+		t.Errorf("second environment created %d inotify instances while the first held %d (%q, %q)", nb, na, a.String(), b.String())
+	}
+	_ = ea
 }
 
 func TestStdoutAndExitCodes(t *testing.T) {

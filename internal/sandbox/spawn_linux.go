@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -117,6 +118,7 @@ type proc struct {
 	cmd     *exec.Cmd
 	ctrl    *os.File // our end of the control socket
 	statusR *os.File
+	status  *bufio.Reader // over statusR, once lines are read
 	outR    *os.File
 	exited  chan struct{} // closed once cmd.Wait returned
 	started int64         // Monotonic() when cmd.Start returned
@@ -223,6 +225,21 @@ func (p *proc) release() {
 	if err := p.kill(); err == nil {
 		p.statusR.Close()
 		p.outR.Close()
+	}
+}
+
+// statusLine returns the next line the init reports other than "ready":
+// "ok …" or "err …" first, then "exit …" (initproc.ParseStatus,
+// ParseExit); at end of file, what was read and the error.
+func (p *proc) statusLine() (string, error) {
+	if p.status == nil {
+		p.status = bufio.NewReaderSize(p.statusR, 512)
+	}
+	for {
+		line, err := p.status.ReadString('\n')
+		if err != nil || line != "ready\n" {
+			return line, err
+		}
 	}
 }
 

@@ -18,17 +18,29 @@
 //     cgroups (writes "0" to each cgroup.procs),
 //  2. moves the trees into place, mounts a sized /tmp and /dev/shm,
 //  3. sets the hostname and remounts the root and /dev read-only,
-//  4. marks every inherited descriptor close-on-exec, sets no_new_privs,
-//     empties the capability bounding and ambient sets, drops supplementary
-//     groups and switches to the unprivileged uid/gid,
-//  5. execs the function's command, which becomes pid 1 of the namespace.
+//  4. marks every inherited descriptor close-on-exec and closes the received
+//     ones, and
+//  5. forks the function's process into a user namespace of its own
+//     (startFunction): only its uid/gid (993 by default) is mapped, to the
+//     environment's own host uid/gid (Params.HostUID/HostGID), it is
+//     chrooted into FnRoot inside the init's root, and it runs with
+//     no_new_privs and the seccomp filter of seccomp_linux.go (modelled on
+//     Docker's default profile). It has no capability after its exec.
 //
-// Progress is reported on descriptor 3 (close-on-exec): one line
+// The init stays as pid 1 of the namespace, reaping whatever is reparented
+// to it, until the function ends.
+//
+// Progress is reported on descriptor 3: "ready" once the common root is
+// built (and the seccomp filter assembled), then one line
 // "ok <t0> <t1> <t2> <t3> <t4>" (CLOCK_MONOTONIC nanoseconds: main entered,
-// parameters received, cgroups joined, root built, about to exec) just
-// before execve, or "err <code> <message>" on failure, after which the
-// process exits with that code. End of file without an "err" line therefore means execve succeeded.
+// parameters received, cgroups joined, root built, before the fork) once the
+// function's command has been exec'd, or "err <code> <message>" on
+// failure, after which the process exits with that code; finally
+// "exit <wait status>" when the function ends, after which the init exits
+// too (and the kernel ends everything else in the namespace).
 //
-// The package imports only the standard library and golang.org/x/sys/unix so
-// the helper binary stays small and starts in about a millisecond.
+// The package imports only the standard library, golang.org/x/sys/unix and
+// the pure-Go seccomp filter builder github.com/elastic/go-seccomp-bpf, so
+// the helper binary stays static and small and starts in about a
+// millisecond.
 package initproc

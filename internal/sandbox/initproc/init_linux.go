@@ -29,6 +29,10 @@ func Main() {
 	if err := prepareRoot(base); err != nil {
 		fail(ExitSetup, "prepare root filesystem: %v", err)
 	}
+	prog, err := compileSeccomp()
+	if err != nil {
+		fail(ExitSetup, "%v", err)
+	}
 	report("ready\n")
 	msg, fds, err := receive()
 	if err != nil {
@@ -84,24 +88,127 @@ func Main() {
 		fail(ExitSetup, "build root filesystem: %v", err)
 	}
 	t3 := Monotonic()
-	// Nothing inherited except 0-2 survives the exec (fds 3 and 4 included).
+	// Nothing inherited except 0-2 reaches the function (fds 3 and 4
+	// included); what was received is not needed any more.
 	if err := unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		fail(ExitSetup, "close_range: %v", err)
 	}
-	if err := dropPrivileges(p.UID, p.GID); err != nil {
-		fail(ExitSetup, "drop privileges: %v", err)
+	for _, fd := range fds {
+		unix.Close(fd)
 	}
-	path, err := lookPath(p.Argv[0], p.Env)
+	path, err := lookPath(FnRoot, p.Argv[0], p.Env)
 	if err != nil {
 		fail(ExitExec, "exec %s: %v", p.Argv[0], err)
 	}
+	t4 := Monotonic()
+	pid, err := startFunction(p, path, prog)
+	if err != nil {
+		code := ExitSetup
+		if execErrno(err) {
+			code = ExitExec
+		}
+		fail(code, "exec %s: %v", p.Argv[0], err)
+	}
 	ok := []byte("ok")
-	for _, t := range [...]int64{t0, t1, t2, t3, Monotonic()} {
+	for _, t := range [...]int64{t0, t1, t2, t3, t4} {
 		ok = strconv.AppendInt(append(ok, ' '), t, 10)
 	}
 	report(string(append(ok, '\n')))
-	err = syscall.Exec(path, p.Argv, p.Env)
-	fail(ExitExec, "exec %s: %v", p.Argv[0], err)
+	os.Exit(reap(pid))
+}
+
+// startFunction forks the function's process into a new user namespace of
+// its own, where it runs as p.UID/p.GID, mapped to this environment's host
+// ids p.HostUID/p.HostGID (and nothing else mapped), chrooted into FnRoot,
+// with no_new_privs and the seccomp filter. It returns once the command
+// has been exec'd.
+//
+// Only this (locked) thread changes its credentials, with raw per-thread
+// calls, to (real 0, effective host uid, saved 0) and file-system uid 0:
+//   - the user namespace the clone creates is owned by its creator's
+//     effective uid, and the kernel charges the per-user limits of
+//     everything inside it (inotify instances and watches, user
+//     namespaces, processes) to that owner as well: owned by root, all
+//     environments would share root's limits;
+//   - the owner may write a one-id map of itself for its child without
+//     CAP_SETUID (the parent, this thread, writes the maps), and the
+//     file-system uid 0 lets it open the child's map files, which belong
+//     to root because a process whose effective uid changed is not
+//     dumpable;
+//   - the real and saved uid 0 keep the function (real, effective and
+//     saved uid all the host uid) from matching this process for ptrace,
+//     /proc/1/mem or signals.
+//
+// Inside, after the maps are written, the child chroots (so the kernel
+// refuses it any further user namespace: see seccomp_linux.go), switches
+// to p.UID/p.GID and execs; a non-root uid in its namespace leaves it no
+// capability after exec.
+func startFunction(p *Params, path string, prog *unix.SockFprog) (int, error) {
+	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
+		return 0, fmt.Errorf("setgroups: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, 0, uintptr(p.HostGID), 0); e != 0 {
+		return 0, fmt.Errorf("setresgid 0 %d 0: %w", p.HostGID, e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, 0, uintptr(p.HostUID), 0); e != 0 {
+		return 0, fmt.Errorf("setresuid 0 %d 0: %w", p.HostUID, e)
+	}
+	unix.RawSyscall(unix.SYS_SETFSUID, 0, 0, 0) // returns the old value, never an error
+	if old, _, _ := unix.RawSyscall(unix.SYS_SETFSUID, ^uintptr(0), 0, 0); old != 0 {
+		return 0, fmt.Errorf("setfsuid 0: still %d", old)
+	}
+	if err := loadSeccomp(prog); err != nil {
+		return 0, err
+	}
+	return syscall.ForkExec(path, p.Argv, &syscall.ProcAttr{
+		Dir:   "/var/task",
+		Env:   p.Env,
+		Files: []uintptr{0, 1, 2},
+		Sys: &syscall.SysProcAttr{
+			Chroot:      FnRoot,
+			Cloneflags:  unix.CLONE_NEWUSER,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: p.UID, HostID: p.HostUID, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: p.GID, HostID: p.HostGID, Size: 1}},
+			Credential:  &syscall.Credential{Uid: uint32(p.UID), Gid: uint32(p.GID), NoSetGroups: true},
+		},
+	})
+}
+
+// execErrno tells an error of execve itself (the command: missing, not
+// executable, bad format) from a failure to build the process.
+func execErrno(err error) bool {
+	for _, e := range []error{unix.ENOENT, unix.EACCES, unix.ENOEXEC, unix.ENOTDIR, unix.ELOOP,
+		unix.ETXTBSY, unix.E2BIG, unix.EISDIR, unix.ENAMETOOLONG, unix.ELIBBAD} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// reap waits for the function, reaping whatever else is reparented to us
+// (we are pid 1), reports how it ended and returns the exit code to end
+// with: the function's own, or 128 + the signal that killed it. Our exit
+// ends every other process in the namespace.
+func reap(child int) int {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			fail(ExitSetup, "wait for the function: %v", err)
+		}
+		if pid != child {
+			continue
+		}
+		report(ExitLine(ws))
+		if ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
 }
 
 // receive blocks for the one message on ControlFD and the descriptors
@@ -227,6 +334,14 @@ func prepareRoot(b *Base) error {
 	if err := mount("lambdaplane", r, "tmpfs", tmpFlags, "size=1m,nr_inodes=1024,mode=755"); err != nil {
 		return err
 	}
+	if err := mkdir(r+FnRoot, 0o755); err != nil {
+		return err
+	}
+	// The init writes its child's id maps under /proc/<pid>.
+	if err := symlink(FnRoot[1:]+"/proc", r+"/proc"); err != nil {
+		return err
+	}
+	r += FnRoot
 	for _, e := range b.System {
 		if e.Link != "" {
 			if err := symlink(e.Link, r+e.Path); err != nil {
@@ -255,7 +370,7 @@ func prepareRoot(b *Base) error {
 	// host's mount tree is the costliest step of building a root (its
 	// size grows with the host's mounts, and the unmount waits for an RCU
 	// grace period), and pivot_root visits every task on the host.
-	return pivot(r)
+	return pivot(b.Root)
 }
 
 // finishRoot moves the environment's own trees into the root (already
@@ -263,7 +378,7 @@ func prepareRoot(b *Base) error {
 // root and /dev read-only.
 func finishRoot(p *Params, fds map[string][]int) error {
 	for _, m := range [...]struct{ role, dst, src string }{
-		{FdCode, "/var/task", p.CodeDir}, {FdOpt, "/opt", p.OptDir}, {FdRuntime, "/var/runtime", p.RuntimeDir},
+		{FdCode, FnRoot + "/var/task", p.CodeDir}, {FdOpt, FnRoot + "/opt", p.OptDir}, {FdRuntime, FnRoot + "/var/runtime", p.RuntimeDir},
 	} {
 		if t := fds[m.role]; len(t) > 0 {
 			if err := unix.MoveMount(t[0], "", unix.AT_FDCWD, m.dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -271,13 +386,16 @@ func finishRoot(p *Params, fds map[string][]int) error {
 			}
 		}
 	}
-	if err := mount("tmpfs", "/tmp", "tmpfs", tmpFlags, "mode=1777,size="+strconv.Itoa(p.TmpMB)+"m"); err != nil {
+	// /tmp and /dev/shm belong to the function (host ids: we are outside
+	// its user namespace).
+	owner := ",uid=" + strconv.Itoa(p.HostUID) + ",gid=" + strconv.Itoa(p.HostGID)
+	if err := mount("tmpfs", FnRoot+"/tmp", "tmpfs", tmpFlags, "mode=1777,size="+strconv.Itoa(p.TmpMB)+"m"+owner); err != nil {
 		return err
 	}
-	if err := mount("shm", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(p.ShmMB)+"m"); err != nil {
+	if err := mount("shm", FnRoot+"/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size="+strconv.Itoa(p.ShmMB)+"m"+owner); err != nil {
 		return err
 	}
-	if err := mount("", "/dev", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
+	if err := mount("", FnRoot+"/dev", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, ""); err != nil {
 		return err
 	}
 	if p.Hostname != "" {
@@ -287,9 +405,6 @@ func finishRoot(p *Params, fds map[string][]int) error {
 	}
 	if err := mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return err
-	}
-	if err := unix.Chdir("/var/task"); err != nil {
-		return fmt.Errorf("chdir /var/task: %w", err)
 	}
 	return nil
 }
@@ -371,57 +486,22 @@ func pivot(root string) error {
 	return nil
 }
 
-// dropPrivileges leaves the thread with no way back to root: no_new_privs,
-// empty bounding and ambient sets, no supplementary groups, unprivileged
-// real/effective/saved ids (which clears the permitted and effective sets
-// because SECBIT_KEEP_CAPS is not set), and an explicitly empty capset.
-//
-// Credentials are changed with raw per-thread system calls on purpose: the
-// syscall package's Setresuid & co. stop every runtime thread to apply them
-// everywhere (~0.3-2 ms here). Only this locked thread matters: it is the
-// one that calls execve, which ends all the others.
-func dropPrivileges(uid, gid int) error {
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("PR_SET_NO_NEW_PRIVS: %w", err)
-	}
-	for c := 0; c < 64; c++ {
-		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
-			if err == unix.EINVAL { // past CAP_LAST_CAP
-				break
-			}
-			return fmt.Errorf("PR_CAPBSET_DROP %d: %w", c, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("PR_CAP_AMBIENT_CLEAR_ALL: %w", err)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", gid, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", uid, e)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
-	}
-	return nil
-}
-
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// lookPath resolves argv0 like execvp: names with a slash are used as is,
-// others are searched in PATH from env.
-func lookPath(argv0 string, env []string) (string, error) {
+// lookPath resolves argv0 like execvp, for a process whose root is the
+// directory root and whose working directory is /var/task: names with a
+// slash are used as is, others are searched in PATH from env. It returns
+// the path as that process sees it.
+func lookPath(root, argv0 string, env []string) (string, error) {
 	if argv0 == "" {
 		return "", errors.New("empty command")
 	}
 	if strings.Contains(argv0, "/") {
-		return argv0, executable(argv0)
+		in := argv0
+		if !strings.HasPrefix(in, "/") {
+			in = "/var/task/" + in
+		}
+		return argv0, executable(root + in)
 	}
 	path := defaultPath
 	for _, kv := range env {
@@ -435,7 +515,10 @@ func lookPath(argv0 string, env []string) (string, error) {
 			dir = "."
 		}
 		p := dir + "/" + argv0
-		e := executable(p)
+		if !strings.HasPrefix(p, "/") {
+			p = "/var/task/" + p
+		}
+		e := executable(root + p)
 		if e == nil {
 			return p, nil
 		}

@@ -25,6 +25,10 @@ const (
 	MaxParamsSize = 128 << 10
 )
 
+// FnRoot is where, inside the init's own root, the function's root is
+// built; the function is chrooted into it (see startFunction).
+const FnRoot = "/fn"
+
 // Exit codes of the init process when it fails before the function runs.
 const (
 	// ExitSetup: the environment could not be built (mount, cgroup,
@@ -79,8 +83,10 @@ type Params struct {
 	TmpMB       int      // size of the /tmp tmpfs
 	ShmMB       int      // size of the /dev/shm tmpfs
 	Hostname    string
-	UID         int
+	UID         int // the function's uid and gid inside its user namespace
 	GID         int
+	HostUID     int // what UID and GID map to on the host: this environment's own
+	HostGID     int
 	Argv        []string
 	Env         []string
 }
@@ -129,7 +135,7 @@ func DecodeBase(s string) (*Base, error) {
 // reflection (encoding/json costs the init process ~0.5 ms on first use)
 // and is safe for any byte except NUL, which environment strings and paths
 // cannot contain anyway.
-const encodingVersion = "lpi2"
+const encodingVersion = "lpi3"
 
 // Encode returns the message sent on ControlFD.
 func (p *Params) Encode() string {
@@ -145,6 +151,8 @@ func (p *Params) Encode() string {
 	e.str(p.Hostname)
 	e.int(p.UID)
 	e.int(p.GID)
+	e.int(p.HostUID)
+	e.int(p.HostGID)
 	e.strs(p.Argv)
 	e.strs(p.Env)
 	return string(e.b)
@@ -168,6 +176,8 @@ func Decode(s string) (*Params, error) {
 	p.Hostname = d.str()
 	p.UID = d.int()
 	p.GID = d.int()
+	p.HostUID = d.int()
+	p.HostGID = d.int()
 	p.Argv = d.strs()
 	p.Env = d.strs()
 	if err := d.done(); err != nil {
@@ -175,6 +185,9 @@ func Decode(s string) (*Params, error) {
 	}
 	if p.CodeDir == "" || len(p.Argv) == 0 {
 		return nil, fmt.Errorf("parameters: code directory and argv are required")
+	}
+	if p.HostUID <= 0 || p.HostGID <= 0 {
+		return nil, fmt.Errorf("parameters: host uid/gid %d/%d must be unprivileged", p.HostUID, p.HostGID)
 	}
 	if len(p.Fds) > MaxFds {
 		return nil, fmt.Errorf("parameters: %d descriptors, at most %d", len(p.Fds), MaxFds)
@@ -277,50 +290,64 @@ type Status struct {
 	Msg   string   // failure message when !OK
 }
 
-// ParseStatus parses everything read from StatusFD until end of file. An "err"
-// line wins over an "ok" line (exec fails after "ok" was written). Empty
-// input means the process died before reporting anything.
-func ParseStatus(b []byte) (Status, error) {
+// ParseStatus parses one status line: "ok <t0> … <t4>" once the function
+// runs, or "err <code> <message>" when the environment could not be built
+// or the command not executed.
+func ParseStatus(line string) (Status, error) {
 	var st Status
-	seen := false
-	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		f := strings.SplitN(line, " ", 3)
-		switch f[0] {
-		case "ok":
-			ts := strings.Fields(line)[1:]
-			if len(ts) != len(st.Times) {
-				return st, fmt.Errorf("malformed status line %q", line)
-			}
-			for i, s := range ts {
-				v, err := strconv.ParseInt(s, 10, 64)
-				if err != nil {
-					return st, fmt.Errorf("malformed status line %q", line)
-				}
-				st.Times[i] = v
-			}
-			st.OK, seen = true, true
-		case "err":
-			if len(f) < 2 {
-				return st, fmt.Errorf("malformed status line %q", line)
-			}
-			code, err := strconv.Atoi(f[1])
+	line = strings.TrimSpace(line)
+	f := strings.SplitN(line, " ", 3)
+	switch f[0] {
+	case "ok":
+		ts := strings.Fields(line)[1:]
+		if len(ts) != len(st.Times) {
+			return st, fmt.Errorf("malformed status line %q", line)
+		}
+		for i, s := range ts {
+			v, err := strconv.ParseInt(s, 10, 64)
 			if err != nil {
 				return st, fmt.Errorf("malformed status line %q", line)
 			}
-			st.OK, st.Code, seen = false, code, true
-			if len(f) == 3 {
-				st.Msg = f[2]
-			}
-			return st, nil
-		case "", "ready":
-		default:
+			st.Times[i] = v
+		}
+		st.OK = true
+		return st, nil
+	case "err":
+		if len(f) < 2 {
 			return st, fmt.Errorf("malformed status line %q", line)
 		}
-	}
-	if !seen {
+		code, err := strconv.Atoi(f[1])
+		if err != nil {
+			return st, fmt.Errorf("malformed status line %q", line)
+		}
+		st.Code = code
+		if len(f) == 3 {
+			st.Msg = f[2]
+		}
+		return st, nil
+	case "":
 		return st, fmt.Errorf("init process exited without reporting")
 	}
-	return st, nil
+	return st, fmt.Errorf("malformed status line %q", line)
+}
+
+// ExitLine is the last status line of an init whose function ran: how the
+// function (pid 2, the init's child) ended, as a wait(2) status.
+func ExitLine(ws unix.WaitStatus) string {
+	return "exit " + strconv.FormatUint(uint64(ws), 10) + "\n"
+}
+
+// ParseExit parses an ExitLine; ok is false for anything else.
+func ParseExit(line string) (ws unix.WaitStatus, ok bool) {
+	v, found := strings.CutPrefix(strings.TrimSpace(line), "exit ")
+	if !found {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return unix.WaitStatus(n), true
 }
 
 // Monotonic returns CLOCK_MONOTONIC in nanoseconds, the clock shared by the

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 func main() {
@@ -52,7 +54,91 @@ func main() {
 		fmt.Printf("fill: %v\n", err)
 	case "sleep":
 		time.Sleep(time.Hour)
+	case "escape":
+		escape()
+	case "inotify":
+		// inotify [hold]: create instances until refused, say how many.
+		n, err := 0, error(nil)
+		for n < 100000 {
+			if _, err = syscall.InotifyInit1(syscall.IN_CLOEXEC); err != nil {
+				break
+			}
+			n++
+		}
+		fmt.Printf("inotify %d %v\n", n, err)
+		if len(os.Args) > 2 {
+			time.Sleep(time.Hour)
+		}
 	}
+}
+
+// escape tries what the sandbox must refuse and prints, as JSON, each
+// attempt's error ("" = it worked).
+func escape() {
+	out := map[string]string{}
+	sys := func(name string, trap uintptr, args ...uintptr) {
+		var a [6]uintptr
+		copy(a[:], args)
+		r, _, e := syscall.Syscall6(trap, a[0], a[1], a[2], a[3], a[4], a[5])
+		if e != 0 {
+			out[name] = e.Error()
+			return
+		}
+		out[name] = ""
+		if name == "socket-packet" || name == "socket-raw" || name == "io_uring_setup" || name == "bpf" || name == "perf_event_open" || name == "userfaultfd" {
+			syscall.Close(int(r))
+		}
+	}
+	var keep [][]byte // what str hands out as addresses stays reachable
+	str := func(s string) uintptr {
+		b := append([]byte(s), 0)
+		keep = append(keep, b)
+		return uintptr(unsafe.Pointer(&b[0]))
+	}
+	defer func() { _ = keep }()
+	sys("unshare-user", syscall.SYS_UNSHARE, syscall.CLONE_NEWUSER)
+	sys("unshare-net", syscall.SYS_UNSHARE, syscall.CLONE_NEWNET)
+	sys("unshare-mount", syscall.SYS_UNSHARE, syscall.CLONE_NEWNS)
+	sys("setns", 308, 0, 0)
+	sys("mount", syscall.SYS_MOUNT, str("none"), str("/tmp"), str("tmpfs"), 0, 0)
+	sys("chroot", syscall.SYS_CHROOT, str("/tmp"))
+	sys("add_key", 248, str("user"), str("k"), str("secret"), 6, ^uintptr(4)+1) // KEY_SPEC_USER_KEYRING = -4
+	sys("request_key", 249, str("user"), str("k"), 0, 0)
+	sys("keyctl", 250, 0, ^uintptr(4)+1, 0) // KEYCTL_GET_KEYRING_ID @u
+	var params [120]byte
+	sys("io_uring_setup", 425, 1, uintptr(unsafe.Pointer(&params[0])))
+	var attr [128]byte
+	sys("bpf", 321, 0, uintptr(unsafe.Pointer(&attr[0])), 128)
+	sys("perf_event_open", 298, uintptr(unsafe.Pointer(&attr[0])), 0, ^uintptr(0), ^uintptr(0), 0)
+	sys("userfaultfd", 323, 0)
+	sys("socket-packet", syscall.SYS_SOCKET, syscall.AF_PACKET, syscall.SOCK_RAW, 0)
+	sys("socket-raw", syscall.SYS_SOCKET, syscall.AF_INET, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.IPPROTO_ICMP)
+	sys("ptrace-init", syscall.SYS_PTRACE, syscall.PTRACE_ATTACH, 1)
+	sys("kill-init", syscall.SYS_KILL, 1, uintptr(syscall.SIGTERM))
+	sys("sethostname", syscall.SYS_SETHOSTNAME, str("x"), 1)
+	sys("clone3", 435, 0, 0)
+	// A new user namespace through clone (what the filter lets through
+	// for the init): the kernel refuses it to a chrooted process.
+	cmd := exec.Command("/var/task/probe", "sleep")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	err := cmd.Start()
+	if err == nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	out["clone-user"] = errString(err)
+	if f, err := os.Open("/proc/1/mem"); err != nil {
+		out["open-init-mem"] = err.Error()
+	} else {
+		out["open-init-mem"] = ""
+		f.Close()
+	}
+	if _, err := os.Readlink("/proc/1/root"); err != nil {
+		out["init-root"] = err.Error()
+	} else {
+		out["init-root"] = ""
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
 }
 
 type Report struct {
