@@ -151,6 +151,7 @@ func serve(args []string) error {
 	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups)")
 	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready (raise it to the largest burst of cold starts you expect; ~0.4 MB kernel memory each)")
 	fs.IntVar(&c.InitPoolSize, "init-pool-size", sandbox.DefaultPoolSize, "sandbox init processes kept started (raise it with --pool-size for bursts; refills run at low CPU priority)")
+	fs.IntVar(&c.SandboxUIDBase, "sandbox-uid-base", 0, "first of the 65,536 host uids functions' uid 993 maps to, one per live environment (a multiple of 65536; 0 = a block no other server on this host holds, from 1073741824)")
 	fs.DurationVar(&c.RefillDelay, "pool-refill-delay", sandbox.DefaultRefillDelay, "refill the pools once cold starts stopped taking from them for this long (at most 10x that), so refills do not slow the starts down; negative = at once")
 	fs.StringVar(&svc, "service-cidr", "100.64.0.0/16", "addresses of execution environments")
 	fs.StringVar(&uplink, "uplink", "host", `where non-VPC functions reach "the internet": host, or netns:/run/netns/NAME`)

@@ -31,9 +31,13 @@ type Config struct {
 	AsyncAckWait time.Duration  // async redelivery after a crash, default 30s
 	AsyncBackoff []time.Duration
 	RuntimesFile string // extra runtime table entries (JSON)
-	SandboxUID   int
-	LogLevel     string
-	OTLPEndpoint string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
+	SandboxUID   int    // the functions' uid and gid inside their user namespaces, default 993
+	// SandboxUIDBase is the first of the 65,536 host uids the server maps
+	// its environments' SandboxUID to (one per live environment); a
+	// multiple of 65,536. 0 claims a block no other server on the host holds.
+	SandboxUIDBase int
+	LogLevel       string
+	OTLPEndpoint   string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
 
 	// Logs: what is kept of each function and account (zero fields:
 	// logs.DefaultFunctionBytes, DefaultAccountBytes, DefaultFunctionMsgs),

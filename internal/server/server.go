@@ -120,7 +120,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	done()
 	if s.sandbox, err = sandbox.NewManager(sandbox.Config{
 		Prefix: cfg.Prefix, InitPath: cfg.InitPath, RootDir: filepath.Join(cfg.DataDir, "run"),
-		UID: cfg.SandboxUID, GID: cfg.SandboxUID, PoolSize: cfg.InitPoolSize, RefillDelay: cfg.RefillDelay, Logger: log,
+		UID: cfg.SandboxUID, GID: cfg.SandboxUID, HostIDBase: cfg.SandboxUIDBase, PoolSize: cfg.InitPoolSize, RefillDelay: cfg.RefillDelay, Logger: log,
 	}); err != nil {
 		return nil, err
 	}
@@ -259,6 +259,9 @@ func (s *Server) Hyperplane() *hyperplane.Manager { return s.hyperplane }
 
 // Accounts exposes the account registry.
 func (s *Server) Accounts() *auth.Accounts { return s.accounts }
+
+// Logs is the log store (tests read functions' stored logs through it).
+func (s *Server) Logs() *logs.Store { return s.logs }
 
 // Close stops serving and tears down every environment and the service
 // network; durable state stays in the store.
