@@ -431,6 +431,13 @@ func TestUserNamespacePerEnvironment(t *testing.T) {
 		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid)); ns == hostUser || ns == "" {
 			t.Errorf("%s: user namespace %q, the host's is %q", e.ID(), ns, hostUser)
 		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", e.Pid())); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "Rss:") || strings.HasPrefix(l, "Pss:") || strings.HasPrefix(l, "Anonymous:") {
+					t.Logf("%s: init %s", e.ID(), strings.Join(strings.Fields(l), " "))
+				}
+			}
+		}
 		// The init itself stays in the host's user namespace.
 		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", e.Pid())); ns != hostUser {
 			t.Errorf("%s: init's user namespace %q, want the host's %q", e.ID(), ns, hostUser)
