@@ -44,8 +44,14 @@ func DroppedLine(n int64, l RateLimit) string {
 	return fmt.Sprintf("[lambdaplane] %d bytes of function output dropped: over the log rate limit (%d bytes/s, burst %d bytes)\n", n, l.Rate, l.Burst)
 }
 
+// resumeBytes is how far the bucket must refill before output passes again
+// after a drop: without it, every read during a flood would pass the few
+// bytes refilled since the last one, each after a marker of its own.
+const resumeBytes = 4096
+
 // bucket is the token bucket of one environment's output. Not safe for
-// concurrent use (the Capture's mutex guards it).
+// concurrent use (the Capture's mutex guards it). Markers are charged to
+// it like output, so a flood's markers stay within the rate too.
 type bucket struct {
 	l       RateLimit
 	tokens  float64
@@ -63,18 +69,23 @@ func newBucket(l RateLimit, now time.Time) *bucket {
 }
 
 // write appends to sink the part of p (written at now) that passes: the
-// start of p, as far as the bucket's tokens reach. Output that passes after
-// a dropped stretch is preceded by the stretch's marker; what does not
-// pass is counted into the current stretch.
+// start of p, as far as the bucket's tokens reach. Once output was
+// dropped, nothing passes until the bucket has refilled resumeBytes (or its
+// burst, if smaller); then the dropped stretch's marker comes first. What
+// does not pass is counted into the current stretch.
 func (b *bucket) write(sink, p []byte, now time.Time) []byte {
 	if d := now.Sub(b.last); d > 0 {
 		b.tokens = min(b.tokens+d.Seconds()*float64(b.l.Rate), float64(b.l.Burst))
 		b.last = now
 	}
-	k := min(len(p), int(b.tokens))
+	if b.dropped > 0 && b.tokens < float64(min(resumeBytes, b.l.Burst)) {
+		b.dropped += int64(len(p))
+		return sink
+	}
+	sink = b.flush(sink)
+	k := max(0, min(len(p), int(b.tokens)))
 	if k > 0 {
 		b.tokens -= float64(k)
-		sink = b.flush(sink)
 		sink = append(sink, p[:k]...)
 	}
 	b.dropped += int64(len(p) - k)
@@ -87,10 +98,12 @@ func (b *bucket) flush(sink []byte) []byte {
 	if b.dropped == 0 {
 		return sink
 	}
-	if len(sink) > 0 && sink[len(sink)-1] != '\n' {
+	n := len(sink)
+	if n > 0 && sink[n-1] != '\n' {
 		sink = append(sink, '\n')
 	}
 	sink = append(sink, DroppedLine(b.dropped, b.l)...)
+	b.tokens -= float64(len(sink) - n)
 	b.dropped = 0
 	return sink
 }
