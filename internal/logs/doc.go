@@ -23,6 +23,9 @@
 //     account is within its quota: a flooding function trims itself first,
 //     and a quiet function keeps about an even share of the account's
 //     quota (AccountBytes / its functions with logs) before it loses any.
+//     Only when no function of the account holds more than its newest run
+//     (many small functions) does the largest lose all of its records, so
+//     the account's bound holds however many functions it has.
 //   - The stream has no byte or message limit of its own.
 //
 // JetStream has no per-subject byte limit, so the Store accounts bytes
@@ -45,7 +48,8 @@
 // 256 KiB/s, --log-rate-bytes; -1 = no bound) sustained to stdout and
 // stderr together: a token bucket in the Capture. Output beyond it is read
 // and dropped (the process never blocks on its pipe, as on Lambda), and one
-// line per dropped stretch takes its place:
+// line per dropped stretch takes its place; a stretch ends once the bucket
+// has refilled 4 KB, and the marker is charged to it like output:
 //
 //	[lambdaplane] N bytes of function output dropped: over the log rate limit (R bytes/s, burst B bytes)
 //

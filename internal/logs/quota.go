@@ -65,7 +65,11 @@ func (q *Quota) Defaults() error {
 //   - that function's own records exceed FunctionBytes or FunctionMsgs, or
 //   - its account's records exceed AccountBytes and it holds the most
 //     bytes of the account's functions (so a flooding function trims
-//     itself first, and a quiet one keeps at least an even share).
+//     itself first, and a quiet one keeps about an even share). A function
+//     always keeps its newest run, unless the account is over its quota
+//     with no function holding more than one: then the largest function's
+//     records go whole, so the account's bound holds however many
+//     functions it has.
 //
 // Never because of another account.
 type ledger struct {
@@ -148,7 +152,10 @@ func (l *ledger) add(subj string, size int64) map[string]uint64 {
 		trim(subj, u)
 	}
 	for a := u.acct; a.bytes > l.q.AccountBytes; {
-		s, f := a.largestTrimmable()
+		s, f := a.largest(2)
+		if f == nil { // many functions, each with one run: the largest goes whole
+			s, f = a.largest(1)
+		}
 		if f == nil {
 			break
 		}
@@ -188,13 +195,13 @@ func (u *fnUsage) forget(msgs int, bytes int64) {
 	u.acct.bytes -= bytes
 }
 
-// largestTrimmable is the account's function with the most bytes that has
-// more than its newest run stored.
-func (a *acctUsage) largestTrimmable() (string, *fnUsage) {
+// largest is the account's function with the most bytes among those with
+// at least minRuns runs stored.
+func (a *acctUsage) largest(minRuns int) (string, *fnUsage) {
 	var best *fnUsage
 	var subj string
 	for s, f := range a.fns {
-		if len(f.runs) > 1 && (best == nil || f.bytes > best.bytes || f.bytes == best.bytes && s < subj) {
+		if len(f.runs) >= minRuns && (best == nil || f.bytes > best.bytes || f.bytes == best.bytes && s < subj) {
 			best, subj = f, s
 		}
 	}

@@ -1,6 +1,7 @@
 package logs
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -91,6 +92,31 @@ func TestLedgerAccountQuotaTrimsLargestFirst(t *testing.T) {
 	f, _ := l.usage(f1)
 	if acct > 2<<20 || f < q-l.chunkSize-50<<10 {
 		t.Fatalf("account %d bytes, flood %d, quiet %d", acct, f, q)
+	}
+}
+
+// TestLedgerAccountQuotaManyFunctions: many functions, each below one run,
+// cannot take their account past its quota.
+func TestLedgerAccountQuotaManyFunctions(t *testing.T) {
+	l := testLedger(t, Quota{FunctionBytes: 16 << 20, AccountBytes: 16 << 20})
+	fill(l, "logs.222.other", 1, 100)
+	purged := map[string]bool{}
+	for i := range 100 { // 100 functions × 512 KB (a run is 1 MB): 50 MB
+		subj := fmt.Sprintf("logs.111.f%03d", i)
+		for s, keep := range fill(l, subj, 2, 256<<10) {
+			if keep == 0 {
+				purged[s] = true
+			}
+		}
+		if _, acct := l.usage(subj); acct > 16<<20 {
+			t.Fatalf("after %d functions the account has %d bytes, over its 16 MB", i+1, acct)
+		}
+	}
+	if len(purged) == 0 || purged["logs.222.other"] {
+		t.Fatalf("purged %d functions (the other account's among them: %v)", len(purged), purged["logs.222.other"])
+	}
+	if b, _ := l.usage("logs.222.other"); b != 100 {
+		t.Fatalf("other account: %d bytes", b)
 	}
 }
 

@@ -190,7 +190,11 @@ func (s *Store) trim(ctx context.Context) {
 	}
 	s.mu.Unlock()
 	for subj, keep := range trims {
-		_ = s.st.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeKeep(keep))
+		opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(subj)}
+		if keep > 0 {
+			opts = append(opts, jetstream.WithPurgeKeep(keep))
+		}
+		_ = s.st.Purge(ctx, opts...)
 	}
 }
 
