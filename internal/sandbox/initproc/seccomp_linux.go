@@ -22,7 +22,8 @@ import (
 //
 // Beyond Docker's profile, ptrace and process_vm_readv/writev are refused
 // (a function has no business inspecting other processes), and so are
-// packet and raw sockets.
+// packet and raw IP sockets (which the kernel refuses a function without
+// CAP_NET_RAW anyway).
 //
 // Two calls Docker refuses without capabilities are let through because
 // the init itself makes them after the filter is installed, and the
@@ -78,16 +79,20 @@ func Policy() *seccomp.Policy {
 	conditional = append(conditional, seccomp.NameWithConditions{Name: "clone", Conditions: seccomp.ArgumentConditions{
 		{Argument: 0, Operation: seccomp.BitsSet, Value: cloneNamespaceFlags},
 	}})
-	// Sockets: vsock (Docker), packet, and raw ones of any family.
+	// Sockets: vsock (Docker), packet, and raw IP ones (netlink sockets
+	// are SOCK_RAW too, and stay allowed: Go's net.InterfaceAddrs needs one).
 	for _, family := range []uint64{unix.AF_VSOCK, unix.AF_PACKET} {
 		conditional = append(conditional, seccomp.NameWithConditions{Name: "socket", Conditions: seccomp.ArgumentConditions{
 			{Argument: 0, Operation: seccomp.Equal, Value: family},
 		}})
 	}
-	for _, flags := range []uint64{0, unix.SOCK_CLOEXEC, unix.SOCK_NONBLOCK, unix.SOCK_CLOEXEC | unix.SOCK_NONBLOCK} {
-		conditional = append(conditional, seccomp.NameWithConditions{Name: "socket", Conditions: seccomp.ArgumentConditions{
-			{Argument: 1, Operation: seccomp.Equal, Value: unix.SOCK_RAW | flags},
-		}})
+	for _, family := range []uint64{unix.AF_INET, unix.AF_INET6} {
+		for _, flags := range []uint64{0, unix.SOCK_CLOEXEC, unix.SOCK_NONBLOCK, unix.SOCK_CLOEXEC | unix.SOCK_NONBLOCK} {
+			conditional = append(conditional, seccomp.NameWithConditions{Name: "socket", Conditions: seccomp.ArgumentConditions{
+				{Argument: 0, Operation: seccomp.Equal, Value: family},
+				{Argument: 1, Operation: seccomp.Equal, Value: unix.SOCK_RAW | flags},
+			}})
+		}
 	}
 	var persona seccomp.ArgumentConditions
 	for _, p := range personalities {

@@ -142,6 +142,8 @@ func TestSeccompDecisions(t *testing.T) {
 		{"packet socket", "socket", []uint64{unix.AF_PACKET, unix.SOCK_DGRAM}, verdictEPERM},
 		{"raw IP socket", "socket", []uint64{unix.AF_INET, unix.SOCK_RAW | unix.SOCK_CLOEXEC, unix.IPPROTO_TCP}, verdictEPERM},
 		{"raw IPv6 socket", "socket", []uint64{unix.AF_INET6, unix.SOCK_RAW | unix.SOCK_NONBLOCK | unix.SOCK_CLOEXEC}, verdictEPERM},
+		{"netlink (route)", "socket", []uint64{unix.AF_NETLINK, unix.SOCK_RAW | unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE}, verdictAllow},
+		{"netlink, datagram", "socket", []uint64{unix.AF_NETLINK, unix.SOCK_DGRAM, unix.NETLINK_ROUTE}, verdictAllow},
 		{"vsock", "socket", []uint64{unix.AF_VSOCK, unix.SOCK_STREAM}, verdictEPERM},
 		{"personality query", "personality", []uint64{0xffffffff}, verdictAllow},
 		{"personality ADDR_NO_RANDOMIZE", "personality", []uint64{0x0040000}, verdictEPERM},
