@@ -496,6 +496,38 @@ func TestInotifyLimitPerEnvironment(t *testing.T) {
 	_ = ea
 }
 
+// BenchmarkSeccompSyscall measures what the filter adds to a system call
+// it allows (getppid, which does next to nothing itself): the same loop in
+// an environment and in a plain process on the host, side by side.
+func BenchmarkSeccompSyscall(b *testing.B) {
+	requireRoot(b)
+	m := newManager(b)
+	const n = 2000000
+	probe := filepath.Join(codeDir, "probe")
+	var filtered, plain float64
+	for range b.N {
+		var out syncBuffer
+		e := start(b, m, spec(newNetns(b), &out, "/var/task/probe", "getppid", strconv.Itoa(n)))
+		waitDone(b, e)
+		v, err := strconv.ParseFloat(strings.TrimSpace(out.String()), 64)
+		if err != nil {
+			b.Fatalf("%v: %q", err, out.String())
+		}
+		filtered += v
+		host, err := exec.Command(probe, "getppid", strconv.Itoa(n)).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if v, err = strconv.ParseFloat(strings.TrimSpace(string(host)), 64); err != nil {
+			b.Fatal(err)
+		}
+		plain += v
+	}
+	b.ReportMetric(filtered/float64(b.N), "ns/syscall-seccomp")
+	b.ReportMetric(plain/float64(b.N), "ns/syscall-host")
+	b.ReportMetric((filtered-plain)/float64(b.N), "ns/syscall-added")
+}
+
 func TestStdoutAndExitCodes(t *testing.T) {
 	requireRoot(t)
 	m := newManager(t)

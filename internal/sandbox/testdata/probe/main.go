@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +57,15 @@ func main() {
 		time.Sleep(time.Hour)
 	case "escape":
 		escape()
+	case "getppid":
+		// getppid N: the mean cost of one system call the filter allows.
+		n, _ := strconv.Atoi(os.Args[2])
+		runtime.LockOSThread()
+		t := time.Now()
+		for i := 0; i < n; i++ {
+			syscall.RawSyscall(syscall.SYS_GETPPID, 0, 0, 0)
+		}
+		fmt.Printf("%.1f\n", float64(time.Since(t).Nanoseconds())/float64(n))
 	case "inotify":
 		// inotify [hold]: create instances until refused, say how many.
 		n, err := 0, error(nil)
