@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 )
 
 // Options are the flags a client subcommand accepts.
@@ -31,17 +32,30 @@ type Client struct {
 	Region   string
 	Creds    aws.Credentials
 	HTTP     *http.Client
-	Config   aws.Config
+	Config   aws.Config // for SDK clients: static credentials, BaseEndpoint set
 }
 
-// Resolve applies flags, then AWS_* variables, then the data directory.
+// Resolve finds the endpoint and static credentials from explicit flags,
+// the standard AWS_* variables, the shared credentials file and the local
+// data directory only (see resolveCredentials). It never uses the AWS SDK's
+// default chain, so it never asks instance metadata, SSO or a credential
+// process, and it never falls back to AWS's public endpoints: the endpoint
+// is --endpoint-url, AWS_ENDPOINT_URL or <data>/endpoint.
 func Resolve(ctx context.Context, o Options) (*Client, error) {
+	return resolve(o, os.Getenv)
+}
+
+func resolve(o Options, getenv func(string) string) (*Client, error) {
 	if o.DataDir == "" {
 		o.DataDir = ".lambdaplane"
 	}
+	f, err := resolveCredentials(o, getenv)
+	if err != nil {
+		return nil, err
+	}
 	endpoint := o.EndpointURL
 	if endpoint == "" {
-		endpoint = os.Getenv("AWS_ENDPOINT_URL")
+		endpoint = getenv("AWS_ENDPOINT_URL")
 	}
 	if endpoint == "" {
 		b, err := os.ReadFile(filepath.Join(o.DataDir, "endpoint"))
@@ -50,45 +64,22 @@ func Resolve(ctx context.Context, o Options) (*Client, error) {
 		}
 		endpoint = strings.TrimSpace(string(b))
 	}
-	var opts []func(*config.LoadOptions) error
-	profile := o.Profile
-	credFile := os.Getenv("AWS_SHARED_CREDENTIALS_FILE")
-	if credFile == "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" {
-		local := filepath.Join(o.DataDir, "credentials")
-		if _, err := os.Stat(local); err == nil {
-			credFile = local
-			if profile == "" && os.Getenv("AWS_PROFILE") == "" {
-				profile = "lambdaplane"
-			}
+	if u, err := url.Parse(endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("endpoint %q: give a URL such as http://127.0.0.1:9009", endpoint)
+	}
+	endpoint = strings.TrimRight(endpoint, "/")
+	region := o.Region
+	for _, v := range []string{getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION"), f.region, "us-east-1"} {
+		if region == "" {
+			region = v
 		}
 	}
-	if credFile != "" {
-		opts = append(opts, config.WithSharedCredentialsFiles([]string{credFile}))
+	cfg := aws.Config{
+		Region:       region,
+		Credentials:  credentials.StaticCredentialsProvider{Value: f.creds},
+		BaseEndpoint: aws.String(endpoint),
 	}
-	if profile != "" {
-		opts = append(opts, config.WithSharedConfigProfile(profile))
-	}
-	region := o.Region
-	if region == "" {
-		region = os.Getenv("AWS_REGION")
-	}
-	if region == "" {
-		region = os.Getenv("AWS_DEFAULT_REGION")
-	}
-	if region == "" {
-		region = "us-east-1"
-	}
-	opts = append(opts, config.WithRegion(region))
-	cfg, err := config.LoadDefaultConfig(ctx, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("load AWS configuration: %w", err)
-	}
-	creds, err := cfg.Credentials.Retrieve(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("no credentials: pass --profile, set AWS_SHARED_CREDENTIALS_FILE/AWS_PROFILE, or run next to the server's data directory: %w", err)
-	}
-	cfg.BaseEndpoint = aws.String(endpoint)
-	return &Client{Endpoint: strings.TrimRight(endpoint, "/"), Region: region, Creds: creds, HTTP: &http.Client{}, Config: cfg}, nil
+	return &Client{Endpoint: endpoint, Region: region, Creds: f.creds, HTTP: &http.Client{}, Config: cfg}, nil
 }
 
 // Do signs and sends a request for service with body.
