@@ -19,10 +19,10 @@ import (
 // environment.
 //
 // A manager claims a block of HostIDBlock consecutive ids host-wide (an
-// flock on LockDir/<base>.lock, held while it lives and dropped by the
-// kernel if it dies), so several servers on one host never hand out the
-// same id, and allocates from its block: ids never used first, then the
-// longest-freed one.
+// flock on HostIDLockDir/<base>.lock, held while it lives, dropped by the
+// kernel if it dies, and the file removed when it closes), so several
+// servers on one host never hand out the same id, and allocates from its
+// block: ids never used first, then the longest-freed one.
 const (
 	// HostIDBlock is how many host ids one manager claims.
 	HostIDBlock = 1 << 16
@@ -80,25 +80,34 @@ func claimHostIDs(base int, prefix string) (*hostIDs, error) {
 }
 
 // tryClaim returns nil and a description of the holder if the block is
-// taken.
+// taken. The lock file is removed when the block is given back; a claim
+// that locked a file removed meanwhile (its path now names another file,
+// or none) tries again.
 func tryClaim(base int, prefix string) (*hostIDs, string, error) {
 	path := filepath.Join(HostIDLockDir, fmt.Sprintf("%d.lock", base))
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, "", fmt.Errorf("host uid lock: %w", err)
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(path)
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, strings.TrimSpace(string(holder)), nil
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return nil, "", fmt.Errorf("host uid lock: %w", err)
 		}
-		return nil, "", fmt.Errorf("lock %s: %w", path, err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			holder, _ := os.ReadFile(path)
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				return nil, strings.TrimSpace(string(holder)), nil
+			}
+			return nil, "", fmt.Errorf("lock %s: %w", path, err)
+		}
+		var held, named unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) != nil || unix.Stat(path, &named) != nil || held.Ino != named.Ino {
+			f.Close()
+			continue
+		}
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d, prefix %s\n", os.Getpid(), prefix)), 0)
+		}
+		return &hostIDs{base: base, lock: f}, "", nil
 	}
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(fmt.Sprintf("pid %d, prefix %s\n", os.Getpid(), prefix)), 0)
-	}
-	return &hostIDs{base: base, lock: f}, "", nil
 }
 
 func (h *hostIDs) alloc() (int, error) {
@@ -125,9 +134,16 @@ func (h *hostIDs) release(id int) {
 	h.mu.Unlock()
 }
 
-// Close gives the block back (the lock file stays: removing it would race
-// with a server claiming it).
-func (h *hostIDs) Close() error { return h.lock.Close() }
+// Close gives the block back and removes its lock file (while still
+// holding the lock, so a claim racing with it sees the file gone and
+// tries again).
+func (h *hostIDs) Close() error {
+	err := os.Remove(h.lock.Name())
+	if errors.Is(err, os.ErrNotExist) {
+		err = nil
+	}
+	return errors.Join(err, h.lock.Close())
+}
 
 // HostIDRange returns the first and last host uid this manager hands out.
 func (m *Manager) HostIDRange() (first, last int) {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"errors"
+	"os"
 	"runtime"
 	"strings"
 	"testing"
@@ -81,4 +82,56 @@ func TestInitErrorIs(t *testing.T) {
 	if errors.Is(&InitError{Code: initproc.ExitSetup}, ErrInvalidEntrypoint) {
 		t.Error("setup failure is ErrInvalidEntrypoint")
 	}
+}
+
+// Host id blocks are claimed host-wide: a second claim of a held block
+// fails and names the holder, an automatic claim takes the next block,
+// ids are handed out unused first and then longest-freed first, and the
+// lock file is gone once the block is given back.
+func TestHostIDBlocks(t *testing.T) {
+	requireRoot(t)
+	base := DefaultHostIDBase + (hostIDMaxBlocks-1)*HostIDBlock // the last block, unlikely in use
+	a, err := claimHostIDs(base, "ta")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := claimHostIDs(base, "tb"); err == nil || !strings.Contains(err.Error(), "prefix ta") || !strings.Contains(err.Error(), "--sandbox-uid-base") {
+		t.Errorf("second claim of a held block: %v", err)
+	}
+	if _, err := claimHostIDs(base+1, "tb"); err == nil {
+		t.Error("unaligned base accepted")
+	}
+	auto, err := claimHostIDs(0, "tc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auto.base == base {
+		t.Errorf("automatic claim took the held block %d", base)
+	}
+	auto.Close()
+	x, _ := a.alloc()
+	y, _ := a.alloc()
+	if x != base || y != base+1 {
+		t.Errorf("first ids %d %d, want %d %d", x, y, base, base+1)
+	}
+	a.release(x)
+	a.next = HostIDBlock // every id handed out once
+	if z, err := a.alloc(); err != nil || z != x {
+		t.Errorf("after the block: %d %v, want the freed %d", z, err, x)
+	}
+	if _, err := a.alloc(); !errors.Is(err, ErrNoHostIDs) {
+		t.Errorf("exhausted block: %v", err)
+	}
+	path := a.lock.Name()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("lock file %s left behind: %v", path, err)
+	}
+	again, err := claimHostIDs(base, "td")
+	if err != nil {
+		t.Fatalf("claim after release: %v", err)
+	}
+	again.Close()
 }
