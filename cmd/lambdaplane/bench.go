@@ -34,6 +34,7 @@ func benchCmd(args []string) error {
 	fs.StringVar(&o.Client.Profile, "profile", "", "credentials profile for --endpoint-url (default: AWS_PROFILE, else lambdaplane)")
 	fs.StringVar(&o.Client.Region, "region", "", "region (default: AWS_REGION, else us-east-1)")
 	fs.StringVar(&o.Client.DataDir, "data", ".lambdaplane", "data directory of the server at --endpoint-url (credentials)")
+	fs.StringVar(&o.MetricsURL, "metrics-url", "", "with --endpoint-url: the server's /metrics (default: port 9109 of the endpoint's host, serve's --metrics-listen default)")
 	fs.StringVar(&o.EgressAddr, "egress-addr", "", "with --endpoint-url: a TCP address the server's functions can reach (egress scenario)")
 	fs.IntVar(&o.PoolSize, "pool-size", bench.DefaultPool, "in-process server: ready network namespaces (serve --pool-size)")
 	fs.IntVar(&o.InitPoolSize, "init-pool-size", bench.DefaultPool, "in-process server: started init processes (serve --init-pool-size)")

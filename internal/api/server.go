@@ -1,13 +1,17 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,40 +21,107 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// MaxBody bounds a request body: a 50 MB zip, base64-encoded inside JSON.
-const MaxBody = 72 << 20
+// Body limits, by operation. A request declaring more (Content-Length) is
+// refused before its body is read; a longer chunked body is cut at the limit.
+const (
+	// MaxBody bounds the operations that carry code (CreateFunction,
+	// UpdateFunctionCode, PublishLayerVersion): a 50 MB zip,
+	// base64-encoded inside JSON.
+	MaxBody = 72 << 20
+	// MaxInvokeBody is Lambda's synchronous invoke payload limit (the
+	// scheduler checks the smaller asynchronous one).
+	MaxInvokeBody = 6 << 20
+	// MaxSmallBody bounds every other request: configuration JSON and
+	// EC2/IAM Query forms (an IAM policy document is at most 10 KB).
+	MaxSmallBody = 1 << 20
+)
 
-// Verifier establishes who signed a request.
+// minBodyRate is the slowest upload the body deadline allows for on top of
+// the read timeout: a 70 MB CreateFunction may take ReadTimeout + 9 minutes.
+const minBodyRate = 128 << 10 // bytes per second
+
+// Verifier establishes who signed a request: Begin checks what the headers
+// say before the body is read, Pending.Finish completes the check with the
+// body's SHA-256 (*auth.Verifier).
 type Verifier interface {
-	Verify(r *http.Request, body []byte) (auth.Identity, error)
+	Begin(r *http.Request, service string) (*auth.Pending, error)
 }
 
-// ErrBodyTooLarge is handed to a service's WriteError when the body is over MaxBody.
+// ErrBodyTooLarge is handed to a service's WriteError (wrapped in a
+// *BodyTooLarge) when a body is over its operation's limit.
 var ErrBodyTooLarge = errors.New("request body is too large")
+
+// ErrBodyTimeout is handed to a service's WriteError when a request's body
+// did not arrive within the read timeout.
+var ErrBodyTimeout = errors.New("the request body was not received within the read timeout; send it at once, at more than 128 KB/s")
+
+// BodyTooLarge is a request body over its operation's limit. Its message is
+// Lambda's ("Request must be smaller than 6291456 bytes for the Invoke
+// operation").
+type BodyTooLarge struct {
+	Operation string
+	Limit     int64
+}
+
+func (e *BodyTooLarge) Error() string {
+	if e.Operation == "" {
+		return fmt.Sprintf("Request must be smaller than %d bytes", e.Limit)
+	}
+	return fmt.Sprintf("Request must be smaller than %d bytes for the %s operation", e.Limit, e.Operation)
+}
+func (e *BodyTooLarge) Unwrap() error { return ErrBodyTooLarge }
+
+// Operations is implemented by Query API services (ec2, iam) to name the
+// Actions they serve: the operation label of the request metric takes only
+// these values (others count as "Unknown").
+type Operations interface {
+	Operations() []string
+}
+
+// Labels of the operation dimension that are not operations.
+const (
+	OpUnknown         = "Unknown"         // an authenticated request for no known operation
+	OpUnauthenticated = "unauthenticated" // a request refused before it was authenticated
+)
 
 // Server routes verified requests to services.
 type Server struct {
-	verifier Verifier
-	services map[string]Service
-	extra    map[string]http.Handler
-	log      *slog.Logger
-	ready    atomic.Bool
-	requests *prometheus.CounterVec
-	authz    Authorizer // nil: IAM users are not restricted (tests)
+	verifier    Verifier
+	services    map[string]Service
+	known       map[string]map[string]bool // service -> Actions it serves (Query APIs)
+	extra       map[string]http.Handler
+	log         *slog.Logger
+	ready       atomic.Bool
+	requests    *prometheus.CounterVec
+	authz       Authorizer    // nil: IAM users are not restricted (tests)
+	readTimeout time.Duration // body deadline beyond the size allowance; 0 = the http.Server's
 }
 
 // New builds the front. reg may be nil.
 func New(v Verifier, log *slog.Logger, reg prometheus.Registerer, services ...Service) *Server {
-	s := &Server{verifier: v, services: map[string]Service{}, extra: map[string]http.Handler{}, log: log}
+	s := &Server{verifier: v, services: map[string]Service{}, known: map[string]map[string]bool{}, extra: map[string]http.Handler{}, log: log}
 	for _, svc := range services {
 		s.services[svc.Name()] = svc
+		if ops, ok := svc.(Operations); ok {
+			set := map[string]bool{}
+			for _, op := range ops.Operations() {
+				set[op] = true
+			}
+			s.known[svc.Name()] = set
+		}
 	}
-	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "API requests by service, operation and HTTP status."}, []string{"service", "operation", "status"})
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricRequests, Help: "API requests by service, operation (\"unauthenticated\" when refused before authentication, \"Unknown\" for no known operation) and HTTP status."}, []string{"service", "operation", "status"})
 	if reg != nil {
 		reg.MustRegister(s.requests)
 	}
 	return s
 }
+
+// SetReadTimeout bounds how long a request's body may take to arrive: d
+// plus its length at 128 KB/s, from the moment the request is
+// authenticated as far as its headers allow. A body not in by then is
+// refused with ErrBodyTimeout and the connection closed.
+func (s *Server) SetReadTimeout(d time.Duration) { s.readTimeout = d }
 
 // Authorizer decides whether an IAM user (Identity.User != "") may perform
 // action on resource with the given condition context; it returns nil or
@@ -109,7 +180,8 @@ func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) 
 	return service + ":" + op, "*", true
 }
 
-// Handle mounts an unsigned handler at an exact path (health, metrics).
+// Handle mounts a handler that does its own authentication (health, the
+// admin API) at an exact path.
 func (s *Server) Handle(path string, h http.Handler) { s.extra[path] = h }
 
 // SetReady flips /_lambdaplane/health to 200.
@@ -127,7 +199,14 @@ func (w *statusWriter) Flush() {
 	}
 }
 
-// ServeHTTP implements http.Handler.
+// Unwrap lets http.ResponseController reach the connection (read deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServeHTTP implements http.Handler. Nothing of a request's body is read
+// before its headers have authenticated it as far as they can (signature
+// form, credential scope, access key, date; the signature itself when the
+// request declares X-Amz-Content-Sha256); a refused request is answered at
+// once and its connection closed.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/_lambdaplane/health" {
 		if !s.ready.Load() {
@@ -144,30 +223,54 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	svc := s.pick(r)
 	sw := &statusWriter{ResponseWriter: w, status: 200}
-	var body []byte
+	op := OpUnauthenticated
 	defer func() {
-		s.requests.WithLabelValues(svc.Name(), Operation(svc.Name(), r, body), strconv.Itoa(sw.status)).Inc()
+		s.requests.WithLabelValues(svc.Name(), op, strconv.Itoa(sw.status)).Inc()
 	}()
-	if !s.ready.Load() {
-		svc.WriteError(sw, r, errors.New("service is starting"))
-		return
-	}
-	read, err := io.ReadAll(io.LimitReader(r.Body, MaxBody+1))
-	if err != nil {
-		svc.WriteError(sw, r, fmt.Errorf("read request body: %w", err))
-		return
-	}
-	if len(read) > MaxBody {
-		svc.WriteError(sw, r, ErrBodyTooLarge)
-		return
-	}
-	body = read
-	id, err := s.verifier.Verify(r, body)
-	if err != nil {
-		s.log.Debug("request rejected", "path", r.URL.Path, "err", err)
+	refuse := func(err error) {
+		s.log.Debug("request refused", "service", svc.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
+		// The body stays unread: the connection cannot carry another request.
+		sw.Header().Set("Connection", "close")
 		svc.WriteError(sw, r, err)
+	}
+	if !s.ready.Load() {
+		refuse(errors.New("service is starting"))
 		return
 	}
+	pending, err := s.verifier.Begin(r, svc.Name())
+	if err != nil {
+		refuse(err)
+		return
+	}
+	if _, ok := pending.Identity(); ok {
+		// The signature is verified (over the declared payload hash): the
+		// operation may be named even if the body is then refused.
+		op = s.operationLabel(svc.Name(), r, nil)
+	}
+	opName := "" // the Query APIs' Action may be in the body
+	if svc.Name() == "lambda" {
+		opName = lambdaOperation(r.Method, r.URL.Path)
+	}
+	limit := bodyLimit(svc.Name(), opName)
+	if r.ContentLength > limit {
+		refuse(&BodyTooLarge{Operation: opName, Limit: limit})
+		return
+	}
+	body, sum, err := s.readBody(sw, r, limit)
+	if err != nil {
+		if errors.As(err, new(*BodyTooLarge)) {
+			err = &BodyTooLarge{Operation: opName, Limit: limit}
+		}
+		refuse(err)
+		return
+	}
+	id, err := pending.Finish(sum)
+	if err != nil {
+		refuse(err)
+		return
+	}
+	markAuthenticated(r.Context())
+	op = s.operationLabel(svc.Name(), r, body)
 	if id.User != "" && s.authz != nil {
 		if action, resource, ok := iamRequest(svc.Name(), r, body, id); ok {
 			if err := s.authz.Authorize(r.Context(), id, action, resource, nil); err != nil {
@@ -181,15 +284,79 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.log.Debug("request", "service", svc.Name(), "method", r.Method, "path", r.URL.Path, "status", sw.status, "took", time.Since(t))
 }
 
-// pick finds the service: the credential scope when present, else the
-// request's shape (Lambda REST paths vs Query API forms).
+// readBody reads at most limit bytes of r's body within the body deadline
+// and returns it with its hexadecimal SHA-256. The connection's read
+// deadline is cleared afterwards: a long invoke must not see its
+// connection time out while the function runs.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, string, error) {
+	rc := http.NewResponseController(w)
+	if s.readTimeout > 0 {
+		n := r.ContentLength
+		if n < 0 {
+			n = limit
+		}
+		_ = rc.SetReadDeadline(time.Now().Add(s.readTimeout + time.Duration(n/minBodyRate)*time.Second))
+	}
+	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
+	size := int64(512)
+	if r.ContentLength > 0 {
+		size = r.ContentLength + 1
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, size))
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(buf, h), io.LimitReader(r.Body, limit+1))
+	switch {
+	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, "", fmt.Errorf("%w (%d bytes arrived)", ErrBodyTimeout, n)
+	case err != nil:
+		return nil, "", fmt.Errorf("read request body: %w", err)
+	case n > limit:
+		return nil, "", &BodyTooLarge{Limit: limit}
+	}
+	return buf.Bytes(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// bodyLimit is the largest body a request may carry: by operation for
+// Lambda, MaxSmallBody for the Query APIs.
+func bodyLimit(service, op string) int64 {
+	if service != "lambda" {
+		return MaxSmallBody
+	}
+	switch op {
+	case "CreateFunction", "UpdateFunctionCode", "PublishLayerVersion":
+		return MaxBody
+	case "Invoke":
+		return MaxInvokeBody
+	}
+	return MaxSmallBody
+}
+
+// operationLabel names an authenticated request for the request metric:
+// a Lambda operation, or an Action the Query service serves, else
+// "Unknown"; never a value only the client chose.
+func (s *Server) operationLabel(service string, r *http.Request, body []byte) string {
+	op := Operation(service, r, body)
+	if service == "lambda" {
+		return op // lambdaOperation's names are a fixed set
+	}
+	if s.known[service][op] {
+		return op
+	}
+	return OpUnknown
+}
+
+// pick finds the service: the credential scope when it names a served
+// service, else the request's shape (Lambda REST paths vs Query API forms).
+// A Lambda REST path is Lambda's whatever the scope says, so that a request
+// signed for another service is refused in Lambda's words.
 func (s *Server) pick(r *http.Request) Service {
-	if name := auth.ScopeService(r); name != "" {
+	lambdaPath := strings.HasPrefix(r.URL.Path, "/20") || strings.HasPrefix(r.URL.Path, "/_lambdaplane/")
+	if name := auth.ScopeService(r); name != "" && (!lambdaPath || name == "lambda") {
 		if svc, ok := s.services[name]; ok {
 			return svc
 		}
 	}
-	if !strings.HasPrefix(r.URL.Path, "/20") && r.Method == http.MethodPost {
+	if !lambdaPath && r.Method == http.MethodPost {
 		if strings.Contains(r.URL.RawQuery, "Version=2010-05-08") {
 			if svc, ok := s.services["iam"]; ok {
 				return svc
@@ -205,9 +372,10 @@ func (s *Server) pick(r *http.Request) Service {
 // MetricRequests counts API requests by service, operation and status.
 const MetricRequests = "lambdaplane_api_requests_total"
 
-// Operation names an API request for metrics: the Action of a Query API
-// (EC2, IAM) request, the operation a Lambda REST path and method map to,
-// or "Unknown" (the label's values stay bounded).
+// Operation names an API request: the Action of a Query API (EC2, IAM)
+// request when it is a short identifier, the operation a Lambda REST path
+// and method map to, or "Unknown". IAM authorization names the action with
+// it; the request metric keeps only the Actions a service serves.
 func Operation(service string, r *http.Request, body []byte) string {
 	if service != "lambda" {
 		if a := r.URL.Query().Get("Action"); a != "" {

@@ -40,6 +40,7 @@ type Verifier struct {
 	keys   KeyLookup
 	now    func() time.Time
 	signer *v4.Signer
+	region string // "" = any
 }
 
 // NewVerifier returns a Verifier that resolves keys with keys and reads the
@@ -65,60 +66,141 @@ type sigParams struct {
 	expires       time.Duration // presigned only
 }
 
-// Verify authenticates r. body is the complete request body (already read
-// by the caller). It returns the signer's identity, or an error that wraps
-// one of ErrMissingAuth, ErrMalformedAuth, ErrUnknownKey, ErrClockSkew,
-// ErrPresignedExpired or ErrBadSignature.
-func (v *Verifier) Verify(r *http.Request, body []byte) (Identity, error) {
+// SetRegion makes the Verifier accept only credential scopes of region
+// (and us-east-1 for the global services, iam), as AWS does: a request
+// scoped to another region is refused before its key is looked up. ""
+// accepts any region.
+func (v *Verifier) SetRegion(region string) { v.region = region }
+
+// globalRegion is the signing region of AWS's global services: IAM requests
+// are scoped to us-east-1 whatever region the client is in.
+var globalRegion = map[string]string{"iam": "us-east-1"}
+
+// Pending is a request whose headers have been authenticated as far as they
+// can be without its body: Finish completes the check with the body's
+// SHA-256.
+type Pending struct {
+	v        *Verifier
+	r        *http.Request
+	p        *sigParams
+	id       Identity
+	creds    aws.Credentials
+	declared string // X-Amz-Content-Sha256 (lower case); "" when absent
+	verified bool   // the signature was verified over declared
+}
+
+// Begin authenticates r from its headers (or presigned query) alone, before
+// any of its body is read: the signature's form, the credential scope (the
+// server's region; service must match, unless service is ""), the access
+// key, the date, and the declared payload hash. When the request declares
+// X-Amz-Content-Sha256 the signature itself is verified here, over that
+// hash; Finish then only checks the body against it. Without the header the
+// signature covers the body's hash, so it is checked by Finish.
+//
+// Errors wrap one of ErrMissingAuth, ErrMalformedAuth, ErrUnknownKey,
+// ErrClockSkew, ErrPresignedExpired or ErrBadSignature; a *Rejection
+// carries the message the client should see (a wrong scope, an unsigned
+// payload).
+func (v *Verifier) Begin(r *http.Request, service string) (*Pending, error) {
 	p, err := parseSigParams(r)
 	if err != nil {
-		return Identity{}, err
+		return nil, err
+	}
+	if service != "" && p.service != service {
+		return nil, &Rejection{Kind: ErrBadSignature, Message: fmt.Sprintf("Credential should be scoped to correct service: '%s'. ", service)}
+	}
+	if v.region != "" && p.region != v.region && p.region != globalRegion[p.service] {
+		return nil, &Rejection{Kind: ErrBadSignature, Message: fmt.Sprintf("Credential should be scoped to a valid region, not '%s'. ", p.region)}
 	}
 	if r.Header.Get(hdrSecurityTok) != "" || (p.presigned && r.URL.Query().Get(hdrSecurityTok) != "") {
 		// lambdaplane issues no temporary credentials, so no session token
 		// can be valid.
-		return Identity{}, fmt.Errorf("%w (X-Amz-Security-Token is not accepted: lambdaplane issues only long-term access keys; unset AWS_SESSION_TOKEN)", ErrUnknownKey)
+		return nil, fmt.Errorf("%w (X-Amz-Security-Token is not accepted: lambdaplane issues only long-term access keys; unset AWS_SESSION_TOKEN)", ErrUnknownKey)
 	}
 	acct, key, ok := v.keys.LookupKey(p.keyID)
 	if !ok {
-		return Identity{}, fmt.Errorf("%w (access key %s is not known here; use the credentials lambdaplane wrote for this server)", ErrUnknownKey, p.keyID)
+		return nil, fmt.Errorf("%w (access key %s is not known here; use the credentials lambdaplane wrote for this server)", ErrUnknownKey, p.keyID)
 	}
 	now := v.now()
 	if p.presigned {
 		if p.amzDate.Sub(now) > maxClockSkew {
-			return Identity{}, fmt.Errorf("%w (presigned request dated %s is in the future; server time is %s)", ErrClockSkew, p.amzDate.Format(amzDateFormat), now.UTC().Format(amzDateFormat))
+			return nil, fmt.Errorf("%w (presigned request dated %s is in the future; server time is %s)", ErrClockSkew, p.amzDate.Format(amzDateFormat), now.UTC().Format(amzDateFormat))
 		}
 		if now.After(p.amzDate.Add(p.expires)) {
-			return Identity{}, fmt.Errorf("%w (signed at %s, valid for %s)", ErrPresignedExpired, p.amzDate.Format(amzDateFormat), p.expires)
+			return nil, fmt.Errorf("%w (signed at %s, valid for %s)", ErrPresignedExpired, p.amzDate.Format(amzDateFormat), p.expires)
 		}
 	} else if d := now.Sub(p.amzDate); d > maxClockSkew || d < -maxClockSkew {
-		return Identity{}, fmt.Errorf("%w (request time %s, server time %s; fix the client's clock)", ErrClockSkew, p.amzDate.Format(amzDateFormat), now.UTC().Format(amzDateFormat))
+		return nil, fmt.Errorf("%w (request time %s, server time %s; fix the client's clock)", ErrClockSkew, p.amzDate.Format(amzDateFormat), now.UTC().Format(amzDateFormat))
 	}
+	want, err := hex.DecodeString(p.signature)
+	if err != nil || len(want) != sha256.Size {
+		return nil, fmt.Errorf("%w (Signature must be 64 hexadecimal digits)", ErrMalformedAuth)
+	}
+	pd := &Pending{
+		v: v, r: r, p: p,
+		id:    Identity{AccountID: acct.ID, AccessKeyID: key.ID, User: key.User, Service: p.service, Region: p.region},
+		creds: aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret},
+	}
+	h := r.Header.Get(hdrContentSHA)
+	if h == "" {
+		return pd, nil
+	}
+	switch {
+	case h == unsignedBody:
+		return nil, &Rejection{Kind: ErrBadSignature, Message: badSignatureMsg + " X-Amz-Content-SHA256: UNSIGNED-PAYLOAD is not accepted: sign the SHA-256 of the payload."}
+	case strings.HasPrefix(h, "STREAMING-"):
+		return nil, fmt.Errorf("%w (X-Amz-Content-Sha256 %s: chunked payload signing is not supported)", ErrMalformedAuth, h)
+	}
+	if b, err := hex.DecodeString(h); err != nil || len(b) != sha256.Size {
+		return nil, &Rejection{Kind: ErrBadSignature, Message: fmt.Sprintf("%s X-Amz-Content-SHA256 %q is not the hexadecimal SHA-256 of a payload.", badSignatureMsg, h)}
+	}
+	pd.declared = strings.ToLower(h)
+	if err := pd.check(want, pd.declared); err != nil {
+		return nil, err
+	}
+	pd.verified = true
+	return pd, nil
+}
 
-	// Payload hash: the client's X-Amz-Content-Sha256 when sent (it is then
-	// checked against the body unless it is UNSIGNED-PAYLOAD), else the
-	// SHA-256 of the body.
-	bodyHash := ""
-	hashes := make([]string, 0, 2)
-	if h := r.Header.Get(hdrContentSHA); h != "" {
-		if h != unsignedBody {
-			if strings.HasPrefix(h, "STREAMING-") {
-				return Identity{}, fmt.Errorf("%w (X-Amz-Content-Sha256 %s: chunked payload signing is not supported)", ErrMalformedAuth, h)
-			}
-			bodyHash = sha256Hex(body)
-			if !strings.EqualFold(h, bodyHash) {
-				return Identity{}, fmt.Errorf("%w (X-Amz-Content-Sha256 does not match the body)", ErrBadSignature)
-			}
+// badSignatureMsg is AWS's wording for a signature that does not verify.
+const badSignatureMsg = "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
+
+// Identity is the signer, once Begin has verified the signature (requests
+// that declared X-Amz-Content-Sha256).
+func (pd *Pending) Identity() (Identity, bool) { return pd.id, pd.verified }
+
+// Finish completes the verification with bodyHash, the hexadecimal SHA-256
+// of the body as it was read: against the declared X-Amz-Content-Sha256
+// when the request sent one, else as the payload hash of the signature.
+func (pd *Pending) Finish(bodyHash string) (Identity, error) {
+	if pd.verified {
+		if bodyHash != pd.declared {
+			return Identity{}, &Rejection{Kind: ErrBadSignature, Message: badSignatureMsg + " The body's SHA-256 does not match X-Amz-Content-SHA256."}
 		}
-		hashes = append(hashes, h)
-	} else {
-		hashes = append(hashes, sha256Hex(body))
-		if p.presigned {
-			hashes = append(hashes, unsignedBody)
+		return pd.id, nil
+	}
+	want, _ := hex.DecodeString(pd.p.signature) // checked by Begin
+	hashes := []string{bodyHash}
+	if pd.p.presigned && bodyHash == emptyHash {
+		// A presigned URL may sign UNSIGNED-PAYLOAD; with no body there is
+		// nothing it leaves unsigned.
+		hashes = append(hashes, unsignedBody)
+	}
+	var err error
+	for _, h := range hashes {
+		if err = pd.check(want, h); err == nil {
+			return pd.id, nil
 		}
 	}
+	return Identity{}, err
+}
 
-	rawPath := requestPath(r)
+// emptyHash is the SHA-256 of an empty payload.
+var emptyHash = sha256Hex(nil)
+
+// check recomputes the signature over payloadHash and compares it with want.
+func (pd *Pending) check(want []byte, payloadHash string) error {
+	rawPath := requestPath(pd.r)
 	// Canonical URI: AWS SDKs and botocore escape the already-escaped path
 	// once more for every service but S3; S3-style signers do not. Try the
 	// usual form first, the other only when it would differ.
@@ -126,29 +208,26 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (Identity, error) {
 	if needsPathEscape(rawPath) {
 		escapes = append(escapes, true)
 	}
-	creds := aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}
-	want, err := hex.DecodeString(p.signature)
-	if err != nil || len(want) != sha256.Size {
-		return Identity{}, fmt.Errorf("%w (Signature must be 64 hexadecimal digits)", ErrMalformedAuth)
-	}
 	for _, disableEscape := range escapes {
-		for _, ph := range hashes {
-			got, err := v.sign(r, p, rawPath, creds, ph, disableEscape)
-			if err != nil {
-				return Identity{}, err
-			}
-			if hmac.Equal(got, want) {
-				return Identity{
-					AccountID:   acct.ID,
-					AccessKeyID: key.ID,
-					User:        key.User,
-					Service:     p.service,
-					Region:      p.region,
-				}, nil
-			}
+		got, err := pd.v.sign(pd.r, pd.p, rawPath, pd.creds, payloadHash, disableEscape)
+		if err != nil {
+			return err
+		}
+		if hmac.Equal(got, want) {
+			return nil
 		}
 	}
-	return Identity{}, ErrBadSignature
+	return ErrBadSignature
+}
+
+// Verify authenticates r with its complete body (already read by the
+// caller): Begin with no service check, then Finish.
+func (v *Verifier) Verify(r *http.Request, body []byte) (Identity, error) {
+	pd, err := v.Begin(r, "")
+	if err != nil {
+		return Identity{}, err
+	}
+	return pd.Finish(sha256Hex(body))
 }
 
 // sign recomputes the signature of r as the client would have, and returns

@@ -76,7 +76,7 @@ type signedReq struct {
 	method, path, contentType string
 	body                      []byte
 	header                    map[string]string
-	service                   string
+	service, region           string
 	key                       AccessKey
 	at                        time.Time
 	payloadHash               string // default: SHA-256 of body
@@ -113,7 +113,11 @@ func (s signedReq) build(t *testing.T, base string) *http.Request {
 	if svc == "" {
 		svc = "lambda"
 	}
-	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}, req, ph, svc, "us-east-1", at)
+	region := s.region
+	if region == "" {
+		region = "us-east-1"
+	}
+	err = v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}, req, ph, svc, region, at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +162,6 @@ func TestVerifyHeaderOK(t *testing.T) {
 		"lambda invoke ARN":        {method: "POST", path: "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A123456789012%3Afunction%3Af/invocations", body: []byte(`{"k":"v"}`), header: map[string]string{"X-Amz-Invocation-Type": "RequestResponse", "X-Amz-Log-Type": "Tail"}},
 		"ec2 form POST":            {method: "POST", path: "/", service: "ec2", contentType: "application/x-www-form-urlencoded; charset=utf-8", body: []byte("Action=DescribeVpcs&Version=2016-11-15&VpcId.1=vpc-0123")},
 		"iam form POST":            {method: "POST", path: "/", service: "iam", contentType: "application/x-www-form-urlencoded; charset=utf-8", body: []byte("Action=CreateRole&RoleName=r&AssumeRolePolicyDocument=%7B%22Version%22%3A%222012-10-17%22%7D&Version=2010-05-08")},
-		"unsigned payload":         {method: "POST", path: "/2015-03-31/functions", body: []byte(`{}`), header: map[string]string{"X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD"}, payloadHash: "UNSIGNED-PAYLOAD"},
 		"content sha header":       {method: "POST", path: "/2015-03-31/functions", body: []byte(`{"a":1}`), header: map[string]string{"X-Amz-Content-Sha256": hashHex([]byte(`{"a":1}`))}},
 		"S3-style single escaping": {method: "GET", path: arnPath},
 	}
@@ -246,6 +249,9 @@ func TestVerifyRejects(t *testing.T) {
 		{name: "content sha does not match body", want: ErrBadSignature, req: func() *http.Request {
 			h := hashHex([]byte("something else"))
 			return signedReq{method: "POST", path: "/x", body: []byte("abc"), header: map[string]string{"X-Amz-Content-Sha256": h}, payloadHash: h}.build(t, srv.URL)
+		}},
+		{name: "unsigned payload", want: ErrBadSignature, req: func() *http.Request {
+			return signedReq{method: "POST", path: "/2015-03-31/functions", body: []byte(`{}`), header: map[string]string{"X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD"}, payloadHash: "UNSIGNED-PAYLOAD"}.build(t, srv.URL)
 		}},
 		{name: "unknown key", want: ErrUnknownKey, req: func() *http.Request {
 			return signedReq{method: "GET", path: "/", key: AccessKey{ID: "AKIANOTKNOWNNOTKNOWN", Secret: testKey.Secret}}.build(t, srv.URL)

@@ -66,6 +66,17 @@ func (e *AccessDenied) Error() string {
 	return fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s %s", e.Caller, e.Action, e.Resource, e.Reason)
 }
 
+// Rejection is a verification failure whose Message is what the client is
+// told, in AWS's words where AWS has some ("Credential should be scoped to
+// a valid region, not 'eu-west-1'. "); Kind is the sentinel it is a case of.
+type Rejection struct {
+	Kind    error
+	Message string
+}
+
+func (e *Rejection) Error() string { return e.Message }
+func (e *Rejection) Unwrap() error { return e.Kind }
+
 // Typed verification errors; the API edge maps them to each service's wire
 // format (UnrecognizedClientException / InvalidSignatureException / ...).
 var (

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -43,6 +44,9 @@ type Options struct {
 	// EgressAddr is a TCP address the remote server's functions can reach
 	// (the egress scenario); in-process the bench makes its own.
 	EgressAddr string
+	// MetricsURL is the remote server's Prometheus /metrics (default: port
+	// 9109 of the endpoint's host, serve's --metrics-listen default).
+	MetricsURL string
 
 	// Pools of the in-process server: ready network namespaces and started
 	// init processes (serve's --pool-size and --init-pool-size). The
@@ -343,7 +347,13 @@ func Run(ctx context.Context, o Options) (rep *Report, err error) {
 		e.iam = iam.NewFromConfig(c.Config)
 		e.role = "arn:aws:iam::000000000000:role/" + benchRole
 		e.Egress = o.EgressAddr
-		e.scrape = httpScraper(c.Endpoint + "/metrics")
+		mu := o.MetricsURL
+		if mu == "" {
+			if mu, err = defaultMetricsURL(c.Endpoint); err != nil {
+				return nil, err
+			}
+		}
+		e.scrape = httpScraper(mu)
 	} else {
 		rep.Target = "in-process"
 		rep.PoolSize, rep.InitPoolSize = o.PoolSize, o.InitPoolSize
@@ -463,7 +473,7 @@ func startLocal(ctx context.Context, o *Options, e *Env, work string) (func() er
 		cfg := server.Config{
 			Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data-"+ne.Prefix), Prefix: ne.Prefix, PoolSize: o.PoolSize, InitPoolSize: o.InitPoolSize,
 			UplinkNetns: inet, UplinkNet: netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254, 199, byte(4 * uplink)}), 30), InitPath: initPath,
-			IdleTimeout: 30 * time.Minute, AccountLimit: 1000,
+			IdleTimeout: 30 * time.Minute, AccountLimit: 1000, MetricsListen: "127.0.0.1:0",
 		}
 		if mut != nil {
 			mut(&cfg)
@@ -522,7 +532,7 @@ func (e *Env) bind(srv *server.Server) {
 	})
 	e.iam = iam.New(iam.Options{Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint), Credentials: creds})
 	e.ec2 = ec2.New(ec2.Options{Region: srv.Cfg.Region, BaseEndpoint: aws.String(srv.Endpoint), Credentials: creds})
-	e.scrape = httpScraper(srv.Endpoint + "/metrics")
+	e.scrape = httpScraper(srv.MetricsEndpoint + "/metrics")
 }
 
 // teardown deletes what the bench left on a spawned server: functions,
@@ -597,6 +607,17 @@ func makeInternet() (string, func() error, error) {
 		}
 	}()
 	return path, func() error { ln.Close(); return del() }, nil
+}
+
+// defaultMetricsURL is the /metrics of a server at endpoint that listens
+// for metrics where serve does by default: port 9109 of the same host.
+func defaultMetricsURL(endpoint string) (string, error) {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", fmt.Errorf("endpoint %q: %w", endpoint, err)
+	}
+	_, port, _ := net.SplitHostPort(server.DefaultMetricsListen)
+	return "http://" + net.JoinHostPort(u.Hostname(), port) + "/metrics", nil
 }
 
 func httpScraper(url string) func(ctx context.Context) (map[string]*dto.MetricFamily, error) {

@@ -46,6 +46,16 @@ func WrapEC2(inner api.Service, m *vpc.Model, r *Reconciler) *EC2 {
 // Name is the SigV4 service name.
 func (e *EC2) Name() string { return e.inner.Name() }
 
+// Operations names the Actions served: the inner service's and the two
+// added here.
+func (e *EC2) Operations() []string {
+	var ops []string
+	if o, ok := e.inner.(api.Operations); ok {
+		ops = o.Operations()
+	}
+	return append(ops, "AttachNetworkInterface", "DetachNetworkInterface")
+}
+
 // WriteError writes an error in EC2's format.
 func (e *EC2) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	e.inner.WriteError(w, r, err)

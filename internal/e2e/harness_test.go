@@ -243,6 +243,8 @@ func startServer(t testing.TB, opts ...envOpt) *env {
 		IdleTimeout: time.Minute, AsyncAckWait: 3 * time.Second,
 		AsyncBackoff: []time.Duration{200 * time.Millisecond, 400 * time.Millisecond},
 		UplinkNet:    uplinkNet(),
+		// Metrics have a listener of their own (MetricsEndpoint).
+		MetricsListen: "127.0.0.1:0",
 	}
 	for _, o := range opts {
 		o(&cfg)

@@ -86,13 +86,15 @@ func TestNoLeakAfterCycles(t *testing.T) {
 type serverProc struct {
 	cmd      *exec.Cmd
 	endpoint string
+	metrics  string // http://host:port of --metrics-listen
 }
 
 func startBinary(t *testing.T, data, prefix, listen string, uplink string) *serverProc {
 	t.Helper()
+	metricsAddr := freePort(t)
 	cmd := exec.Command(filepath.Join(binDir, "lambdaplane"), "serve", "--data", data, "--prefix", prefix, "--listen", listen,
 		"--uplink", "netns:"+internetNS, "--uplink-net", uplink, "--pool-size", "2", "--async-redelivery", "2s",
-		"--async-retry-backoff", "200ms,400ms", "--log-level", "warn")
+		"--async-retry-backoff", "200ms,400ms", "--log-level", "warn", "--metrics-listen", metricsAddr)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,7 +105,7 @@ func startBinary(t *testing.T, data, prefix, listen string, uplink string) *serv
 			t.Log("server: " + sc.Text())
 		}
 	}()
-	p := &serverProc{cmd: cmd, endpoint: "http://" + listen}
+	p := &serverProc{cmd: cmd, endpoint: "http://" + listen, metrics: "http://" + metricsAddr}
 	eventually(t, 60*time.Second, "server health", func() bool {
 		c, err := net.DialTimeout("tcp", listen, 200*time.Millisecond)
 		if err != nil {
@@ -200,7 +202,7 @@ func TestRestartKeepsQueuedEvents(t *testing.T) {
 	// No namespace from the killed process survives the restart's reconcile:
 	// what is left is the new server's (svc, pool of 2, its environments).
 	eventually(t, 20*time.Second, "stale environments reconciled", func() bool {
-		envs := int(metricValue(scrapeURL(t, p.endpoint), invoke.MetricEnvironments, nil))
+		envs := int(metricValue(scrapeURL(t, p.metrics), invoke.MetricEnvironments, nil))
 		ns, _, _ := netdev.ListPrefixed(prefix)
 		return len(ns) <= 1+2+envs
 	})

@@ -22,7 +22,7 @@ import (
 
 func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
 	t.Helper()
-	return scrapeURL(t, e.srv.Endpoint)
+	return scrapeURL(t, e.srv.MetricsEndpoint)
 }
 
 func scrapeURL(t *testing.T, endpoint string) map[string]*dto.MetricFamily {

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/vpc"
 )
@@ -81,6 +82,16 @@ var actions = map[string]handler{
 	"CreateTags":                    (*Service).createTags,
 	"DeleteTags":                    (*Service).deleteTags,
 	"DescribeTags":                  (*Service).describeTags,
+}
+
+// Operations names the Actions the service serves (the front's metric
+// labels).
+func (s *Service) Operations() []string {
+	out := make([]string, 0, len(actions))
+	for a := range actions {
+		out = append(out, a)
+	}
+	return out
 }
 
 // ServeAWS handles one verified EC2 request.
@@ -177,6 +188,10 @@ func wireError(err error) (code, msg string, status int) {
 		return "IncompleteSignature", err.Error(), http.StatusBadRequest
 	case errors.Is(err, auth.ErrClockSkew), errors.Is(err, auth.ErrPresignedExpired):
 		return "RequestExpired", err.Error(), http.StatusBadRequest
+	case errors.Is(err, api.ErrBodyTooLarge):
+		return "RequestEntityTooLarge", err.Error(), http.StatusRequestEntityTooLarge
+	case errors.Is(err, api.ErrBodyTimeout):
+		return "RequestTimeout", err.Error(), http.StatusRequestTimeout
 	}
 	return "InternalError", "An internal error has occurred; retry the request", http.StatusInternalServerError
 }

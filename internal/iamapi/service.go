@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
 )
@@ -73,6 +74,16 @@ var handlers = func() map[string]handler {
 	maps.Copy(hs, policyHandlers("User", (*Service).userPrincipal))
 	return hs
 }()
+
+// Operations names the Actions the service serves (the front's metric
+// labels).
+func (s *Service) Operations() []string {
+	out := make([]string, 0, len(handlers))
+	for a := range handlers {
+		out = append(out, a)
+	}
+	return out
+}
 
 // call is one request being served.
 type call struct {
@@ -186,6 +197,8 @@ var errorMapping = []struct {
 	{auth.ErrPresignedExpired, "SignatureDoesNotMatch", http.StatusForbidden},
 	{auth.ErrMissingAuth, "MissingAuthenticationToken", http.StatusForbidden},
 	{auth.ErrMalformedAuth, "IncompleteSignature", http.StatusBadRequest},
+	{api.ErrBodyTooLarge, "RequestEntityTooLarge", http.StatusRequestEntityTooLarge},
+	{api.ErrBodyTimeout, "RequestTimeout", http.StatusRequestTimeout},
 }
 
 // ErrorCode returns the IAM error code and HTTP status for err

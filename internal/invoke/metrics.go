@@ -51,7 +51,18 @@ type metrics struct {
 	mu      sync.Mutex
 	history []ColdStart // ring of the last coldStartHistory cold starts
 	next    int
+
+	// Per-function series are removed when the function is deleted; an
+	// invocation still running then records nothing for it afterwards.
+	fnMu sync.RWMutex
+	gone map[fnKey]time.Time // deleted functions, pruned after goneFor
 }
+
+type fnKey struct{ account, function string }
+
+// goneFor is how long a deleted function is remembered: longer than any
+// invocation that was running when it was deleted (15 minutes at most).
+const goneFor = 20 * time.Minute
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	fn := []string{"account", "function"}
@@ -67,6 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		envStarted:   prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEnvStarted, Help: "Execution environments whose sandbox started."}),
 		envStopped:   prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEnvStopped, Help: "Execution environments torn down."}),
 		reg:          reg,
+		gone:         map[fnKey]time.Time{},
 	}
 	if reg != nil {
 		reg.MustRegister(m.invocations, m.errors, m.throttles, m.enqueued, m.duration, m.initDuration, m.coldStarts, m.phases, m.envStarted, m.envStopped)
@@ -95,20 +107,66 @@ func invocationType(r *Request) string {
 	return r.InvocationType
 }
 
-func (m *metrics) invocation(c *control.Config, typ, outcome string) {
-	m.invocations.WithLabelValues(c.AccountID, c.FunctionName, typ, outcome).Inc()
-	if outcome == "error" {
-		m.errors.WithLabelValues(c.AccountID, c.FunctionName).Inc()
+// perFunction runs record unless c's function has been deleted (forget),
+// so that a late record cannot bring a deleted function's series back.
+func (m *metrics) perFunction(c *control.Config, record func()) {
+	m.fnMu.RLock()
+	defer m.fnMu.RUnlock()
+	if _, gone := m.gone[fnKey{c.AccountID, c.FunctionName}]; !gone {
+		record()
 	}
 }
+
+// forget removes the series of a deleted function.
+func (m *metrics) forget(account, function string) {
+	labels := prometheus.Labels{"account": account, "function": function}
+	m.fnMu.Lock()
+	defer m.fnMu.Unlock()
+	now := time.Now()
+	for k, at := range m.gone {
+		if now.Sub(at) > goneFor {
+			delete(m.gone, k)
+		}
+	}
+	m.gone[fnKey{account, function}] = now
+	m.invocations.DeletePartialMatch(labels)
+	m.errors.DeletePartialMatch(labels)
+	m.throttles.DeletePartialMatch(labels)
+	m.enqueued.DeletePartialMatch(labels)
+	m.duration.DeletePartialMatch(labels)
+	m.initDuration.DeletePartialMatch(labels)
+	m.coldStarts.DeletePartialMatch(labels)
+}
+
+// revive lets a function created again under a deleted one's name record.
+func (m *metrics) revive(account, function string) {
+	k := fnKey{account, function}
+	m.fnMu.RLock()
+	_, gone := m.gone[k]
+	m.fnMu.RUnlock()
+	if gone {
+		m.fnMu.Lock()
+		delete(m.gone, k)
+		m.fnMu.Unlock()
+	}
+}
+
+func (m *metrics) invocation(c *control.Config, typ, outcome string) {
+	m.perFunction(c, func() {
+		m.invocations.WithLabelValues(c.AccountID, c.FunctionName, typ, outcome).Inc()
+		if outcome == "error" {
+			m.errors.WithLabelValues(c.AccountID, c.FunctionName).Inc()
+		}
+	})
+}
 func (m *metrics) throttle(c *control.Config) {
-	m.throttles.WithLabelValues(c.AccountID, c.FunctionName).Inc()
+	m.perFunction(c, func() { m.throttles.WithLabelValues(c.AccountID, c.FunctionName).Inc() })
 }
 func (m *metrics) enqueue(c *control.Config) {
-	m.enqueued.WithLabelValues(c.AccountID, c.FunctionName).Inc()
+	m.perFunction(c, func() { m.enqueued.WithLabelValues(c.AccountID, c.FunctionName).Inc() })
 }
 func (m *metrics) observeInvoke(c *control.Config, d time.Duration, _ bool) {
-	m.duration.WithLabelValues(c.AccountID, c.FunctionName).Observe(d.Seconds())
+	m.perFunction(c, func() { m.duration.WithLabelValues(c.AccountID, c.FunctionName).Observe(d.Seconds()) })
 }
 
 func coldStartMode(c *control.Config) string {
@@ -120,12 +178,16 @@ func coldStartMode(c *control.Config) string {
 
 func (m *metrics) observeColdStart(c *control.Config, phases []Phase) {
 	mode := coldStartMode(c)
-	m.coldStarts.WithLabelValues(c.AccountID, c.FunctionName, mode).Inc()
+	m.perFunction(c, func() {
+		m.coldStarts.WithLabelValues(c.AccountID, c.FunctionName, mode).Inc()
+		for _, p := range phases {
+			if p.Name == "runtime_init" {
+				m.initDuration.WithLabelValues(c.AccountID, c.FunctionName).Observe(p.D.Seconds())
+			}
+		}
+	})
 	for _, p := range phases {
 		m.phases.WithLabelValues(mode, p.Name).Observe(p.D.Seconds())
-		if p.Name == "runtime_init" {
-			m.initDuration.WithLabelValues(c.AccountID, c.FunctionName).Observe(p.D.Seconds())
-		}
 	}
 	rec := ColdStart{AccountID: c.AccountID, Function: c.FunctionName, Mode: mode, At: time.Now(), Phases: append([]Phase(nil), phases...)}
 	m.mu.Lock()

@@ -543,8 +543,15 @@ func tail(b []byte) string {
 
 // Retire is called when a function's records change: environments whose
 // version/revision no longer resolves are destroyed (idle ones now, busy
-// ones when their invocation ends).
+// ones when their invocation ends). When the function is gone, its metric
+// series are removed.
 func (s *Scheduler) Retire(account, function string) {
+	var ce *control.Error
+	if _, err := s.o.Control.Resolve(account, "", function, ""); errors.As(err, &ce) && ce.Code == "ResourceNotFoundException" {
+		s.metrics.forget(account, function)
+	} else if err == nil {
+		s.metrics.revive(account, function)
+	}
 	var doomed []*env
 	s.mu.Lock()
 	for k, p := range s.pools {

@@ -32,8 +32,13 @@ var authErrors = []struct {
 	{auth.ErrPresignedExpired, "InvalidSignatureException", 403, "Signature expired: the presigned URL is past its X-Amz-Expires."},
 	{auth.ErrMissingAuth, "MissingAuthenticationTokenException", 403, "Missing Authentication Token: sign requests with AWS Signature Version 4 (use the credentials lambdaplane wrote to its data directory)."},
 	{auth.ErrMalformedAuth, "IncompleteSignatureException", 403, "The Authorization header is malformed; sign requests with AWS Signature Version 4."},
-	{api.ErrBodyTooLarge, "RequestTooLargeException", 413, "Request must be smaller than 73400320 bytes."},
+	{api.ErrBodyTooLarge, "RequestTooLargeException", 413, ""},
+	{api.ErrBodyTimeout, "RequestTimeoutException", 408, ""},
 }
+
+// An empty msg in authErrors, or an *auth.Rejection (a wrong credential
+// scope, an unsigned payload), means the error's own message is the one
+// the client sees.
 
 // writeError writes err in Lambda's format.
 func writeError(w http.ResponseWriter, requestID string, err error) {
@@ -48,9 +53,13 @@ func writeError(w http.ResponseWriter, requestID string, err error) {
 	case errors.Is(err, context.Canceled):
 		code, status, msg = "ServiceException", 500, "request canceled"
 	default:
+		var rej *auth.Rejection
 		for _, a := range authErrors {
 			if errors.Is(err, a.err) {
 				code, status, msg = a.code, a.status, a.msg
+				if a.msg == "" || errors.As(err, &rej) {
+					msg = err.Error()
+				}
 				break
 			}
 		}

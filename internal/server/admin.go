@@ -74,7 +74,7 @@ func (h *adminHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(out)
 	case http.MethodPost:
 		var in struct{ Name string }
-		if err := json.NewDecoder(r.Body).Decode(&in); err != nil || in.Name == "" {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil || in.Name == "" {
 			http.Error(w, `{"Message":"body must be {\"Name\":\"...\"}"}`, http.StatusBadRequest)
 			return
 		}

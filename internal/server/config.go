@@ -11,6 +11,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// DefaultMetricsListen is serve's --metrics-listen: loopback, next to the
+// API's 9009.
+const DefaultMetricsListen = "127.0.0.1:9109"
+
+// DefaultMaxUnauthConns bounds the API connections that have not yet
+// completed an authenticated request.
+const DefaultMaxUnauthConns = 256
+
 // Config is every setting of a server, with defaults in one place.
 type Config struct {
 	Listen       string         // API listener, default 127.0.0.1:9009
@@ -46,6 +54,22 @@ type Config struct {
 	LogQuota logs.Quota
 	LogRate  logs.RateLimit
 
+	// MetricsListen is the Prometheus /metrics listener, apart from the
+	// API; "" or "off" = none (serve's --metrics-listen defaults to
+	// DefaultMetricsListen).
+	MetricsListen string
+
+	// API listener bounds: the request headers must arrive within
+	// ReadHeaderTimeout (default 10s) and a body within ReadTimeout
+	// (default 1m) plus its length at 128 KB/s; a keep-alive connection
+	// idles at most IdleConnTimeout (default 2m); at most MaxUnauthConns
+	// connections (default 256, <0 = no limit) may be open that have not
+	// yet completed an authenticated request.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	IdleConnTimeout   time.Duration
+	MaxUnauthConns    int
+
 	// VPC functions.
 	VpcMode        string        // "hyperplane" (default) or "per-env-eni" (the pre-2019 model)
 	VpcIdleTimeout time.Duration // VPC functions idle this long become Inactive (default 14 days)
@@ -63,6 +87,21 @@ type Config struct {
 func (c *Config) Defaults() error {
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:9009"
+	}
+	if c.MetricsListen == "off" {
+		c.MetricsListen = ""
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = time.Minute
+	}
+	if c.IdleConnTimeout == 0 {
+		c.IdleConnTimeout = 2 * time.Minute
+	}
+	if c.MaxUnauthConns == 0 {
+		c.MaxUnauthConns = DefaultMaxUnauthConns
 	}
 	if c.DataDir == "" {
 		c.DataDir = ".lambdaplane"

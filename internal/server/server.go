@@ -38,6 +38,9 @@ type Server struct {
 	Cfg      Config
 	Endpoint string // http://host:port
 	Account  *auth.Account
+	// MetricsEndpoint is the Prometheus listener, http://host:port (scrape
+	// MetricsEndpoint + "/metrics"); "" when Cfg.MetricsListen is off.
+	MetricsEndpoint string
 
 	log        *slog.Logger
 	st         *store.Store
@@ -53,6 +56,7 @@ type Server struct {
 	front      *api.Server
 	http       *http.Server
 	ln         net.Listener
+	metrics    *http.Server
 	closeMu    sync.Once
 	closeErr   error
 }
@@ -212,21 +216,29 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.sched = sc
 
 	verifier := auth.NewVerifier(s.accounts, time.Now)
+	verifier.SetRegion(cfg.Region)
 	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log))
 	s.front.SetAuthorizer(authz)
-	s.front.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
 
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? pass --listen)", cfg.Listen, err)
 	}
 	s.Endpoint = "http://" + s.ln.Addr().String()
-	s.http = &http.Server{Handler: s.front, ReadHeaderTimeout: 30 * time.Second}
+	s.http = &http.Server{
+		Handler: s.front, ConnContext: api.ConnContext,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleConnTimeout,
+	}
+	apiLn := api.LimitUnauthenticated(s.ln, cfg.MaxUnauthConns)
 	go func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := s.http.Serve(apiLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("API server stopped", "err", err)
 		}
 	}()
+	if err := s.serveMetrics(reg); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, "endpoint"), []byte(s.Endpoint+"\n"), 0o600); err != nil {
 		return nil, err
 	}
@@ -234,8 +246,30 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.front.SetReady(true)
-	log.Info("lambdaplane is ready", "endpoint", s.Endpoint, "account", acct.ID, "credentials", credPath)
+	log.Info("lambdaplane is ready", "endpoint", s.Endpoint, "metrics", s.MetricsEndpoint, "account", acct.ID, "credentials", credPath)
 	return s, nil
+}
+
+// serveMetrics serves reg's /metrics on Cfg.MetricsListen, a listener of
+// its own: the API listener does not serve it.
+func (s *Server) serveMetrics(reg *prometheus.Registry) error {
+	if s.Cfg.MetricsListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.Cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("listen on %s for metrics: %w (pass --metrics-listen ADDR, or off)", s.Cfg.MetricsListen, err)
+	}
+	s.MetricsEndpoint = "http://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	go func() {
+		if err := s.metrics.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // Scheduler exposes the scheduler (tests, bench).
@@ -277,6 +311,9 @@ func (s *Server) Close() error {
 			cancel()
 		} else if s.ln != nil {
 			s.ln.Close()
+		}
+		if s.metrics != nil {
+			_ = s.metrics.Close()
 		}
 		if s.sched != nil {
 			s.sched.Close()
