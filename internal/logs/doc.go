@@ -29,10 +29,11 @@
 //   - The stream has no byte or message limit of its own.
 //
 // JetStream has no per-subject byte limit, so the Store accounts bytes
-// itself (the ledger): every message it stores is entered, in runs of about
-// 1/16 of a function's quota, and a function over a quota is cut with a
-// subject purge that keeps its newest N messages. A trimmed function keeps
-// between 15/16 and all of its quota. On start the Store updates an existing
+// itself (the ledger): every message the stream acknowledged is entered,
+// with its sequence, in runs of about 1/16 of a function's quota, and a
+// function over a quota is cut with a purge of its subject below the first
+// sequence it keeps (a message stored meanwhile is never taken). A trimmed
+// function keeps between 15/16 and all of its quota. On start the Store updates an existing
 // LOGS stream to this configuration (records stored by earlier versions stay
 // readable) and accounts what it holds by reading the stored messages'
 // headers, trimming what is over the current quotas.

@@ -89,11 +89,13 @@ type fnUsage struct {
 	acct  *acctUsage
 	bytes int64
 	msgs  int
-	runs  []run // oldest first
+	runs  []run  // oldest first
+	last  uint64 // stream sequence of the newest message
 }
 
 // run is a stretch of consecutive stored messages of one function.
 type run struct {
+	first uint64 // stream sequence of its oldest message
 	msgs  int
 	bytes int64
 }
@@ -112,9 +114,11 @@ func accountOf(subj string) string {
 	return parts[1]
 }
 
-// add records one stored message of size bytes and returns the subjects
-// that must be trimmed, each with how many of its newest messages to keep.
-func (l *ledger) add(subj string, size int64) map[string]uint64 {
+// add records one stored message (its stream sequence and size) and
+// returns the subjects that must be trimmed, each with the sequence below
+// which their messages go (a purge below a sequence removes nothing stored
+// since, so it can never take more than the ledger let go).
+func (l *ledger) add(subj string, size int64, seq uint64) map[string]uint64 {
 	u := l.subjects[subj]
 	if u == nil {
 		acct := accountOf(subj)
@@ -128,11 +132,13 @@ func (l *ledger) add(subj string, size int64) map[string]uint64 {
 		l.subjects[subj] = u
 	}
 	if n := len(u.runs); n == 0 || u.runs[n-1].bytes >= l.chunkSize || u.runs[n-1].msgs >= l.chunkMsgs {
-		u.runs = append(u.runs, run{})
+		u.runs = append(u.runs, run{first: seq})
 	}
 	last := &u.runs[len(u.runs)-1]
+	last.first = min(last.first, seq) // acknowledgements may come out of order
 	last.msgs++
 	last.bytes += size
+	u.last = max(u.last, seq)
 	u.msgs++
 	u.bytes += size
 	u.acct.bytes += size
@@ -146,7 +152,11 @@ func (l *ledger) add(subj string, size int64) map[string]uint64 {
 		if trims == nil {
 			trims = map[string]uint64{}
 		}
-		trims[s] = uint64(f.msgs)
+		if len(f.runs) > 0 {
+			trims[s] = f.runs[0].first
+		} else {
+			trims[s] = f.last + 1
+		}
 	}
 	for u.bytes > l.q.FunctionBytes && len(u.runs) > 1 {
 		trim(subj, u)

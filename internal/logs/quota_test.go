@@ -14,12 +14,20 @@ func testLedger(t *testing.T, q Quota) *ledger {
 	return newLedger(q)
 }
 
+// testSeq numbers the messages the tests add, as the stream would.
+var testSeq uint64
+
+func put(l *ledger, subj string, size int64) map[string]uint64 {
+	testSeq++
+	return l.add(subj, size, testSeq)
+}
+
 // fill adds n messages of size bytes to subj and returns the last trims
 // asked for each subject.
 func fill(l *ledger, subj string, n int, size int64) map[string]uint64 {
 	all := map[string]uint64{}
 	for range n {
-		for s, k := range l.add(subj, size) {
+		for s, k := range put(l, subj, size) {
 			all[s] = k
 		}
 	}
@@ -39,8 +47,11 @@ func TestLedgerFunctionQuotaTrimsOnlyThatFunction(t *testing.T) {
 	if fb > 1<<20 || fb < (1<<20)*(chunksPerQuota-1)/chunksPerQuota-100<<10 {
 		t.Fatalf("flooding function keeps %d bytes, want about its 1 MB quota", fb)
 	}
-	if keep := trims[flood]; keep != uint64(l.subjects[flood].msgs) || keep == 0 || keep >= 100 {
-		t.Fatalf("keep %d of 100 messages (ledger has %d)", keep, l.subjects[flood].msgs)
+	// The purge removes the messages below the oldest one still counted:
+	// those kept are exactly the newest the ledger holds.
+	u := l.subjects[flood]
+	if below := trims[flood]; below != u.runs[0].first || u.last-below+1 != uint64(u.msgs) || u.msgs == 0 || u.msgs >= 100 {
+		t.Fatalf("purge below %d, newest %d: %d messages kept, ledger has %d", below, u.last, u.last-below+1, u.msgs)
 	}
 	for _, s := range []string{quiet, other} {
 		if b, _ := l.usage(s); b != 3000 {
@@ -56,10 +67,10 @@ func TestLedgerAccountQuotaTrimsLargestFirst(t *testing.T) {
 	fill(l, b, 40, 50<<10)     // another account, 2 MB: its own business
 	trimmed := map[string]bool{}
 	for i := range 60 { // f1 and f2 alternate, 50 KB each: 6 MB into the account's 3 MB
-		for s := range l.add([]string{f1, f2}[i%2], 50<<10) {
+		for s := range put(l, []string{f1, f2}[i%2], 50<<10) {
 			trimmed[s] = true
 		}
-		for s := range l.add([]string{f2, f1}[i%2], 50<<10) {
+		for s := range put(l, []string{f2, f1}[i%2], 50<<10) {
 			trimmed[s] = true
 		}
 	}
@@ -103,8 +114,8 @@ func TestLedgerAccountQuotaManyFunctions(t *testing.T) {
 	purged := map[string]bool{}
 	for i := range 100 { // 100 functions × 512 KB (a run is 1 MB): 50 MB
 		subj := fmt.Sprintf("logs.111.f%03d", i)
-		for s, keep := range fill(l, subj, 2, 256<<10) {
-			if keep == 0 {
+		for s, below := range fill(l, subj, 2, 256<<10) {
+			if u := l.subjects[s]; u.msgs == 0 && below == u.last+1 {
 				purged[s] = true
 			}
 		}

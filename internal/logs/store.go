@@ -38,8 +38,8 @@ const DefaultFlushDelay = 20 * time.Millisecond
 // FlushDelay of log output; Close stores what is pending.
 //
 // What is kept is bounded per function and per account (Quota): the store
-// accounts every message it stores and purges a function's oldest
-// messages when the function, or its account, is over its quota.
+// accounts every message the stream acknowledged and purges a function's
+// oldest messages when the function, or its account, is over its quota.
 type Store struct {
 	js    jetstream.JetStream
 	st    jetstream.Stream
@@ -52,10 +52,17 @@ type Store struct {
 	quit    chan struct{}
 	done    chan struct{}
 
-	ledger    *ledger           // guarded by mu
-	trims     map[string]uint64 // subject → newest messages to keep; guarded by mu
-	trimKick  chan struct{}
-	trimsDone chan struct{}
+	ledger     *ledger       // guarded by mu
+	acks       chan pubAck   // published messages, to account once stored
+	keeperDone chan struct{} // the keeper accounted everything published before Close
+	abandon    chan struct{} // Close's context ended: stop waiting for acknowledgements
+}
+
+// pubAck is a published message waiting for its acknowledgement.
+type pubAck struct {
+	subj string
+	size int64
+	fut  jetstream.PubAckFuture
 }
 
 // Options configures a Store.
@@ -99,13 +106,12 @@ func NewStore(ctx context.Context, js jetstream.JetStream, o Options) (*Store, e
 	}
 	s := &Store{js: js, st: st, delay: o.FlushDelay, pending: map[string][]byte{},
 		kick: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{}),
-		ledger: newLedger(o.Quota), trims: map[string]uint64{}, trimKick: make(chan struct{}, 1), trimsDone: make(chan struct{})}
+		ledger: newLedger(o.Quota), acks: make(chan pubAck, 1<<14), keeperDone: make(chan struct{}), abandon: make(chan struct{})}
 	if err := s.load(ctx); err != nil {
 		return nil, fmt.Errorf("account stored logs: %w", err)
 	}
-	s.trim(ctx)
 	go s.flusher()
-	go s.trimmer()
+	go s.keeper()
 	return s, nil
 }
 
@@ -123,6 +129,8 @@ func (s *Store) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	trims := map[string]uint64{}
+	defer func() { s.purge(ctx, trims) }()
 	for seen := uint64(0); seen < total; {
 		msgs, err := c.Fetch(int(min(total-seen, 1000)), jetstream.FetchMaxWait(time.Second))
 		if err != nil {
@@ -132,69 +140,76 @@ func (s *Store) load(ctx context.Context) error {
 		for m := range msgs.Messages() {
 			got++
 			size, _ := strconv.ParseInt(m.Headers().Get(nats.MsgSize), 10, 64)
-			s.account(m.Subject(), size)
+			meta, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			for subj, below := range s.account(m.Subject(), size, meta.Sequence.Stream) {
+				trims[subj] = max(trims[subj], below)
+			}
 		}
 		if got == 0 { // purged meanwhile: nothing more to read
-			return msgs.Error()
+			break
 		}
 		seen += uint64(got)
 	}
 	return nil
 }
 
-// account enters one stored message into the ledger and queues the trims
-// it calls for.
-func (s *Store) account(subj string, dataLen int64) {
+// account enters one stored message into the ledger; it returns the
+// trims that calls for (subject → purge below this sequence).
+func (s *Store) account(subj string, dataLen int64, seq uint64) map[string]uint64 {
 	s.mu.Lock()
-	trims := s.ledger.add(subj, dataLen+msgOverhead)
-	for subj, keep := range trims {
-		s.trims[subj] = keep
-	}
-	s.mu.Unlock()
-	if len(trims) > 0 {
-		select {
-		case s.trimKick <- struct{}{}:
-		default:
-		}
+	defer s.mu.Unlock()
+	return s.ledger.add(subj, dataLen+msgOverhead, seq)
+}
+
+// purge carries out trims.
+func (s *Store) purge(ctx context.Context, trims map[string]uint64) {
+	for subj, below := range trims {
+		_ = s.st.Purge(ctx, jetstream.WithPurgeSubject(subj), jetstream.WithPurgeSequence(below))
 	}
 }
 
-// trimmer carries out the queued trims (Close carries out the last ones).
-func (s *Store) trimmer() {
-	defer close(s.trimsDone)
+// keeper accounts each published message once the stream acknowledged it
+// (with its sequence) and carries out the trims that calls for. After the
+// flusher's last flush (Close) it accounts what is left and returns.
+func (s *Store) keeper() {
+	defer close(s.keeperDone)
+	t := time.NewTimer(0)
+	t.Stop()
 	for {
 		select {
-		case <-s.trimKick:
-		case <-s.quit:
-			return
+		case a := <-s.acks:
+			s.settle(a, t)
+		case <-s.done:
+			for {
+				select {
+				case a := <-s.acks:
+					s.settle(a, t)
+				default:
+					return
+				}
+			}
 		}
-		// Purging keeps a subject's newest messages; wait (briefly) for
-		// the ones counted among them to be stored first.
-		select {
-		case <-s.js.PublishAsyncComplete():
-		case <-time.After(time.Second):
-		case <-s.quit:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		s.trim(ctx)
-		cancel()
 	}
 }
 
-// trim purges, for each queued subject, all but its newest messages.
-func (s *Store) trim(ctx context.Context) {
-	s.mu.Lock()
-	trims := s.trims
-	if len(trims) > 0 {
-		s.trims = map[string]uint64{}
-	}
-	s.mu.Unlock()
-	for subj, keep := range trims {
-		opts := []jetstream.StreamPurgeOpt{jetstream.WithPurgeSubject(subj)}
-		if keep > 0 {
-			opts = append(opts, jetstream.WithPurgeKeep(keep))
+// settle waits (bounded) for one message's acknowledgement and accounts it;
+// a message the stream refused or never acknowledged is not stored.
+func (s *Store) settle(a pubAck, t *time.Timer) {
+	t.Reset(30 * time.Second)
+	defer t.Stop()
+	select {
+	case ack := <-a.fut.Ok():
+		if trims := s.account(a.subj, a.size, ack.Sequence); len(trims) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			s.purge(ctx, trims)
+			cancel()
 		}
-		_ = s.st.Purge(ctx, opts...)
+	case <-a.fut.Err():
+	case <-t.C:
+	case <-s.abandon:
 	}
 }
 
@@ -262,10 +277,11 @@ func (s *Store) publish(subj string, frames []byte) error {
 	m := nats.NewMsg(subj)
 	m.Header.Set(headerFormat, formatFrames)
 	m.Data = frames
-	if _, err := s.js.PublishMsgAsync(m); err != nil {
+	fut, err := s.js.PublishMsgAsync(m)
+	if err != nil {
 		return err
 	}
-	s.account(subj, int64(len(frames)))
+	s.acks <- pubAck{subj: subj, size: int64(len(frames)), fut: fut}
 	return nil
 }
 
@@ -315,12 +331,16 @@ func (s *Store) Close(ctx context.Context) {
 	s.mu.Unlock()
 	close(s.quit)
 	<-s.done
-	<-s.trimsDone
+	select {
+	case <-s.keeperDone:
+	case <-ctx.Done():
+		close(s.abandon)
+		<-s.keeperDone
+	}
 	select {
 	case <-s.js.PublishAsyncComplete():
 	case <-ctx.Done():
 	}
-	s.trim(ctx)
 }
 
 // Purge deletes a function's logs (when the function is deleted), those
@@ -329,7 +349,6 @@ func (s *Store) Purge(ctx context.Context, acct, fn string) error {
 	subj := subject(acct, fn)
 	s.mu.Lock()
 	delete(s.pending, subj)
-	delete(s.trims, subj)
 	s.ledger.remove(subj)
 	s.mu.Unlock()
 	return s.st.Purge(ctx, jetstream.WithPurgeSubject(subj))
