@@ -151,12 +151,12 @@ func serve(args []string) error {
 	fs.StringVar(&c.DataDir, "data", ".lambdaplane", "data directory (store, credentials, code)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use an external NATS server with JetStream instead of the embedded one")
 	fs.StringVar(&c.Region, "region", "us-east-1", "region in ARNs and the credentials profile")
-	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups)")
+	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups); one running server per prefix on a host")
 	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready (raise it to the largest burst of cold starts you expect; ~0.4 MB kernel memory each)")
 	fs.IntVar(&c.InitPoolSize, "init-pool-size", sandbox.DefaultPoolSize, "sandbox init processes kept started (raise it with --pool-size for bursts; refills run at low CPU priority)")
 	fs.IntVar(&c.SandboxUIDBase, "sandbox-uid-base", 0, "first of the 65,536 host uids functions' uid 993 maps to, one per live environment (a multiple of 65536; 0 = a block no other server on this host holds, from 1073741824)")
 	fs.DurationVar(&c.RefillDelay, "pool-refill-delay", sandbox.DefaultRefillDelay, "refill the pools once cold starts stopped taking from them for this long (at most 10x that), so refills do not slow the starts down; negative = at once")
-	fs.StringVar(&svc, "service-cidr", "100.64.0.0/16", "addresses of execution environments")
+	fs.StringVar(&svc, "service-cidr", "100.64.0.0/16", "addresses of execution environments, not overlapping another running server's (auto = the first free /20 of 100.64.0.0/10 outside 100.64.0.0/16)")
 	fs.StringVar(&uplink, "uplink", "host", `where non-VPC functions reach "the internet": host, or netns:/run/netns/NAME`)
 	fs.StringVar(&uplinkNet, "uplink-net", "169.254.255.0/30", "link net between the service router and the uplink")
 	fs.Var(&allow, "egress-allow", "private CIDRs non-VPC functions may reach (comma separated; default none)")
@@ -181,11 +181,12 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	p, err := netip.ParsePrefix(svc)
-	if err != nil {
+	var err error
+	if svc == "auto" {
+		c.AutoServiceCIDR = true
+	} else if c.ServiceCIDR, err = netip.ParsePrefix(svc); err != nil {
 		return fmt.Errorf("--service-cidr %q: %w", svc, err)
 	}
-	c.ServiceCIDR = p
 	if c.UplinkNet, err = netip.ParsePrefix(uplinkNet); err != nil {
 		return fmt.Errorf("--uplink-net %q: %w", uplinkNet, err)
 	}

@@ -472,7 +472,7 @@ func startLocal(ctx context.Context, o *Options, e *Env, work string) (func() er
 		ne.Prefix = "b" + randHex(4)
 		cfg := server.Config{
 			Listen: "127.0.0.1:0", DataDir: filepath.Join(work, "data-"+ne.Prefix), Prefix: ne.Prefix, PoolSize: o.PoolSize, InitPoolSize: o.InitPoolSize,
-			UplinkNetns: inet, UplinkNet: netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254, 199, byte(4 * uplink)}), 30), InitPath: initPath,
+			UplinkNetns: inet, UplinkNet: netip.PrefixFrom(netip.AddrFrom4([4]byte{169, 254, 199, byte(4 * uplink)}), 30), InitPath: initPath, AutoServiceCIDR: true,
 			IdleTimeout: 30 * time.Minute, AccountLimit: 1000, MetricsListen: "127.0.0.1:0",
 		}
 		if mut != nil {

@@ -245,6 +245,9 @@ func startServer(t testing.TB, opts ...envOpt) *env {
 		UplinkNet:    uplinkNet(),
 		// Metrics have a listener of their own (MetricsEndpoint).
 		MetricsListen: "127.0.0.1:0",
+		// Servers of this and other test packages run at once: each takes
+		// a service CIDR no other running server holds.
+		AutoServiceCIDR: true,
 	}
 	for _, o := range opts {
 		o(&cfg)

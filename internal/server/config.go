@@ -54,6 +54,11 @@ type Config struct {
 	LogQuota logs.Quota
 	LogRate  logs.RateLimit
 
+	// AutoServiceCIDR makes the server pick ServiceCIDR itself: the first
+	// /20 of 100.64.0.0/10 outside 100.64.0.0/16 that no other server on
+	// the host uses (serve --service-cidr auto).
+	AutoServiceCIDR bool
+
 	// MetricsListen is the Prometheus /metrics listener, apart from the
 	// API; "" or "off" = none (serve's --metrics-listen defaults to
 	// DefaultMetricsListen).

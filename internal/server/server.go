@@ -59,6 +59,7 @@ type Server struct {
 	metrics    *http.Server
 	closeMu    sync.Once
 	closeErr   error
+	host       *hostClaim // the host-wide claim of Cfg.Prefix and Cfg.ServiceCIDR
 }
 
 // Start builds every part, reconciles the kernel with the stored state and
@@ -76,6 +77,15 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			s.Close()
 		}
 	}()
+	// Claim the prefix and the service CIDR host-wide before anything
+	// touches the kernel: another server's objects must never look like
+	// leftovers of this one.
+	if s.host, err = claimHost(LockDir, Holder{
+		PID: os.Getpid(), Prefix: cfg.Prefix, DataDir: cfg.DataDir, Listen: cfg.Listen, ServiceCIDR: cfg.ServiceCIDR.String(),
+	}, cfg.AutoServiceCIDR); err != nil {
+		return nil, err
+	}
+	cfg.ServiceCIDR, s.Cfg.ServiceCIDR = s.host.serviceCIDR, s.host.serviceCIDR
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
@@ -226,6 +236,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? pass --listen)", cfg.Listen, err)
 	}
 	s.Endpoint = "http://" + s.ln.Addr().String()
+	if err := s.host.setListen(s.ln.Addr().String()); err != nil {
+		log.Warn("recording the listen address in the host lock", "err", err)
+	}
 	s.http = &http.Server{
 		Handler: s.front, ConnContext: api.ConnContext,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout, IdleTimeout: cfg.IdleConnTimeout,
@@ -298,7 +311,8 @@ func (s *Server) Accounts() *auth.Accounts { return s.accounts }
 func (s *Server) Logs() *logs.Store { return s.logs }
 
 // Close stops serving and tears down every environment and the service
-// network; durable state stays in the store.
+// network; durable state stays in the store. The host-wide claim of the
+// prefix and service CIDR is given back last.
 func (s *Server) Close() error {
 	s.closeMu.Do(func() {
 		var errs []error
@@ -344,6 +358,7 @@ func (s *Server) Close() error {
 		if s.st != nil {
 			s.st.Close()
 		}
+		errs = append(errs, s.host.release())
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mustClaim(t *testing.T, dir string, h Holder, auto bool) *hostClaim {
+	t.Helper()
+	c, err := claimHost(dir, h, auto)
+	if err != nil {
+		t.Fatalf("claim %+v: %v", h, err)
+	}
+	t.Cleanup(func() { c.release() })
+	return c
+}
+
+func wantConflict(t *testing.T, err error, flag, holderData string) {
+	t.Helper()
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.Flag != flag {
+		t.Fatalf("err = %v, want a %s conflict", err, flag)
+	}
+	msg := err.Error()
+	for _, want := range []string{fmt.Sprintf("pid %d", os.Getpid()), "data dir " + holderData, "pass another " + flag} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %q", msg, want)
+		}
+	}
+}
+
+func TestClaimHost(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run", "lambdaplane") // created by the claim
+	pid := os.Getpid()
+	a := mustClaim(t, dir, Holder{PID: pid, Prefix: "a", DataDir: "/d/a", Listen: "127.0.0.1:0", ServiceCIDR: "100.64.0.0/16"}, false)
+	if st, err := os.Stat(dir); err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("lock dir: %v %v", st, err)
+	}
+	if err := a.setListen("127.0.0.1:9009"); err != nil {
+		t.Fatal(err)
+	}
+	var onDisk Holder
+	if b, err := os.ReadFile(filepath.Join(dir, "prefix-a.lock")); err != nil || json.Unmarshal(b, &onDisk) != nil {
+		t.Fatalf("claim file: %q %v", b, err)
+	}
+	if onDisk != (Holder{PID: pid, Prefix: "a", DataDir: "/d/a", Listen: "127.0.0.1:9009", ServiceCIDR: "100.64.0.0/16"}) {
+		t.Fatalf("claim file says %+v", onDisk)
+	}
+
+	// The same prefix, another data dir and service CIDR.
+	_, err := claimHost(dir, Holder{PID: pid, Prefix: "a", DataDir: "/d/b", ServiceCIDR: "10.1.0.0/16"}, false)
+	wantConflict(t, err, "--prefix", "/d/a")
+	// Another prefix, an overlapping service CIDR.
+	_, err = claimHost(dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/b", ServiceCIDR: "100.64.128.0/17"}, false)
+	wantConflict(t, err, "--service-cidr", "/d/a")
+	_, err = claimHost(dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/b", ServiceCIDR: "100.0.0.0/8"}, false)
+	wantConflict(t, err, "--service-cidr", "/d/a")
+	// Another prefix and service CIDR, the same data directory.
+	_, err = claimHost(dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/a", ServiceCIDR: "10.1.0.0/16"}, false)
+	wantConflict(t, err, "--data", "/d/a")
+	// The refused claims hold nothing.
+	mustClaim(t, dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/b", ServiceCIDR: "10.1.0.0/16"}, false)
+
+	// auto picks blocks outside the default /16 and the others' CIDRs.
+	e := mustClaim(t, dir, Holder{PID: pid, Prefix: "e", DataDir: "/d/e"}, true)
+	f := mustClaim(t, dir, Holder{PID: pid, Prefix: "f", DataDir: "/d/f"}, true)
+	if e.serviceCIDR.String() != "100.65.0.0/20" || f.serviceCIDR.String() != "100.65.16.0/20" {
+		t.Fatalf("auto service CIDRs %v and %v", e.serviceCIDR, f.serviceCIDR)
+	}
+	_, err = claimHost(dir, Holder{PID: pid, Prefix: "g", DataDir: "/d/g", ServiceCIDR: "100.65.0.0/16"}, false)
+	wantConflict(t, err, "--service-cidr", "/d/e")
+
+	// Released claims are free again, and their files are gone.
+	if err := a.release(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "prefix-a.lock")); !os.IsNotExist(err) {
+		t.Fatalf("released claim file: %v", err)
+	}
+	mustClaim(t, dir, Holder{PID: pid, Prefix: "a", DataDir: "/d/a2", ServiceCIDR: "100.64.0.0/16"}, false)
+}
+
+// A claim file nobody holds an flock on is a dead server's: it does not
+// block anyone, a restart with its prefix and auto gets its service CIDR
+// back, and other auto servers avoid that CIDR; it is removed once old.
+func TestClaimHostStaleFiles(t *testing.T) {
+	dir := t.TempDir()
+	pid := os.Getpid()
+	stale, _ := json.Marshal(Holder{PID: 999999, Prefix: "z", DataDir: "/d/z", ServiceCIDR: "100.64.0.0/16"})
+	if err := os.WriteFile(filepath.Join(dir, "prefix-z.lock"), stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, dir, Holder{PID: pid, Prefix: "a", DataDir: "/d/z", ServiceCIDR: "100.64.0.0/16"}, false)
+	mustClaim(t, dir, Holder{PID: pid, Prefix: "z", DataDir: "/d/z2", ServiceCIDR: "10.0.0.0/8"}, false)
+
+	// A server killed without Close (its descriptor closed, the file left).
+	k := mustClaim(t, dir, Holder{PID: pid, Prefix: "k", DataDir: "/d/k"}, true)
+	if k.serviceCIDR.String() != "100.65.0.0/20" {
+		t.Fatalf("auto service CIDR %v", k.serviceCIDR)
+	}
+	k.f.Close()
+	m := mustClaim(t, dir, Holder{PID: pid, Prefix: "m", DataDir: "/d/m"}, true)
+	if m.serviceCIDR.String() != "100.65.16.0/20" {
+		t.Fatalf("another auto server took %v, want the block after the dead server's", m.serviceCIDR)
+	}
+	k2 := mustClaim(t, dir, Holder{PID: pid, Prefix: "k", DataDir: "/d/k"}, true)
+	if k2.serviceCIDR != k.serviceCIDR {
+		t.Fatalf("restarted with %v, want %v again", k2.serviceCIDR, k.serviceCIDR)
+	}
+
+	old := filepath.Join(dir, "prefix-o.lock")
+	if err := os.WriteFile(old, stale, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(old, time.Now().Add(-2*staleKeep), time.Now().Add(-2*staleKeep)); err != nil {
+		t.Fatal(err)
+	}
+	mustClaim(t, dir, Holder{PID: pid, Prefix: "n", DataDir: "/d/n", ServiceCIDR: "172.16.0.0/16"}, false)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Fatalf("old stale claim file: %v", err)
+	}
+}
+
+func TestClaimHostRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	for _, h := range []Holder{
+		{Prefix: "../x", ServiceCIDR: "100.64.0.0/16"},
+		{Prefix: "", ServiceCIDR: "100.64.0.0/16"},
+		{Prefix: "a", ServiceCIDR: "fd00::/64"},
+	} {
+		if c, err := claimHost(dir, h, false); err == nil {
+			c.release()
+			t.Errorf("claimed %+v", h)
+		}
+	}
+}
