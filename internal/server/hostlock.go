@@ -120,18 +120,22 @@ func claimHost(dir string, h Holder, auto bool) (_ *hostClaim, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("prefix lock: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			f.Close()
-		}
-	}()
 	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, &ConflictError{Flag: "--prefix", Value: h.Prefix, Holder: readHolder(path)}
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	prev := readHolder(path) // a dead server's with this prefix, if any
+	prev, hadPrev := readHolderOK(path) // a dead server's with this prefix, if any
+	defer func() {
+		if err != nil {
+			if !hadPrev {
+				_ = os.Remove(path) // created here, for nothing
+			}
+			f.Close()
+		}
+	}()
 	others, stale, err := otherHolders(dir, path)
 	if err != nil {
 		return nil, err
@@ -182,10 +186,13 @@ func otherHolders(dir, own string) (live, stale []Holder, err error) {
 		st, serr := f.Stat()
 		f.Close()
 		switch {
-		case err == nil && (serr != nil || time.Since(st.ModTime()) > staleKeep):
-			_ = os.Remove(p)
 		case err == nil:
-			stale = append(stale, readHolder(p))
+			h, ok := readHolderOK(p)
+			if !ok || serr != nil || time.Since(st.ModTime()) > staleKeep {
+				_ = os.Remove(p)
+			} else {
+				stale = append(stale, h)
+			}
 		case errors.Is(err, unix.EWOULDBLOCK):
 			live = append(live, readHolder(p))
 		default:
@@ -273,12 +280,20 @@ func writeHolder(f *os.File, h Holder) error {
 
 // readHolder reads a claim file; what cannot be read is reported as such.
 func readHolder(path string) Holder {
-	var h Holder
-	b, err := os.ReadFile(path)
-	if err != nil || json.Unmarshal(b, &h) != nil {
+	h, ok := readHolderOK(path)
+	if !ok {
 		return Holder{DataDir: "?", Listen: "?", ServiceCIDR: "?", Prefix: strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "prefix-"), ".lock")}
 	}
 	return h
+}
+
+func readHolderOK(path string) (Holder, bool) {
+	var h Holder
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &h) != nil {
+		return Holder{}, false
+	}
+	return h, true
 }
 
 // flock retries on EINTR.

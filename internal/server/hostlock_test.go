@@ -64,7 +64,10 @@ func TestClaimHost(t *testing.T) {
 	// Another prefix and service CIDR, the same data directory.
 	_, err = claimHost(dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/a", ServiceCIDR: "10.1.0.0/16"}, false)
 	wantConflict(t, err, "--data", "/d/a")
-	// The refused claims hold nothing.
+	// The refused claims hold nothing and leave no file.
+	if _, err := os.Stat(filepath.Join(dir, "prefix-b.lock")); !os.IsNotExist(err) {
+		t.Fatalf("a refused claim left its file: %v", err)
+	}
 	mustClaim(t, dir, Holder{PID: pid, Prefix: "b", DataDir: "/d/b", ServiceCIDR: "10.1.0.0/16"}, false)
 
 	// auto picks blocks outside the default /16 and the others' CIDRs.
