@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -280,7 +281,9 @@ func TestBodyLimit(t *testing.T) {
 // timeout: the server answers ErrBodyTimeout and closes the connection.
 func TestSlowBodyCut(t *testing.T) {
 	f := newFront(t, 300*time.Millisecond, 16)
-	body := bytes.Repeat([]byte("x"), 100)
+	// One byte every 100 ms: the body would take hours, longer than the
+	// test's own deadline, so the connection's end can only be the server's.
+	body := bytes.Repeat([]byte("x"), 100000)
 	r, _ := http.NewRequest("POST", f.url+"/2015-03-31/functions", bytes.NewReader(body))
 	sign(t, r, body, signOpts{})
 	c, err := net.Dial("tcp", f.addr)
@@ -289,14 +292,14 @@ func TestSlowBodyCut(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
-	fmt.Fprintf(c, "POST /2015-03-31/functions HTTP/1.1\r\nHost: %s\r\nContent-Length: 100\r\n", r.Host)
+	fmt.Fprintf(c, "POST /2015-03-31/functions HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n", r.Host, len(body))
 	for k, vs := range r.Header {
 		fmt.Fprintf(c, "%s: %s\r\n", k, vs[0])
 	}
 	fmt.Fprint(c, "\r\n")
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() { // one byte every 100 ms: 10 s for the whole body
+	go func() {
 		for i := 0; i < len(body); i++ {
 			select {
 			case <-stop:
@@ -308,13 +311,17 @@ func TestSlowBodyCut(t *testing.T) {
 			}
 		}
 	}()
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("read response: %v", err)
 	}
 	msg, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 408 || !errors.Is(f.lambda.lastErr(), ErrBodyTimeout) || !resp.Close {
 		t.Fatalf("status %d %q close=%v, want 408 and the connection closed", resp.StatusCode, msg, resp.Close)
+	}
+	if _, err := br.ReadByte(); errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatal("the server kept the connection open, reading the rest of the body")
 	}
 	if f.lambda.served() != 0 {
 		t.Fatal("the service was handed a partial body")

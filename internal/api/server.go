@@ -229,8 +229,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	refuse := func(err error) {
 		s.log.Debug("request refused", "service", svc.Name(), "method", r.Method, "path", r.URL.Path, "err", err)
-		// The body stays unread: the connection cannot carry another request.
+		// The body stays unread: the connection cannot carry another
+		// request. An expired read deadline keeps the server from reading
+		// what is left of the body before it closes the connection.
 		sw.Header().Set("Connection", "close")
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 		svc.WriteError(sw, r, err)
 	}
 	if !s.ready.Load() {
@@ -285,8 +288,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // readBody reads at most limit bytes of r's body within the body deadline
-// and returns it with its hexadecimal SHA-256. The connection's read
-// deadline is cleared afterwards: a long invoke must not see its
+// and returns it with its hexadecimal SHA-256. Once the body is in, the
+// connection's read deadline is cleared: a long invoke must not see its
 // connection time out while the function runs.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, string, error) {
 	rc := http.NewResponseController(w)
@@ -297,7 +300,6 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 		}
 		_ = rc.SetReadDeadline(time.Now().Add(s.readTimeout + time.Duration(n/minBodyRate)*time.Second))
 	}
-	defer func() { _ = rc.SetReadDeadline(time.Time{}) }()
 	size := int64(512)
 	if r.ContentLength > 0 {
 		size = r.ContentLength + 1
@@ -313,6 +315,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64) (
 	case n > limit:
 		return nil, "", &BodyTooLarge{Limit: limit}
 	}
+	_ = rc.SetReadDeadline(time.Time{})
 	return buf.Bytes(), hex.EncodeToString(h.Sum(nil)), nil
 }
 
