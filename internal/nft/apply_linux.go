@@ -79,7 +79,7 @@ func (c *Conn) Apply(spec TableSpec) (changed bool, err error) {
 		}
 		return true, c.flush(spec.Name)
 	}
-	n, rebuild, err := c.repair(spec)
+	n, rebuild, err := c.repair(spec, false)
 	if err != nil {
 		return false, err
 	}
@@ -178,10 +178,24 @@ func sameChain(have *nftables.Chain, cs ChainSpec) bool {
 	return wantPol == havePol
 }
 
+// Check reports whether table spec.Name exists and matches spec (what
+// Apply would leave), without changing anything.
+func (c *Conn) Check(spec TableSpec) (same bool, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, err := c.findTable(spec.Name)
+	if err != nil || t == nil {
+		return false, err
+	}
+	n, rebuild, err := c.repair(spec, true)
+	return err == nil && n == 0 && !rebuild, err
+}
+
 // repair queues the changes that converge an existing table to spec. It
 // returns how many changes were queued, or rebuild=true when the table is
-// incompatible and must be replaced as a whole.
-func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
+// incompatible and must be replaced as a whole. With dry it only counts
+// the differences and queues nothing.
+func (c *Conn) repair(spec TableSpec, dry bool) (n int, rebuild bool, err error) {
 	t := table(spec.Name)
 
 	allChains, err := c.c.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
@@ -232,15 +246,19 @@ func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
 
 	for _, name := range spec.Counters {
 		if !haveObj[name] {
-			c.c.AddObj(&nftables.CounterObj{Table: t, Name: name})
+			if !dry {
+				c.c.AddObj(&nftables.CounterObj{Table: t, Name: name})
+			}
 			n++
 		}
 	}
 	for _, ss := range spec.Sets {
 		have, ok := setByName[ss.Name]
 		if !ok {
-			if err := c.addSet(t, ss); err != nil {
-				return 0, false, err
+			if !dry {
+				if err := c.addSet(t, ss); err != nil {
+					return 0, false, err
+				}
 			}
 			n++
 			continue
@@ -251,13 +269,16 @@ func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
 		}
 		want := intervalElements(ss.Prefixes)
 		if !slices.Equal(elementKeys(els), elementKeys(want)) {
+			n++
+			if dry {
+				continue
+			}
 			c.c.FlushSet(have)
 			if len(want) > 0 {
 				if err := c.c.SetAddElements(have, want); err != nil {
 					return 0, false, fmt.Errorf("nft: set %s: %w", ss.Name, err)
 				}
 			}
-			n++
 		}
 	}
 	// Chains first (rules may jump to them), then rules.
@@ -267,8 +288,10 @@ func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
 			queued[cs.Name] = have
 			continue
 		}
-		queued[cs.Name] = c.c.AddChain(chainOf(t, cs))
 		n++
+		if !dry {
+			queued[cs.Name] = c.c.AddChain(chainOf(t, cs))
+		}
 	}
 	for _, cs := range spec.Chains {
 		if cs.Unmanaged {
@@ -276,7 +299,9 @@ func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
 		}
 		ch := queued[cs.Name]
 		if _, existed := chains[cs.Name]; !existed {
-			c.addRules(ch, cs.Rules)
+			if !dry {
+				c.addRules(ch, cs.Rules)
+			}
 			continue
 		}
 		rules, err := c.c.GetRules(t, ch)
@@ -284,9 +309,11 @@ func (c *Conn) repair(spec TableSpec) (n int, rebuild bool, err error) {
 			return 0, false, fmt.Errorf("nft: list rules of chain %s: %w", cs.Name, err)
 		}
 		if !sameRules(rules, cs.Rules) {
-			c.c.FlushChain(ch)
-			c.addRules(ch, cs.Rules)
 			n++
+			if !dry {
+				c.c.FlushChain(ch)
+				c.addRules(ch, cs.Rules)
+			}
 		}
 	}
 	return n, false, nil
