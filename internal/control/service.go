@@ -669,34 +669,23 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 			return nil, invalidParam("%v", err)
 		}
 	}
-	cur, err := s.lookup(acct, region, r.Name)
-	if err != nil {
+	if _, err := s.lookup(acct, region, r.Name); err != nil {
 		return nil, err
 	}
-	vpcCfg := cur.Latest.VpcConfig
-	vpcChanged := false
+	// What the request asks is resolved here; what it changes is decided
+	// in the update below, against the record it writes (the cache may be
+	// behind another writer's update).
 	var asked *VpcConfig // the request's VpcConfig: its condition keys
 	if in.VpcConfig != nil {
-		if vpcCfg, err = s.resolveVpc(ctx, acct, in.VpcConfig); err != nil {
+		if asked, err = s.resolveVpc(ctx, acct, in.VpcConfig); err != nil {
 			return nil, err
 		}
-		asked = vpcCfg
-		if vpcCfg != nil {
-			vpcCfg.NetUser = netUser(region, acct, r.Name, vpcCfg)
+		if asked != nil {
+			asked.NetUser = netUser(region, acct, r.Name, asked)
 		}
-		vpcChanged = netUserOf(vpcCfg) != netUserOf(cur.Latest.VpcConfig)
 	}
 	if err := s.authorize(ctx, "lambda:UpdateFunctionConfiguration", FunctionARN(region, acct, r.Name), asked); err != nil {
 		return nil, err
-	}
-	if in.Role != nil || vpcChanged {
-		role := cur.Latest.Role
-		if in.Role != nil {
-			role = *in.Role
-		}
-		if err := s.checkRole(ctx, acct, role, vpcCfg != nil); err != nil {
-			return nil, err
-		}
 	}
 	var layerRefs []LayerRef
 	if in.Layers != nil { // [] detaches every layer
@@ -704,6 +693,7 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 			return nil, err
 		}
 	}
+	vpcChanged := false
 	out, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
 		if in.Layers != nil {
 			if err := s.checkUnzippedTotal(c.CodeUnzipped, layerRefs); err != nil {
@@ -738,10 +728,16 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		if in.EphemeralStorage != nil {
 			c.EphemeralStorage = in.EphemeralStorage.Size
 		}
+		vpcChanged = in.VpcConfig != nil && netUserOf(asked) != netUserOf(c.VpcConfig)
 		if vpcChanged {
-			c.VpcConfig = vpcCfg
-			if vpcCfg != nil {
+			c.VpcConfig = asked
+			if asked != nil {
 				setUpdating(c, "The function is being updated.")
+			}
+		}
+		if in.Role != nil || vpcChanged {
+			if err := s.checkRole(ctx, acct, c.Role, c.VpcConfig != nil); err != nil {
+				return err
 			}
 		}
 		return s.validateConfig(c)
@@ -769,32 +765,39 @@ func (s *Service) publishVersion(ctx context.Context, acct, region, name, codeSh
 		return nil, err
 	}
 	name = r.Name
-	fn, err := s.lookup(acct, region, name)
-	if err != nil {
+	if _, err := s.lookup(acct, region, name); err != nil {
 		return nil, err
 	}
-	if !duringCreate && (fn.Latest.State == StatePending || fn.Latest.LastUpdateStatus == UpdateInProgress) {
-		return nil, conflict("The operation cannot be performed at this time. The function is being set up (%s); publish after it is Active.", fn.Latest.StateReasonCode)
-	}
-	if codeSha != "" && codeSha != fn.Latest.CodeSha256 {
-		return nil, invalidParam("CodeSHA256 (%s) is different from current CodeSHA256 in $LATEST (%s). Please try again with the CodeSHA256 in $LATEST.", codeSha, fn.Latest.CodeSha256)
-	}
+	var last *Config
 	if vs, _ := s.versionsOf(acct, name); len(vs) > 0 {
-		last := vs[len(vs)-1]
-		if sameCode(&last, &fn.Latest) && (desc == "" || desc == last.VersionDesc) {
-			return &last, nil
-		}
+		last = &vs[len(vs)-1]
 	}
+	// Every check is made against the record the version is taken from.
 	var v Config
 	nf, rev, err := s.fns.Update(ctx, fnKey(acct, name), func(f *Function) error {
 		if revisionID != "" && revisionID != f.Latest.RevisionID {
 			return preconditionFailed("The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
+		}
+		if !duringCreate && (f.Latest.State == StatePending || f.Latest.LastUpdateStatus == UpdateInProgress) {
+			return conflict("The operation cannot be performed at this time. The function is being set up (%s); publish after it is Active.", f.Latest.StateReasonCode)
+		}
+		if codeSha != "" && codeSha != f.Latest.CodeSha256 {
+			return invalidParam("CodeSHA256 (%s) is different from current CodeSHA256 in $LATEST (%s). Please try again with the CodeSHA256 in $LATEST.", codeSha, f.Latest.CodeSha256)
+		}
+		if last != nil && sameCode(last, &f.Latest) && (desc == "" || desc == last.VersionDesc) {
+			return errUnchanged
 		}
 		v = f.Latest
 		v.Version = strconv.Itoa(f.NextVersion)
 		f.NextVersion++
 		return nil
 	})
+	if errors.Is(err, errUnchanged) {
+		return last, nil
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, notFound("Function not found: %s", FunctionARN(region, acct, name))
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -812,6 +815,9 @@ func (s *Service) publishVersion(ctx context.Context, acct, region, name, codeSh
 	s.cache.putVersion(versionKey(acct, name, v.Version), &v, vrev)
 	return &v, nil
 }
+
+// errUnchanged: publishing would snapshot what the newest version holds.
+var errUnchanged = errors.New("unchanged since the newest version")
 
 // sameCode reports whether a published version equals $LATEST in everything
 // a publish would snapshot.
