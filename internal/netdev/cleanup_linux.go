@@ -18,7 +18,10 @@ import (
 // peers elsewhere go away at once), the host link <prefix>-up and the host
 // nft table ip <prefix>-host. Already gone is success. It does not need a
 // Router, so an operator can run it after a crash.
-func Cleanup(prefix string) error {
+func Cleanup(prefix string) error { return cleanup(prefix, nil) }
+
+// cleanup is Cleanup leaving the namespaces in keep in place.
+func cleanup(prefix string, keep map[string]bool) error {
 	if !prefixRE.MatchString(prefix) {
 		return invalid("prefix %q", prefix)
 	}
@@ -32,7 +35,9 @@ func Cleanup(prefix string) error {
 		errs = append(errs, deleteAllLinks(svcPath))
 	}
 	for _, n := range names {
-		errs = append(errs, deleteNamedNetns(n))
+		if !keep[n] {
+			errs = append(errs, deleteNamedNetns(n))
+		}
 	}
 	errs = append(errs, withRootHandle(func(h *netlink.Handle) error {
 		return delLink(h, hostLinkName(prefix))

@@ -42,6 +42,11 @@ type Config struct {
 	// refilled at once. 0 = DefaultRefillDelay, negative = none.
 	RefillDelay time.Duration
 	Logger      *slog.Logger
+	// OnRepair, if set, is called for every kernel object a repair pass
+	// (Router.Repair, VPCs.Verify, VPCs.CheckInterface) found missing or
+	// different from what was applied; kind is one of RepairKinds. Each
+	// repair is also logged. It must not block.
+	OnRepair func(kind RepairKind, object string)
 }
 
 // DefaultRefillDelay is the default Config.RefillDelay (package sandbox's

@@ -135,7 +135,25 @@ func (v *VPCs) ensureHP(rt *vpcRouter, s VPCSpec) error {
 		v.r.svcH.RouteReplace(&netlink.Route{Table: table, Dst: zero, LinkIndex: sl.Attrs().Index, Gw: addr.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}),
 		ensureRoute(rt.h, &netlink.Route{LinkIndex: rl.Attrs().Index, Dst: ipNet(host32(GatewayAddr)), Scope: netlink.SCOPE_LINK}),
 		ensureRoute(rt.h, &netlink.Route{LinkIndex: rl.Attrs().Index, Dst: ipNet(v.r.cfg.ServiceCIDR), Gw: GatewayAddr.AsSlice(), Scope: netlink.SCOPE_UNIVERSE}),
+		v.ensureEnvRules(s.ID),
 	)
+}
+
+// ensureEnvRules adds the service router's rule of every environment
+// attached in the VPC that lacks it (a rebuilt service router has none).
+func (v *VPCs) ensureEnvRules(vpcID string) error {
+	v.amu.Lock()
+	defer v.amu.Unlock()
+	var errs []error
+	for env, a := range v.att {
+		if a.vpcID != vpcID {
+			continue
+		}
+		if err := v.r.svcH.RuleAdd(envRule(env, a.table)); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("rule from %v lookup %d: %w", env, a.table, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // hpAddr returns the VPC router's address on its hyperplane link: the one

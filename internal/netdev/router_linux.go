@@ -48,6 +48,13 @@ type Router struct {
 	isSetup bool
 	closed  bool
 	allow   []netip.Prefix
+	// keep are namespaces Close leaves in place (instance namespaces a
+	// process still runs in; see VPCs.Close).
+	keep map[string]bool
+
+	// nftMu orders converging the service router's table (Setup, Repair)
+	// and replacing its allow-list, so a repair never applies a stale list.
+	nftMu sync.Mutex
 
 	kick    chan struct{}
 	stop    context.CancelFunc
@@ -99,7 +106,11 @@ func (r *Router) Ready() int {
 // and no stale environment namespaces or links with the prefix. It is
 // idempotent and starts the pool refill. If Setup created the service
 // router and then fails, it removes what it created.
-func (r *Router) Setup(ctx context.Context) error {
+func (r *Router) Setup(ctx context.Context) error { return r.setup(ctx, true) }
+
+// setup is Setup; rollback removes a service router it created when the
+// rest fails (at start; a repair keeps what it built and retries).
+func (r *Router) setup(ctx context.Context, rollback bool) error {
 	r.kmu.Lock()
 	defer r.kmu.Unlock()
 	r.mu.Lock()
@@ -117,7 +128,7 @@ func (r *Router) Setup(ctx context.Context) error {
 		err = r.setupRest(ctx)
 	}
 	if err != nil {
-		if created {
+		if created && rollback {
 			r.closeHandles()
 			err = errors.Join(err, Cleanup(r.cfg.Prefix))
 		}
@@ -304,29 +315,35 @@ func (r *Router) ensureUplink() error {
 // ensureHost, for an uplink in the host's root namespace, enables IPv4
 // forwarding there and converges the host nft table.
 func (r *Router) ensureHost() error {
+	_, err := r.applyHost()
+	return err
+}
+
+// applyHost is ensureHost reporting whether the host table had to change.
+func (r *Router) applyHost() (changed bool, err error) {
 	if r.cfg.UplinkNetns != "" {
-		return nil
+		return false, nil
 	}
 	if err := inNetns(hostNetnsPath(), func() error {
 		return writeSysctls([]sysctl{{"net.ipv4.ip_forward", "1"}})
 	}); err != nil {
-		return err
+		return false, err
 	}
 	spec, err := nft.HostTable(nft.HostConfig{Table: hostTableName(r.cfg.Prefix), UplinkNet: r.cfg.UplinkNet, Uplink: hostLinkName(r.cfg.Prefix)})
 	if err != nil {
-		return err
+		return false, err
 	}
 	c, err := nft.Open(hostNetnsPath())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer c.Close()
-	if changed, err := c.Apply(spec); err != nil {
-		return err
+	if changed, err = c.Apply(spec); err != nil {
+		return false, err
 	} else if changed {
 		r.log.Info("host nft table converged", "table", spec.Name)
 	}
-	return nil
+	return changed, nil
 }
 
 func (r *Router) svcSpec(allow []netip.Prefix) (nft.TableSpec, error) {
@@ -334,18 +351,26 @@ func (r *Router) svcSpec(allow []netip.Prefix) (nft.TableSpec, error) {
 }
 
 func (r *Router) ensureNft() error {
+	_, err := r.applyNft()
+	return err
+}
+
+// applyNft is ensureNft reporting whether the table had to change.
+func (r *Router) applyNft() (bool, error) {
+	r.nftMu.Lock()
+	defer r.nftMu.Unlock()
 	r.mu.Lock()
 	allow := r.allow
 	r.mu.Unlock()
 	spec, err := r.svcSpec(allow)
 	if err != nil {
-		return err
+		return false, err
 	}
 	changed, err := r.nft.Apply(spec)
 	if changed && err == nil {
 		r.log.Info("service router nft table converged", "table", spec.Name)
 	}
-	return err
+	return changed, err
 }
 
 // SetEgressAllow replaces the operator allow-list (one nft transaction).
@@ -361,6 +386,8 @@ func (r *Router) SetEgressAllow(allow []netip.Prefix) error {
 	if r.nft == nil {
 		return ErrNotSetup
 	}
+	r.nftMu.Lock()
+	defer r.nftMu.Unlock()
 	spec, err := r.svcSpec(c.EgressAllow)
 	if err != nil {
 		return err
@@ -437,6 +464,10 @@ func (r *Router) reconcileEnvs() error {
 		}
 	}
 	for _, e := range known {
+		if !isNetnsMount(e.Path) {
+			errs = append(errs, r.dropGoneEnv(e))
+			continue
+		}
 		if err := r.plumbEnv(e, false); err != nil {
 			errs = append(errs, fmt.Errorf("repair %s: %w", e.Name, err))
 		}
@@ -485,6 +516,19 @@ func (r *Router) Close() error {
 		errs = append(errs, delLink(r.svcH, UplinkName))
 	}
 	r.closeHandles()
-	errs = append(errs, Cleanup(r.cfg.Prefix))
+	r.mu.Lock()
+	keep := r.keep
+	r.mu.Unlock()
+	errs = append(errs, cleanup(r.cfg.Prefix, keep))
 	return errors.Join(errs...)
+}
+
+// keepOnClose makes Close leave namespace name in place.
+func (r *Router) keepOnClose(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.keep == nil {
+		r.keep = map[string]bool{}
+	}
+	r.keep[name] = true
 }

@@ -96,7 +96,19 @@ type vpcRouter struct {
 	h       *netlink.Handle
 	nft     *nft.Conn
 	applied *VPCSpec // nil: reconcile fully next time
+	last    *VPCSpec // the spec last asked for (applied or not)
 	table   nft.VPCTable
+}
+
+// interfaces are the router's interfaces as last asked for.
+func (rt *vpcRouter) interfaces() []IfaceSpec {
+	if rt.last != nil {
+		return rt.last.Interfaces
+	}
+	if rt.applied != nil {
+		return rt.applied.Interfaces
+	}
+	return nil
 }
 
 // NewVPCs returns the VPC datapath of router r (which must be set up before
@@ -163,7 +175,7 @@ func (v *VPCs) Apply(ctx context.Context, specs []VPCSpec) error {
 	}
 	for id, rt := range v.rts {
 		if !want[id] {
-			errs = append(errs, v.teardown(rt))
+			errs = append(errs, v.teardown(rt, false))
 			delete(v.rts, id)
 		}
 	}
@@ -182,7 +194,7 @@ func (v *VPCs) Apply(ctx context.Context, specs []VPCSpec) error {
 		}
 	}
 	if full {
-		if err := v.sweep(specs); err != nil {
+		if err := v.sweep(specs, nil); err != nil {
 			errs = append(errs, err)
 		} else {
 			v.swept = true
@@ -203,16 +215,23 @@ func (v *VPCs) apply(s VPCSpec) error {
 			return err
 		}
 		v.rts[s.ID] = rt
+		rt.last = &s
 		if err := v.full(rt, s); err != nil {
 			if created { // setup rolls back
-				err = errors.Join(err, v.teardown(rt))
+				err = errors.Join(err, v.teardown(rt, false))
 				delete(v.rts, s.ID)
 			}
 			return err
 		}
 		return nil
 	}
+	rt.last = &s
 	if rt.applied == nil {
+		if !sameNsAsPath(rt.ns, rt.path) {
+			if err := v.reopen(rt); err != nil {
+				return err
+			}
+		}
 		return v.full(rt, s)
 	}
 	if err := v.delta(rt, *rt.applied, s); err != nil {
@@ -257,6 +276,25 @@ func (v *VPCs) openRouter(id string) (*vpcRouter, bool, error) {
 		return fail(err)
 	}
 	return rt, created, nil
+}
+
+// reopen replaces the handles of a router whose namespace was removed or
+// replaced behind our back (they still point at the old one, which lives
+// as long as they do): the namespace is opened again, or created, and the
+// VPC's attaches wait until a full reconcile has rebuilt it. Closing the
+// old handles frees the old namespace, and with it every veth into it.
+func (v *VPCs) reopen(rt *vpcRouter) error {
+	v.amu.Lock()
+	delete(v.hp, rt.id)
+	v.amu.Unlock()
+	rt.close()
+	nrt, _, err := v.openRouter(rt.id)
+	if err != nil {
+		return err
+	}
+	rt.ns, rt.h, rt.nft = nrt.ns, nrt.h, nrt.nft
+	rt.applied, rt.table = nil, nft.VPCTable{}
+	return nil
 }
 
 func (rt *vpcRouter) close() {
@@ -553,7 +591,10 @@ func (v *VPCs) ensureIfaces(rt *vpcRouter, s VPCSpec) error {
 			}
 			v.log.Info("rebuilding interface", "eni", i.ID, "reason", err)
 		}
-		if err := v.destroyIface(rt, i.ID); err != nil {
+		// The namespace stays: a process may live in it (an instance, a
+		// NAT gateway); createIface plumbs a new veth into it.
+		delete(v.ready, i.ID)
+		if err := delLink(rt.h, name); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -637,16 +678,24 @@ func (v *VPCs) ensureNATTable(path string, i IfaceSpec, vpcCIDR netip.Prefix) er
 
 // createIface builds an interface: its namespace with eth0 (the ENI's MAC
 // and address, default route via the subnet gateway) and the router's end
-// with a /32 route. On failure nothing is left behind.
+// with a /32 route. A namespace that exists already is adopted (a process
+// in it, such as an instance that outlived a server restart, keeps
+// running and is reachable again): its old eth0 is replaced. On failure
+// the link is removed, and the namespace if it was created now.
 func (v *VPCs) createIface(rt *vpcRouter, s VPCSpec, i IfaceSpec) (err error) {
 	if !i.Addr.Is4() || !i.Gateway.Is4() || !i.Subnet.IsValid() {
 		return fmt.Errorf("interface %s: address %v, gateway %v or subnet %v is not IPv4", i.ID, i.Addr, i.Gateway, i.Subnet)
 	}
 	name := InstanceNetnsName(v.prefix, i.ID)
+	path := filepath.Join(netnsRunDir, name)
 	link := ifaceLink(i.ID)
+	adopt := isNetnsMount(path)
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, delLink(rt.h, link), deleteNamedNetns(name))
+			err = errors.Join(err, delLink(rt.h, link))
+			if !adopt {
+				err = errors.Join(err, deleteNamedNetns(name))
+			}
 		}
 	}()
 	sc := instSysctls
@@ -659,10 +708,23 @@ func (v *VPCs) createIface(rt *vpcRouter, s VPCSpec, i IfaceSpec) (err error) {
 			ins.Close()
 		}
 	}()
-	err = newNetnsDo(name, sc, func() error {
+	plumb := func() error {
 		var err error
 		if ins, err = netns.Get(); err != nil {
 			return err
+		}
+		if adopt { // what a lost veth left: an eth0 without a peer, or none
+			if err := writeSysctls(sc); err != nil {
+				return err
+			}
+			if lo, err := netlink.LinkByName("lo"); err == nil {
+				_ = netlink.LinkSetUp(lo)
+			}
+			if old, err := netlink.LinkByName(InstanceIfName); err == nil {
+				if err := netlink.LinkDel(old); err != nil && !isNotFound(err) {
+					return fmt.Errorf("delete stale %s: %w", InstanceIfName, err)
+				}
+			}
 		}
 		veth := &netlink.Veth{
 			LinkAttrs: netlink.LinkAttrs{Name: InstanceIfName, HardwareAddr: i.MAC},
@@ -694,11 +756,15 @@ func (v *VPCs) createIface(rt *vpcRouter, s VPCSpec, i IfaceSpec) (err error) {
 			return err
 		}
 		return netlink.RouteAdd(&netlink.Route{LinkIndex: el.Attrs().Index, Gw: i.Gateway.AsSlice()})
-	})
-	if errors.Is(err, errNetnsExists) { // left over: replace it
-		if err = deleteNamedNetns(name); err == nil {
-			return v.createIface(rt, s, i)
-		}
+	}
+	if adopt {
+		v.log.Info("adopting the existing namespace of an interface", "eni", i.ID, "netns", name)
+		err = inNetns(path, plumb)
+	} else {
+		err = newNetnsDo(name, sc, plumb)
+	}
+	if errors.Is(err, errNetnsExists) { // appeared meanwhile: adopt it
+		return v.createIface(rt, s, i)
 	}
 	if err != nil {
 		return err
@@ -714,7 +780,7 @@ func (v *VPCs) createIface(rt *vpcRouter, s VPCSpec, i IfaceSpec) (err error) {
 		return fmt.Errorf("route %v: %w", i.Addr, err)
 	}
 	if i.NAT {
-		if err := v.ensureNATTable(filepath.Join(netnsRunDir, name), i, s.CIDR); err != nil {
+		if err := v.ensureNATTable(path, i, s.CIDR); err != nil {
 			return err
 		}
 	}
@@ -847,16 +913,27 @@ func flushTable(h *netlink.Handle, table int) error {
 }
 
 // teardown removes a VPC router, its interfaces' namespaces and its
-// internet gateway; already gone is success.
-func (v *VPCs) teardown(rt *vpcRouter) error {
+// internet gateway; already gone is success. With keepAttached the
+// namespaces of interfaces attached to an instance stay (and Router.Close
+// is told to leave them): the instance's process keeps its namespace, and
+// the next start adopts it.
+func (v *VPCs) teardown(rt *vpcRouter, keepAttached bool) error {
 	var errs []error
-	if rt.applied != nil {
-		for _, i := range rt.applied.Interfaces {
-			errs = append(errs, deleteNamedNetns(InstanceNetnsName(v.prefix, i.ID)))
-			delete(v.ready, i.ID)
+	for _, i := range rt.interfaces() {
+		name := InstanceNetnsName(v.prefix, i.ID)
+		delete(v.ready, i.ID)
+		if keepAttached && i.Attached {
+			v.log.Info("leaving an instance's namespace in place", "eni", i.ID, "netns", name)
+			v.r.keepOnClose(name)
+			continue
 		}
-		for _, l := range rt.applied.Lambdas {
-			delete(v.ready, l.ID)
+		errs = append(errs, deleteNamedNetns(name))
+	}
+	for _, sp := range []*VPCSpec{rt.applied, rt.last} {
+		if sp != nil {
+			for _, l := range sp.Lambdas {
+				delete(v.ready, l.ID)
+			}
 		}
 	}
 	if v.r.svcH != nil {
@@ -873,8 +950,9 @@ func (v *VPCs) teardown(rt *vpcRouter) error {
 }
 
 // sweep removes what has the prefix but no record: VPC router and
-// interface namespaces and service-router VPC links.
-func (v *VPCs) sweep(specs []VPCSpec) error {
+// interface namespaces and service-router VPC links. Namespaces in keep
+// stay.
+func (v *VPCs) sweep(specs []VPCSpec, keep map[string]bool) error {
 	wantNs := map[string]bool{}
 	wantSvc := map[string]bool{}
 	for _, s := range specs {
@@ -893,7 +971,7 @@ func (v *VPCs) sweep(specs []VPCSpec) error {
 	var errs []error
 	for _, n := range names {
 		rest := strings.TrimPrefix(n, v.prefix+"-")
-		if (strings.HasPrefix(rest, "v") || strings.HasPrefix(rest, "i")) && !wantNs[n] {
+		if (strings.HasPrefix(rest, "v") || strings.HasPrefix(rest, "i")) && !wantNs[n] && !keep[n] {
 			v.log.Info("removing stale namespace", "netns", n)
 			path := filepath.Join(netnsRunDir, n)
 			if strings.HasPrefix(rest, "v") && isNetnsMount(path) {
@@ -919,7 +997,10 @@ func (v *VPCs) sweep(specs []VPCSpec) error {
 }
 
 // Close removes every VPC router and interface namespace this datapath
-// manages (the service router is the Router's). Already gone is success.
+// manages (the service router is the Router's), except the namespaces of
+// interfaces attached to an instance: a process runs in each, and the
+// next start adopts it (re-plumbing its veth), so the instance is
+// reachable again without being restarted. Already gone is success.
 func (v *VPCs) Close() error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -930,12 +1011,18 @@ func (v *VPCs) Close() error {
 	v.r.kmu.RLock()
 	defer v.r.kmu.RUnlock()
 	var errs []error
+	keep := map[string]bool{}
 	for id, rt := range v.rts {
-		errs = append(errs, v.teardown(rt))
+		for _, i := range rt.interfaces() {
+			if i.Attached {
+				keep[InstanceNetnsName(v.prefix, i.ID)] = true
+			}
+		}
+		errs = append(errs, v.teardown(rt, true))
 		delete(v.rts, id)
 	}
 	if v.r.svcH != nil {
-		errs = append(errs, v.sweep(nil))
+		errs = append(errs, v.sweep(nil, keep))
 	}
 	return errors.Join(errs...)
 }

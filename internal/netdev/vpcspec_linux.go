@@ -72,6 +72,10 @@ type IfaceSpec struct {
 	// NAT marks a NAT gateway's interface: its namespace forwards and
 	// masquerades what the router sends it.
 	NAT bool
+	// Attached marks an interface attached to an instance ("lambdaplane
+	// instance run"): a process lives in its namespace, so VPCs.Close
+	// leaves the namespace in place for the next start to adopt.
+	Attached bool
 }
 
 // Names and numbers inside a VPC router.
