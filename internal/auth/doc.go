@@ -9,10 +9,16 @@
 // account exactly once however many processes race for it, and
 // WriteCredentialsFile writes it for the AWS CLI and SDKs.
 //
-// Verifier.Verify returns the caller's Identity or an error wrapping one of
-// ErrMissingAuth, ErrMalformedAuth, ErrUnknownKey, ErrClockSkew,
-// ErrPresignedExpired, ErrBadSignature; each service maps those to its own
-// wire error.
+// Verifier.Begin authenticates a request from its headers alone (signature
+// form, credential scope against the server's region and the endpoint's
+// service, key, date, and the signature itself over a declared
+// X-Amz-Content-Sha256, UNSIGNED-PAYLOAD refused), so that nothing of a
+// body is read for a request that cannot be valid; Pending.Finish
+// completes it with the body's SHA-256. Verifier.Verify does both for a
+// body already read. Errors wrap one of ErrMissingAuth, ErrMalformedAuth,
+// ErrUnknownKey, ErrClockSkew, ErrPresignedExpired, ErrBadSignature (a
+// *Rejection carries AWS's message, e.g. for a wrong scope); each service
+// maps those to its own wire error.
 //
 // Known limits of recomputing with the SDK signer: a client that signs
 // "content-length: 0" or an ignored header (user-agent, expect,
