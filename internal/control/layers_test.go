@@ -33,7 +33,7 @@ func newTestService(t *testing.T, limits codepkg.Limits) *Service {
 	return s
 }
 
-func testZip(t *testing.T, files map[string]string) []byte {
+func testZip(t testing.TB, files map[string]string) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

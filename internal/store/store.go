@@ -31,6 +31,13 @@ type Options struct {
 	URL string
 	// Logger receives store events; nil means slog.Default().
 	Logger *slog.Logger
+	// SyncInterval, when positive, makes the embedded server sync its
+	// files to disk in the background this often instead of after every
+	// write: an acknowledged write can then be lost to a host crash (not
+	// to a process kill). Zero, the default, syncs every write before it
+	// is acknowledged. Benchmarks compare the two; an external server
+	// (URL) keeps its own setting (sync_always, replicas).
+	SyncInterval time.Duration
 }
 
 // Store is an open connection to JetStream plus, when embedded, the server.
@@ -68,7 +75,14 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			MaxPayload:         8 << 20,
 			JetStreamMaxMemory: 256 << 20,
 			JetStreamMaxStore:  64 << 30,
-			SyncInterval:       2 * time.Second,
+			// Every stream and bucket (records, code, queued events,
+			// logs, consumers' acknowledgements) is written to disk
+			// before the write is acknowledged.
+			SyncAlways:   o.SyncInterval <= 0,
+			SyncInterval: 2 * time.Second,
+		}
+		if o.SyncInterval > 0 {
+			opts.SyncInterval = o.SyncInterval
 		}
 		srv, err := server.NewServer(opts)
 		if err != nil {
