@@ -154,6 +154,11 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 	stopHB()
 	var ce *control.Error
 	switch {
+	case err == nil && resp.logErr != nil && attempt < maxAttempts:
+		// Acknowledged means its log is stored: run it again instead.
+		s.log.Warn("storing an Event invoke's log failed; the event runs again", "function", ev.Function, "requestId", ev.RequestID, "attempt", attempt, "err", resp.logErr)
+		_ = m.NakWithDelay(s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)])
+		return
 	case err == nil && resp.FunctionError == "":
 		if aerr := m.DoubleAck(q.ctx); aerr != nil {
 			s.log.Warn("async ack failed; the event may run again", "requestId", ev.RequestID, "err", aerr)

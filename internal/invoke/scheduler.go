@@ -201,6 +201,10 @@ type Response struct {
 	LogResult       string // base64 of the last 4 KB of the log, with LogTail
 	ExecutedVersion string
 	RequestID       string
+
+	// logErr: an Event invoke's log could not be stored (its event is
+	// then not acknowledged, so it runs again).
+	logErr error
 }
 
 // NewRequestID returns a UUID-shaped id.
@@ -423,9 +427,9 @@ func (s *Scheduler) initFailed(r *Request, cfg *control.Config, failed *initFail
 	b.WriteString(logs.EndLine(r.RequestID))
 	b.WriteString(logs.ReportLine(logs.Report{RequestID: r.RequestID, Duration: d, MemorySizeMB: cfg.MemorySize, Status: "error"}))
 	text := []byte(b.String())
-	s.storeLog(r, cfg, logs.Record{Version: cfg.Version, RequestID: r.RequestID, Text: text})
+	logErr := s.storeLog(r, cfg, logs.Record{Version: cfg.Version, RequestID: r.RequestID, Text: text})
 	s.metrics.invocation(cfg, invocationType(r), "error")
-	resp := &Response{Status: 200, Payload: errorBody(fe), FunctionError: "Unhandled", ExecutedVersion: cfg.Version, RequestID: r.RequestID}
+	resp := &Response{Status: 200, Payload: errorBody(fe), FunctionError: "Unhandled", ExecutedVersion: cfg.Version, RequestID: r.RequestID, logErr: logErr}
 	if r.LogTail {
 		resp.LogResult = tail(text)
 	}
@@ -497,9 +501,9 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	}
 	b.WriteString(logs.ReportLine(rep))
 	text := []byte(b.String())
-	s.storeLog(r, cfg, logs.Record{Version: cfg.Version, LogStream: e.logStream, RequestID: r.RequestID, Text: text})
+	logErr := s.storeLog(r, cfg, logs.Record{Version: cfg.Version, LogStream: e.logStream, RequestID: r.RequestID, Text: text})
 
-	resp := &Response{Status: 200, ExecutedVersion: cfg.Version, RequestID: r.RequestID}
+	resp := &Response{Status: 200, ExecutedVersion: cfg.Version, RequestID: r.RequestID, logErr: logErr}
 	if fe != nil {
 		resp.FunctionError = "Unhandled"
 		resp.Payload = errorBody(fe)
@@ -514,17 +518,19 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	return resp, healthy
 }
 
-// storeLog keeps an invoke's log. An Event invoke's log is stored at once:
-// it is that invoke's only output, and the event is acknowledged next.
-func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) {
+// storeLog keeps an invoke's log. An Event invoke's log is stored at once
+// and waited for: it is that invoke's only output, and the event is
+// acknowledged next, only if it was stored (the error says it was not).
+// Other invokes' logs are batched; nothing on their path waits for the store.
+func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) error {
 	if s.o.Logs == nil {
-		return
+		return nil
 	}
 	if r.async {
-		_ = s.o.Logs.AppendNow(cfg.AccountID, cfg.FunctionName, rec)
-		return
+		return s.o.Logs.AppendNow(cfg.AccountID, cfg.FunctionName, rec)
 	}
 	_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, rec)
+	return nil
 }
 
 func errorBody(fe *runtimeapi.FunctionError) []byte {

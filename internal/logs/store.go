@@ -60,9 +60,10 @@ type Store struct {
 
 // pubAck is a published message waiting for its acknowledgement.
 type pubAck struct {
-	subj string
-	size int64
-	fut  jetstream.PubAckFuture
+	subj   string
+	size   int64
+	fut    jetstream.PubAckFuture
+	stored chan error // nil, or told whether the message was stored (AppendNow)
 }
 
 // Options configures a Store.
@@ -200,16 +201,25 @@ func (s *Store) keeper() {
 func (s *Store) settle(a pubAck, t *time.Timer) {
 	t.Reset(30 * time.Second)
 	defer t.Stop()
+	tell := func(err error) { // AppendNow waits for this
+		if a.stored != nil {
+			a.stored <- err
+		}
+	}
 	select {
 	case ack := <-a.fut.Ok():
+		tell(nil)
 		if trims := s.account(a.subj, a.size, ack.Sequence); len(trims) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			s.purge(ctx, trims)
 			cancel()
 		}
-	case <-a.fut.Err():
+	case err := <-a.fut.Err():
+		tell(err)
 	case <-t.C:
+		tell(errors.New("log store: no acknowledgement within 30s"))
 	case <-s.abandon:
+		tell(errors.New("log store: closed before the acknowledgement"))
 	}
 }
 
@@ -220,9 +230,10 @@ func (s *Store) Append(acct, fn string, r Record) error {
 	return s.add(acct, fn, r, false)
 }
 
-// AppendNow stores the record, with the function's pending ones, at once:
-// for the log of an Event invoke, which is the invoke's only output and is
-// followed by the event's acknowledgement.
+// AppendNow stores the record, with the function's pending ones, at once
+// and returns once the stream acknowledged it (an error if it did not):
+// for the log of an Event invoke, which is the invoke's only output; the
+// event is acknowledged only after its log is stored.
 func (s *Store) AppendNow(acct, fn string, r Record) error {
 	return s.add(acct, fn, r, true)
 }
@@ -256,7 +267,7 @@ func (s *Store) add(acct, fn string, r Record, now bool) error {
 				return err
 			}
 		}
-		return s.publish(subj, appendFrame(buf, r))
+		return s.publishWait(subj, appendFrame(buf, r))
 	}
 	first := len(s.pending) == 0
 	s.pending[subj] = appendFrame(buf, r)
@@ -283,6 +294,31 @@ func (s *Store) publish(subj string, frames []byte) error {
 	}
 	s.acks <- pubAck{subj: subj, size: int64(len(frames)), fut: fut}
 	return nil
+}
+
+// publishWait publishes and waits until the stream stored the message (the
+// keeper tells, in publish order, so every earlier message is settled too).
+func (s *Store) publishWait(subj string, frames []byte) error {
+	m := nats.NewMsg(subj)
+	m.Header.Set(headerFormat, formatFrames)
+	m.Data = frames
+	fut, err := s.js.PublishMsgAsync(m)
+	if err != nil {
+		return err
+	}
+	stored := make(chan error, 1)
+	s.acks <- pubAck{subj: subj, size: int64(len(frames)), fut: fut, stored: stored}
+	select {
+	case err := <-stored:
+		return err
+	case <-s.keeperDone:
+		select {
+		case err := <-stored:
+			return err
+		default:
+			return errors.New("log store closed before the record was stored")
+		}
+	}
 }
 
 // flusher stores the pending batches FlushDelay after the first record of
