@@ -62,7 +62,8 @@ func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
 			}
 			mac, _ := net.ParseMAC(di.MAC)
 			is := netdev.IfaceSpec{ID: di.ID, Addr: di.Address, Subnet: sub.CIDR, Gateway: sub.Gateway, MAC: mac,
-				NAT: di.Type == vpc.InterfaceTypeNAT}
+				NAT:      di.Type == vpc.InterfaceTypeNAT,
+				Attached: di.Type == vpc.InterfaceTypeInterface && di.Status == vpc.StatusInUse}
 			if !is.NAT {
 				for _, g := range di.GroupIDs {
 					is.Groups = append(is.Groups, groupKey(g))

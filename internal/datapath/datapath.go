@@ -21,7 +21,19 @@ type Config struct {
 	Resync time.Duration
 	// Retry is the delay after a failed apply; default 1s.
 	Retry time.Duration
+	// RepairInterval is how often the kernel is compared with what was
+	// applied (service router, pool, VPC routers, interfaces; see
+	// netdev.Router.Repair and netdev.VPCs.Verify) and what differs is
+	// converged again; a namespace of ours removed from /run/netns starts
+	// a pass at once. Default 3s; negative disables repairs.
+	RepairInterval time.Duration
 }
+
+// DefaultRepairInterval is Config.RepairInterval's default.
+const DefaultRepairInterval = 3 * time.Second
+
+// eventDebounce coalesces namespace removals into one repair pass.
+const eventDebounce = 100 * time.Millisecond
 
 // Reconciler keeps the kernel converged to the VPC model: after every
 // model change (coalesced), after an error (Retry) and periodically.
@@ -34,6 +46,9 @@ type Reconciler struct {
 	synced  chan struct{} // closed and replaced after every apply
 	lastErr error
 	force   bool
+
+	kick   chan struct{} // apply now (a broken interface was found)
+	repair chan struct{} // a repair pass now (a namespace of ours went)
 
 	applyMu sync.Mutex
 	cancel  context.CancelFunc
@@ -54,9 +69,12 @@ func New(cfg Config) (*Reconciler, error) {
 	if cfg.Retry <= 0 {
 		cfg.Retry = time.Second
 	}
+	if cfg.RepairInterval == 0 {
+		cfg.RepairInterval = DefaultRepairInterval
+	}
 	return &Reconciler{
 		cfg: cfg, log: cfg.Logger.With("component", "datapath"), vpcs: netdev.NewVPCs(cfg.Router),
-		synced: make(chan struct{}),
+		synced: make(chan struct{}), kick: make(chan struct{}, 1), repair: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -81,8 +99,46 @@ func (r *Reconciler) Start(ctx context.Context) error {
 	} else {
 		r.log.Info("datapath converged", "took", time.Since(t).Round(time.Millisecond))
 	}
+	if r.cfg.RepairInterval > 0 {
+		if err := netdev.WatchNetnsRemovals(lctx, r.cfg.Router.Config().Prefix, r.netnsRemoved); err != nil {
+			r.log.Warn("cannot watch for removed namespaces; repairs run on the timer only", "err", err)
+		}
+	}
 	go r.loop(lctx, ch, unsub, err != nil)
 	return nil
+}
+
+// netnsRemoved starts a repair pass when a namespace we believe exists
+// was removed (our own removals are of namespaces we no longer know).
+func (r *Reconciler) netnsRemoved(name string) {
+	if r.cfg.Router.Owns(name) || r.vpcs.Owns(name) {
+		r.log.Warn("a namespace of ours was removed; repairing", "netns", name)
+		signal(r.repair)
+	}
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Kick makes the follow loop apply now.
+func (r *Reconciler) Kick() { signal(r.kick) }
+
+// Repair runs one repair pass now: the service side (netdev.Router.Repair)
+// and the VPC routers (netdev.VPCs.Verify); routers that differ are
+// reconciled fully right away. Every repair is counted and logged by
+// netdev (Config.OnRepair).
+func (r *Reconciler) Repair(ctx context.Context) error {
+	rerr := r.cfg.Router.Repair(ctx)
+	n, verr := r.vpcs.Verify(ctx)
+	var serr error
+	if n > 0 {
+		serr = r.sync(ctx, r.cfg.Model.DesiredWatched)
+	}
+	return errors.Join(rerr, verr, serr)
 }
 
 func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(), failed bool) {
@@ -90,6 +146,12 @@ func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(),
 	defer unsub()
 	resync := time.NewTicker(r.cfg.Resync)
 	defer resync.Stop()
+	var repairC <-chan time.Time
+	if r.cfg.RepairInterval > 0 {
+		t := time.NewTicker(r.cfg.RepairInterval)
+		defer t.Stop()
+		repairC = t.C
+	}
 	var retry <-chan time.Time
 	if failed {
 		retry = time.After(r.cfg.Retry)
@@ -99,17 +161,37 @@ func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(),
 		case <-ctx.Done():
 			return
 		case <-ch:
+		case <-r.kick:
 		case <-retry:
 		case <-resync.C:
 			r.mu.Lock()
 			r.force = true
 			r.mu.Unlock()
+		case <-repairC:
+			r.repairPass(ctx)
+			continue
+		case <-r.repair:
+			// More removals usually follow (a namespace's links, a
+			// script's next command): one pass for all of them.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(eventDebounce):
+			}
+			r.repairPass(ctx)
+			continue
 		}
 		retry = nil
 		if err := r.sync(ctx, r.cfg.Model.DesiredWatched); err != nil && ctx.Err() == nil {
 			r.log.Warn("datapath apply failed; retrying", "err", err, "in", r.cfg.Retry)
 			retry = time.After(r.cfg.Retry)
 		}
+	}
+}
+
+func (r *Reconciler) repairPass(ctx context.Context) {
+	if err := r.Repair(ctx); err != nil && ctx.Err() == nil {
+		r.log.Warn("datapath repair pass failed; retrying on the next", "err", err)
 	}
 }
 
@@ -150,15 +232,21 @@ func (r *Reconciler) sync(ctx context.Context, desired func(context.Context) (*v
 // before the interface's namespace exists.
 var ErrInterfaceNotBuilt = errors.New("datapath: the interface's namespace is not built yet")
 
-// WaitInterface waits until the namespace of interface eniID is built and
-// returns its path.
+// WaitInterface waits until interface eniID is built and its datapath is
+// in the kernel as applied (checked, not assumed: a broken one is
+// repaired first), and returns its namespace path.
 func (r *Reconciler) WaitInterface(ctx context.Context, eniID string) (string, error) {
 	for {
 		r.mu.Lock()
 		ch, lastErr := r.synced, r.lastErr
 		r.mu.Unlock()
 		if p, ok := r.vpcs.InterfaceNetns(eniID); ok {
-			return p, nil
+			err := r.vpcs.CheckInterface(eniID)
+			if err == nil {
+				return p, nil
+			}
+			lastErr = err
+			r.Kick() // a broken router is reconciled fully by the next apply
 		}
 		select {
 		case <-ctx.Done():

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -87,6 +88,29 @@ type fixture struct {
 	rec    *Reconciler
 	prefix string
 	inet   string
+
+	// repairs are the kinds netdev reported repairing; a test that damages
+	// the kernel sets expectRepairs, any other fails on a repair (a false
+	// difference would rebuild a router for nothing).
+	repairMu      sync.Mutex
+	repairs       []netdev.RepairKind
+	expectRepairs bool
+}
+
+func (f *fixture) onRepair(k netdev.RepairKind, obj string) {
+	f.repairMu.Lock()
+	defer f.repairMu.Unlock()
+	f.repairs = append(f.repairs, k)
+	f.t.Logf("repair: %s %s", k, obj)
+}
+
+// takeRepairs returns and forgets the repairs reported so far.
+func (f *fixture) takeRepairs() []netdev.RepairKind {
+	f.repairMu.Lock()
+	defer f.repairMu.Unlock()
+	out := f.repairs
+	f.repairs = nil
+	return out
 }
 
 var discard = slog.New(slog.DiscardHandler)
@@ -94,7 +118,9 @@ var discard = slog.New(slog.DiscardHandler)
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	requireRoot(t)
-	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), prefix: "t" + randHex(4)}
+	// "d": not a prefix the e2e package sweeps as its own leftovers when it
+	// starts (t/r + 4 hex digits) while these tests run.
+	f := &fixture{t: t, ctx: context.Background(), dir: t.TempDir(), prefix: "d" + randHex(4)}
 	f.inet = makeInternet(t)
 	var err error
 	if f.st, err = store.Open(f.ctx, store.Options{DataDir: f.dir, Logger: discard}); err != nil {
@@ -103,10 +129,13 @@ func newFixture(t testing.TB) *fixture {
 	if f.m, err = vpc.Open(f.ctx, f.st, discard); err != nil {
 		t.Fatal(err)
 	}
-	if f.router, err = netdev.NewRouter(netdev.Config{Prefix: f.prefix, UplinkNetns: f.inet, PoolSize: -1, Logger: discard}); err != nil {
+	if f.router, err = netdev.NewRouter(netdev.Config{Prefix: f.prefix, UplinkNetns: f.inet, PoolSize: -1, Logger: discard, OnRepair: f.onRepair}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if r := f.takeRepairs(); len(r) > 0 && !f.expectRepairs {
+			t.Errorf("repairs reported without damage: %v", r)
+		}
 		if f.rec != nil {
 			if err := f.rec.Close(); err != nil {
 				t.Errorf("datapath close: %v", err)

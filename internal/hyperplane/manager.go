@@ -413,6 +413,11 @@ func (m *Manager) ensureOne(ctx context.Context, account, user string, t target)
 				return nil, err
 			}
 		}
+		// A shared ENI was built once; its datapath is checked again (and
+		// repaired if it is broken) before the function is reported Active.
+		if err := m.waitBuilt(ctx, shared[0].eni); err != nil {
+			return nil, err
+		}
 		return shared[0].eni, nil
 	}
 	if err := m.rate.wait(ctx); err != nil {
