@@ -172,6 +172,7 @@ func serve(args []string) error {
 	fs.IntVar(&c.ENIsPerVPC, "eni-quota-per-vpc", 250, "network interfaces per VPC")
 	fs.IntVar(&c.ENIsPerAccount, "eni-quota-per-account", 5000, "network interfaces per account")
 	fs.Float64Var(&c.ENICreateRate, "eni-create-rate", 10, "network interface creations per second")
+	fs.DurationVar(&c.RepairInterval, "repair-interval", 3*time.Second, "compare the kernel (service router, pool, VPC routers, interfaces) with what was applied and repair it this often (-1s = never; a removed namespace of ours starts a pass at once)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export invocation traces with OTLP/HTTP to HOST:PORT or URL (default off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.Int64Var(&c.LogQuota.FunctionBytes, "log-quota-function-bytes", logs.DefaultFunctionBytes, "keep each function's newest log records up to this many bytes")

@@ -83,6 +83,12 @@ type Config struct {
 	ENIsPerAccount int           // network interface quota per account (default 5,000)
 	ENICreateRate  float64       // ENI creations per second (default 10)
 
+	// RepairInterval is how often the kernel (service router, pool, VPC
+	// routers, interfaces) is compared with what was applied and repaired;
+	// 0 = datapath.DefaultRepairInterval (3s), <0 = never. A namespace of
+	// ours removed from /run/netns starts a pass at once.
+	RepairInterval time.Duration
+
 	// TracerProvider, when set, receives the invocation traces instead of
 	// an OTLP exporter (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider

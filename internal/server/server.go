@@ -90,6 +90,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
 	}
 	reg := prometheus.NewRegistry()
+	repairs := newRepairCounter()
+	reg.MustRegister(repairs)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	step := func(msg string) func() {
@@ -125,6 +127,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if s.router, err = netdev.NewRouter(netdev.Config{
 		Prefix: cfg.Prefix, ServiceCIDR: cfg.ServiceCIDR, UplinkNetns: cfg.UplinkNetns, UplinkNet: cfg.UplinkNet,
 		EgressAllow: cfg.EgressAllow, PoolSize: cfg.PoolSize, RefillDelay: cfg.RefillDelay, Logger: log,
+		OnRepair: func(kind netdev.RepairKind, _ string) { repairs.WithLabelValues(string(kind)).Inc() },
 	}); err != nil {
 		return nil, err
 	}
@@ -163,7 +166,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	done = step("reconciling VPC datapath (routers, interfaces, security groups)")
-	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log}); err != nil {
+	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log, RepairInterval: cfg.RepairInterval}); err != nil {
 		return nil, err
 	}
 	if err := s.datapath.Start(ctx); err != nil {
