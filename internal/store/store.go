@@ -38,6 +38,9 @@ type Options struct {
 	// is acknowledged. Benchmarks compare the two; an external server
 	// (URL) keeps its own setting (sync_always, replicas).
 	SyncInterval time.Duration
+	// AcceptDataLoss opens a store whose start-up check found lost data
+	// (logging what was lost) instead of refusing it with a *DataLossError.
+	AcceptDataLoss bool
 }
 
 // Store is an open connection to JetStream plus, when embedded, the server.
@@ -46,6 +49,8 @@ type Store struct {
 	nc  *nats.Conn
 	js  jetstream.JetStream
 	log *slog.Logger
+	// ledger records the embedded store's stream states (integrity.go).
+	ledger *ledgerKeeper
 }
 
 // Open starts (or connects to) NATS and returns a ready Store.
@@ -88,6 +93,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("start embedded NATS: %w", err)
 		}
+		srv.SetLoggerV2(natsLogger{log}, false, false, false)
 		srv.Start()
 		if !srv.ReadyForConnections(30 * time.Second) {
 			srv.Shutdown()
@@ -107,6 +113,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s.js = js
+	if err := s.verify(ctx, o); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -121,6 +131,9 @@ func (s *Store) Close() {
 	if s.nc != nil {
 		_ = s.nc.Drain()
 		s.nc.Close()
+	}
+	if s.ledger != nil {
+		s.ledger.close()
 	}
 	if s.srv != nil {
 		s.srv.Shutdown()
