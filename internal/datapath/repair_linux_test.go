@@ -98,14 +98,31 @@ func TestRepairWhileRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.sync()
+	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := f.rec.WaitInterface(wctx, hp.ID); err != nil {
+		t.Fatal(err)
+	}
+	// An execution environment attached to it (as a warm function is).
+	envNet, err := f.router.Take(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.router.Release(envNet)
+	if err := f.rec.VPCs().Attach(v.ID, envNet.Addr, addrOf(hp.PrivateIP)); err != nil {
+		t.Fatal(err)
+	}
+	defer f.rec.VPCs().Detach(envNet.Addr)
+	fn := inst{ns: envNet.Path}
 
 	router := f.rec.VPCs().RouterNetns(v.ID)
 	rns := nsName(router)
 	toSrv := func() bool { return tcp(cli, srv.addr+":7000") == "srv sees "+cli.addr }
+	fnToSrv := func() bool { return tcp(fn, srv.addr+":7000") == "srv sees "+hp.PrivateIP }
 	toInternet := func() bool { return strings.HasPrefix(tcp(cli, internetAddr+":80"), "internet sees 169.254.") }
-	works := func() bool { return toSrv() && toInternet() }
+	works := func() bool { return toSrv() && fnToSrv() && toInternet() }
 	if !f.eventuallyTrue(works) {
-		t.Fatalf("before any damage: to srv %q, to the internet %q", tcp(cli, srv.addr+":7000"), tcp(cli, internetAddr+":80"))
+		t.Fatalf("before any damage: to srv %q, function to srv %q, to the internet %q", tcp(cli, srv.addr+":7000"), tcp(fn, srv.addr+":7000"), tcp(cli, internetAddr+":80"))
 	}
 	if got := tcp(cli, srv.addr+":7001"); got != "" {
 		t.Fatalf("a port no rule allows answered before any damage: %q", got)
@@ -127,6 +144,10 @@ func TestRepairWhileRunning(t *testing.T) {
 	run(t, "ip", "netns", "exec", rns, "nft", "delete", "element", "ip", f.prefix, "m_"+groupKey(cliSG), "{", cli.addr, "}")
 	f.waitRepaired(t, "SG set element deleted", netdev.RepairSGSet, toSrv)
 
+	// The attached environment's element of env2eni.
+	run(t, "ip", "netns", "exec", rns, "nft", "delete", "element", "ip", f.prefix, nft.MapEnvENI, "{", envNet.Addr.String(), "}")
+	f.waitRepaired(t, "env2eni element deleted", netdev.RepairENIMap, fnToSrv)
+
 	// The NAT gateway's masquerade rule.
 	natNs := netdev.InstanceNetnsName(f.prefix, nat.NetworkInterfaceID)
 	run(t, "ip", "netns", "exec", natNs, "nft", "flush", "chain", "ip", f.prefix, nft.ChainPostrouting)
@@ -139,8 +160,6 @@ func TestRepairWhileRunning(t *testing.T) {
 	// The Hyperplane ENI's address: WaitInterface (what function creation
 	// waits for) checks the kernel, so it returns only once it is back.
 	run(t, "ip", "-n", rns, "addr", "del", hp.PrivateIP+"/32", "dev", "lo")
-	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
 	if _, err := f.rec.WaitInterface(wctx, hp.ID); err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +170,7 @@ func TestRepairWhileRunning(t *testing.T) {
 
 	// The router namespace itself, as "ip netns del" removes it: rebuilt,
 	// and the instances' namespaces adopted, so the listener opened before
-	// still answers.
+	// still answers; the attached environment reaches it again.
 	run(t, "ip", "netns", "del", rns)
 	f.waitRepaired(t, "router namespace deleted", netdev.RepairVPCNetns, works)
 	if got := inode(t, srv.ns); got != srvIno {

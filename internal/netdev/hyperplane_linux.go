@@ -84,6 +84,9 @@ func (v *VPCs) hpTable(vpcID string) int {
 	if s, ok := v.hp[vpcID]; ok {
 		return s.table
 	}
+	if t, ok := v.hpTables[vpcID]; ok { // kept while the link is rebuilt
+		return t
+	}
 	h := fnv.New32a()
 	h.Write([]byte(vpcID))
 	t := hpTableBase + int(h.Sum32()%hpTableSpan)
