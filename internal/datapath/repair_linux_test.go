@@ -180,6 +180,12 @@ func TestRepairWhileRunning(t *testing.T) {
 		t.Errorf("after the router was rebuilt, a port no rule allows answered: %q", got)
 	}
 
+	// The service router namespace: rebuilt with the uplink, every
+	// environment's veth, the VPC's internet gateway and hyperplane links
+	// and the attached environment's rule.
+	run(t, "ip", "netns", "del", f.prefix+"-svc")
+	f.waitRepaired(t, "service router namespace deleted", netdev.RepairServiceNetns, works)
+
 	// Nothing left to repair: passes stay quiet.
 	if err := f.rec.Repair(ctx); err != nil {
 		t.Fatal(err)
