@@ -19,7 +19,10 @@
 // All kernel state is converged, not scripted: [Router.Setup] creates or
 // repairs the service router, the uplink, the nft tables and the pooled
 // environments, and removes stale environment namespaces with the prefix;
-// teardown treats "already gone" as success. Netlink handles are bound to
+// teardown treats "already gone" as success. While running, [Router.Repair]
+// and [VPCs.Verify] compare the kernel with what was applied, reading only,
+// and converge what differs with the same code (each repair is reported by
+// kind, [RepairKinds]). Netlink handles are bound to
 // namespaces (netlink.NewHandleAt); a thread switches namespace only where
 // the kernel requires it (creating a namespace, writing its /proc/sys/net
 // sysctls, opening a socket inside it: [ListenIn], [DialIn]), always on a
