@@ -38,6 +38,8 @@ Usage:
                                          run CMD as an instance with its own network interface
   lambdaplane accounts create NAME       add a tenant account with its own keys
   lambdaplane accounts list              list accounts
+  lambdaplane backup DIR                 snapshot every stream of the running server into DIR
+  lambdaplane restore DIR --data NEW     rebuild an empty data directory from a backup
   lambdaplane bench [--quick]            measure cold starts, warm invokes and memory; write RESULTS.md
   lambdaplane version
 
@@ -57,6 +59,10 @@ func main() {
 		err = logsCmd(os.Args[2:])
 	case "accounts":
 		err = accountsCmd(os.Args[2:])
+	case "backup":
+		err = backupCmd(os.Args[2:])
+	case "restore":
+		err = restoreCmd(os.Args[2:])
 	case "bench":
 		err = benchCmd(os.Args[2:])
 	case "instance":
@@ -150,6 +156,7 @@ func serve(args []string) error {
 	fs.IntVar(&c.MaxUnauthConns, "max-unauthenticated-connections", server.DefaultMaxUnauthConns, "API connections that have not yet completed an authenticated request; more wait to be accepted (-1 = no limit)")
 	fs.StringVar(&c.DataDir, "data", ".lambdaplane", "data directory (store, credentials, code)")
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use an external NATS server with JetStream instead of the embedded one")
+	fs.BoolVar(&c.AcceptDataLoss, "accept-data-loss", false, "start even though the store lost data (the start-up check names what; it is logged), serving what is left; without it such a start is refused")
 	fs.StringVar(&c.Region, "region", "us-east-1", "region in ARNs and the credentials profile")
 	fs.StringVar(&c.Prefix, "prefix", "lp", "prefix of every kernel object (namespaces, links, nft tables, cgroups); one running server per prefix on a host")
 	fs.IntVar(&c.PoolSize, "pool-size", 8, "pre-built network namespaces kept ready (raise it to the largest burst of cold starts you expect; ~0.4 MB kernel memory each)")

@@ -47,6 +47,10 @@ type Config struct {
 	LogLevel       string
 	OTLPEndpoint   string // export invocation traces with OTLP/HTTP (host:port or URL); "" = off
 
+	// AcceptDataLoss serves a store whose start-up check found lost data
+	// (logging what was lost) instead of refusing to start.
+	AcceptDataLoss bool
+
 	// Logs: what is kept of each function and account (zero fields:
 	// logs.DefaultFunctionBytes, DefaultAccountBytes, DefaultFunctionMsgs),
 	// and each environment's output rate (zero fields: logs.DefaultRateBytes,

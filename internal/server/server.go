@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/backup"
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/datapath"
 	"github.com/lambdaplane/lambdaplane/internal/ec2api"
@@ -101,7 +102,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	}
 
 	done := step("opening store")
-	if s.st, err = store.Open(ctx, store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, Logger: log}); err != nil {
+	if s.st, err = store.Open(ctx, store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, Logger: log, AcceptDataLoss: cfg.AcceptDataLoss}); err != nil {
 		return nil, err
 	}
 	done()
@@ -234,6 +235,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
+	s.front.Handle(backup.Path, s.backupHandler())
 
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? pass --listen)", cfg.Listen, err)
