@@ -197,7 +197,7 @@ func (o Options) stream(ctx context.Context, name string, out io.Writer) (*Strea
 		return nil, err
 	}
 	sf.Size, sf.SHA256 = n, hex.EncodeToString(h.Sum(nil))
-	fmt.Fprintf(out, "  %-24s %s -> %s\n", name, pw.what, store.HumanBytes(n))
+	fmt.Fprintf(out, "  %-28s %s -> %s\n", name, pw.what, store.HumanBytes(n))
 	return sf, nil
 }
 
@@ -226,7 +226,7 @@ func newProgress(out io.Writer, name, what string) *progress {
 				p.mu.Lock()
 				n := p.n
 				p.mu.Unlock()
-				fmt.Fprintf(p.out, "  %-24s %s ... %s so far\n", p.name, p.what, store.HumanBytes(n))
+				fmt.Fprintf(p.out, "  %-28s %s ... %s so far\n", p.name, p.what, store.HumanBytes(n))
 			}
 		}
 	}()

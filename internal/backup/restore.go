@@ -110,7 +110,7 @@ func restoreStream(ctx context.Context, st *store.Store, dir string, sf StreamFi
 		return fmt.Errorf("restore %s: %d messages up to sequence %d restored, the backup holds %d up to %d",
 			sf.Stream, got.Messages, got.LastSeq, sf.Messages, sf.LastSeq)
 	}
-	fmt.Fprintf(out, "  %-24s %s <- %s\n", sf.Stream, what, store.HumanBytes(sf.Size))
+	fmt.Fprintf(out, "  %-28s %s <- %s\n", sf.Stream, what, store.HumanBytes(sf.Size))
 	return nil
 }
 
