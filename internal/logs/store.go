@@ -64,6 +64,7 @@ type pubAck struct {
 	size   int64
 	fut    jetstream.PubAckFuture
 	stored chan error // nil, or told whether the message was stored (AppendNow)
+	purge  bool       // not a message: Purge of subj, after every earlier message is settled
 }
 
 // Options configures a Store.
@@ -201,10 +202,14 @@ func (s *Store) keeper() {
 func (s *Store) settle(a pubAck, t *time.Timer) {
 	t.Reset(30 * time.Second)
 	defer t.Stop()
-	tell := func(err error) { // AppendNow waits for this
+	tell := func(err error) { // AppendNow and Purge wait for this
 		if a.stored != nil {
 			a.stored <- err
 		}
+	}
+	if a.purge {
+		tell(s.purgeSubject(a.subj))
+		return
 	}
 	select {
 	case ack := <-a.fut.Ok():
@@ -380,13 +385,41 @@ func (s *Store) Close(ctx context.Context) {
 }
 
 // Purge deletes a function's logs (when the function is deleted), those
-// still pending included.
+// still pending included. It runs in the keeper's order, after every
+// message published before it is settled: a batch the flusher published
+// just before is purged too, instead of being accounted (and kept) after
+// its function's ledger entry went.
 func (s *Store) Purge(ctx context.Context, acct, fn string) error {
 	subj := subject(acct, fn)
 	s.mu.Lock()
 	delete(s.pending, subj)
+	closed := s.closed
+	s.mu.Unlock()
+	if !closed {
+		done := make(chan error, 1)
+		select {
+		case s.acks <- pubAck{subj: subj, purge: true, stored: done}:
+			select {
+			case err := <-done:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-s.keeperDone: // closed meanwhile: purge here
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return s.purgeSubject(subj)
+}
+
+// purgeSubject removes a function's stored messages and its ledger entry.
+func (s *Store) purgeSubject(subj string) error {
+	s.mu.Lock()
 	s.ledger.remove(subj)
 	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
 	return s.st.Purge(ctx, jetstream.WithPurgeSubject(subj))
 }
 
