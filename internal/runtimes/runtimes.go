@@ -11,6 +11,7 @@
 package runtimes
 
 import (
+	"bytes"
 	"embed"
 	"encoding/json"
 	"errors"
@@ -358,7 +359,8 @@ var ric embed.FS
 // nodejs/bootstrap.js, nodejs/package.json) into dir, which the sandbox
 // mounts read-only at /var/runtime. Files are written atomically (temporary
 // file and rename) with mode 0644 under 0755 directories, so rewriting a
-// directory in use is safe.
+// directory in use is safe. A file that already holds the same bytes with
+// mode 0644 is left alone: a server restarting on a full disk writes nothing.
 func (t *Table) WriteRuntimeDir(dir string) error {
 	return fs.WalkDir(ric, "ric", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -367,6 +369,9 @@ func (t *Table) WriteRuntimeDir(dir string) error {
 		rel := strings.TrimPrefix(strings.TrimPrefix(p, "ric"), "/")
 		dst := filepath.Join(dir, filepath.FromSlash(rel))
 		if d.IsDir() {
+			if fi, err := os.Lstat(dst); err == nil && fi.IsDir() && fi.Mode().Perm() == 0o755 {
+				return nil
+			}
 			if err := os.MkdirAll(dst, 0o755); err != nil {
 				return fmt.Errorf("runtimes: %w", err)
 			}
@@ -375,6 +380,9 @@ func (t *Table) WriteRuntimeDir(dir string) error {
 		data, err := ric.ReadFile(p)
 		if err != nil {
 			return err
+		}
+		if sameFile(dst, data, 0o644) {
+			return nil
 		}
 		return writeAtomic(dst, data)
 	})
@@ -390,6 +398,16 @@ func Files() []string {
 		return nil
 	})
 	return out
+}
+
+// sameFile reports whether p is a regular file holding data with mode perm.
+func sameFile(p string, data []byte, perm fs.FileMode) bool {
+	fi, err := os.Lstat(p)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != perm || fi.Size() != int64(len(data)) {
+		return false
+	}
+	cur, err := os.ReadFile(p)
+	return err == nil && bytes.Equal(cur, data)
 }
 
 func writeAtomic(dst string, data []byte) error {

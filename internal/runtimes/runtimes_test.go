@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -190,6 +191,47 @@ func TestWriteRuntimeDir(t *testing.T) {
 	}
 	if got := strings.Join(Files(), ","); got != "nodejs/bootstrap.js,nodejs/package.json,python/bootstrap.py" {
 		t.Errorf("Files() = %s", got)
+	}
+}
+
+// TestWriteRuntimeDirUnchanged: files that already hold the right bytes are
+// not written again (a server restarting on a full disk starts), a changed
+// or re-moded one is replaced.
+func TestWriteRuntimeDirUnchanged(t *testing.T) {
+	dir := t.TempDir()
+	if err := Default().WriteRuntimeDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	js, py := filepath.Join(dir, "nodejs", "bootstrap.js"), filepath.Join(dir, "python", "bootstrap.py")
+	ino := func(p string) uint64 {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	jsIno := ino(js)
+	if err := os.WriteFile(py, []byte("tampered"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pyIno := ino(py)
+	if err := os.Chmod(filepath.Join(dir, "nodejs", "package.json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Default().WriteRuntimeDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ino(js) != jsIno {
+		t.Error("an unchanged file was written again")
+	}
+	if ino(py) == pyIno {
+		t.Error("a changed file was not replaced")
+	}
+	if b, _ := os.ReadFile(py); string(b) == "tampered" {
+		t.Error("python/bootstrap.py still holds the changed content")
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "nodejs", "package.json")); fi.Mode().Perm() != 0o644 {
+		t.Errorf("package.json mode %v after rewrite", fi.Mode().Perm())
 	}
 }
 
