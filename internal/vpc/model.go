@@ -44,7 +44,8 @@ type Model struct {
 	mirror *mirror // set by Watch: Desired reads it instead of the store
 }
 
-// Open opens (creating when needed) the model's tables in st.
+// Open opens (creating when needed) the model's tables in st, and
+// completes or undoes the operations a crash interrupted (recover).
 func Open(ctx context.Context, st *store.Store, log *slog.Logger) (*Model, error) {
 	if log == nil {
 		log = slog.Default()
@@ -68,6 +69,9 @@ func Open(ctx context.Context, st *store.Store, log *slog.Logger) (*Model, error
 	open(bucketIGWs, func() (e error) { m.igws, e = store.NewTable[InternetGateway](ctx, st, bucketIGWs); return })
 	open(bucketNATs, func() (e error) { m.nats, e = store.NewTable[NatGateway](ctx, st, bucketNATs); return })
 	if err != nil {
+		return nil, err
+	}
+	if err := m.recover(ctx); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -190,8 +190,9 @@ func (m *Model) DeleteInterface(ctx context.Context, accountID, id string) error
 	if err != nil {
 		return err
 	}
-	// Record first, address second: a crash in between leaks an address
-	// (owner recorded, reclaimable) rather than handing it out twice.
+	// Record first, address second: a crash in between leaves an address
+	// allocated to no interface (Open releases it) rather than handing it
+	// out twice.
 	if err := m.enis.Delete(ctx, key(accountID, id)); err != nil {
 		return err
 	}

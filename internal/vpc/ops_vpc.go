@@ -143,21 +143,10 @@ func (m *Model) DeleteVPC(ctx context.Context, accountID, id string) error {
 	if err != nil {
 		return err
 	}
-	var errs []error
-	errs = append(errs,
-		m.sgs.Delete(ctx, key(accountID, v.DefaultSecurityGroupID)),
-		m.names.Delete(ctx, groupNameKey(accountID, id, DefaultGroupName)),
-		m.rtbs.Delete(ctx, key(accountID, v.MainRouteTableID)))
-	nats, err := list(ctx, m.nats, accountID)
-	errs = append(errs, err)
-	for _, n := range nats {
-		if n.VpcID == id {
-			errs = append(errs, m.nats.Delete(ctx, key(accountID, n.ID)))
-		}
-	}
-	errs = append(errs, m.vpcs.Delete(ctx, key(accountID, id)))
+	// A crash from here on leaves the VPC "deleting": Open finishes it.
+	err = m.finishDeleteVPC(ctx, v)
 	m.changed()
-	return errors.Join(errs...)
+	return err
 }
 
 // SubnetRequest is CreateSubnet's input.
