@@ -35,6 +35,12 @@ func newCache(onChange func(account, name string)) *cache {
 	}
 }
 
+// applyTo applies a put (v != nil) or delete of key at revision rev (0: a
+// local delete, whose revision is not known). A delete leaves a tombstone
+// holding the newest revision seen, so a late watch event cannot bring the
+// record back; once the watch itself delivers the delete (rev != 0), no
+// older event of the key can follow (a watch delivers in order) and the
+// entry goes, so deleted records cost nothing.
 func applyTo[T any](mu *sync.RWMutex, m map[string]cached[T], key string, v *T, rev uint64) bool {
 	mu.Lock()
 	defer mu.Unlock()
@@ -42,7 +48,17 @@ func applyTo[T any](mu *sync.RWMutex, m map[string]cached[T], key string, v *T, 
 	if ok && rev != 0 && rev <= cur.rev {
 		return false
 	}
-	if v == nil && rev == 0 {
+	switch {
+	case v == nil && rev != 0:
+		if !ok {
+			return false // nothing to delete (a new watch replaying a deleted key)
+		}
+		delete(m, key)
+		return cur.v != nil
+	case v == nil:
+		if !ok {
+			return false
+		}
 		rev = cur.rev
 	}
 	m[key] = cached[T]{v: v, rev: rev}

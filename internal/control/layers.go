@@ -197,13 +197,18 @@ func (s *Service) PublishLayerVersion(ctx context.Context, acct, region, nameOrA
 		return nil, invalidParam("Could not unzip uploaded file. Please check your file, then try to upload again. (%v)", err)
 	}
 	key := hexSha(zip)
+	b := blob{blobLayer, key}
+	if err := s.checkSpace(ctx, b, uint64(len(zip)), uint64(info.Unzipped), "layer"); err != nil {
+		return nil, err
+	}
+	defer s.pin(true, b)() // until the version naming it is written
 	if _, err := s.layerObjs.GetInfo(ctx, key); err != nil {
 		if _, err := s.layerObjs.PutBytes(ctx, key, zip); err != nil {
-			return nil, fmt.Errorf("store layer content: %w", err)
+			return nil, s.storageError(err, "store the layer content")
 		}
 	}
 	if _, err := s.layerContent(ctx, key, zip); err != nil {
-		return nil, err
+		return nil, s.storageError(err, "unpack the layer content")
 	}
 	n, err := s.nextLayerVersion(ctx, acct, name)
 	if err != nil {
@@ -389,9 +394,10 @@ func (s *Service) ListLayerVersions(ctx context.Context, acct, region, nameOrArn
 	return page(out, marker, maxItems, func(v *LayerVersion) string { return strconv.FormatInt(v.Version, 10) })
 }
 
-// DeleteLayerVersion deletes a version's record. Its content stays in the
-// object store: functions that use it keep working, and its number is never
-// handed out again. Deleting a missing version succeeds (as Lambda).
+// DeleteLayerVersion deletes a version's record; its number is never handed
+// out again. Its content stays while a function's $LATEST or version uses
+// it (they keep working, as on AWS) and is freed once none does. Deleting a
+// missing version succeeds (as Lambda).
 func (s *Service) DeleteLayerVersion(ctx context.Context, acct, region, nameOrArn, version string) error {
 	name, err := s.layerRef(acct, region, nameOrArn)
 	if err != nil {
@@ -401,8 +407,15 @@ func (s *Service) DeleteLayerVersion(ctx context.Context, acct, region, nameOrAr
 	if err != nil {
 		return err
 	}
+	held, err := s.getLayerVersion(ctx, acct, name, n)
+	if err != nil {
+		return err
+	}
 	if err := s.layerVersions.Delete(ctx, layerVersionKey(acct, name, n)); err != nil {
 		return err
+	}
+	if held != nil {
+		s.sweep(ctx, []blob{{blobLayer, held.Key}})
 	}
 	s.log.Info("layer version deleted", "account", acct, "layer", name, "version", n)
 	return nil
@@ -484,7 +497,7 @@ func (s *Service) layerContent(ctx context.Context, key string, zip []byte) (str
 		return "", err
 	}
 	if _, err := codepkg.Extract(zip, dir, s.o.CodeLimits); err != nil {
-		return "", invalidParam("Could not unzip layer content: %v", err)
+		return "", unpackError(err, "layer content "+key)
 	}
 	return dir, nil
 }

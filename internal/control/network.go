@@ -355,6 +355,9 @@ func (s *Service) Touch(acct, name string) {
 	}
 	now := s.o.Now()
 	k := fnKey(acct, name)
+	if s.cache.fn(k) == nil { // deleted meanwhile: nothing to remember
+		return
+	}
 	s.net.mu.Lock()
 	s.net.lastUsed[k] = now
 	s.net.mu.Unlock()
@@ -399,6 +402,11 @@ func (s *Service) reclaimIdle() {
 		}
 		if now.Sub(last) >= s.o.VpcIdleTimeout {
 			idle = append(idle, cand{c.v.Latest.AccountID, c.v.Latest.FunctionName})
+		}
+	}
+	for k := range s.net.lastUsed { // an invoke that touched a function being deleted
+		if s.cache.fns[k].v == nil {
+			delete(s.net.lastUsed, k)
 		}
 	}
 	s.net.mu.Unlock()

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/codepkg"
+	"github.com/lambdaplane/lambdaplane/internal/diskspace"
 	"github.com/lambdaplane/lambdaplane/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -31,8 +32,13 @@ type Options struct {
 	Runtimes     RuntimeChecker
 	AccountLimit int // account concurrency, default 1000
 	CodeLimits   codepkg.Limits
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// MinFreeDisk is the free space to keep on DataDir's filesystem: an
+	// upload (CreateFunction, UpdateFunctionCode, PublishLayerVersion)
+	// that would leave less is refused with CodeStorageExceededException.
+	// The zero value is diskspace's default (10 %, at most 512 MiB).
+	MinFreeDisk diskspace.Watermark
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// OnChange is called (possibly from a watch goroutine) whenever a
 	// function's records change, so the invoke layer can retire environments.
 	OnChange func(account, name string)
@@ -73,6 +79,7 @@ type Service struct {
 
 	extractMu sync.Mutex
 	mergeMu   sync.Mutex
+	gc        *codeGC
 
 	net netState
 }
@@ -98,7 +105,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Service{o: o, log: o.Logger, cache: newCache(o.OnChange)}
+	s := &Service{o: o, log: o.Logger, cache: newCache(o.OnChange), gc: newCodeGC()}
 	var err error
 	if s.fns, err = store.NewTable[Function](ctx, o.Store, "functions"); err != nil {
 		return nil, err
@@ -136,11 +143,19 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.startNetwork()
+	// Free what no record names: code of functions deleted while the
+	// server was down or before their code was freed, interrupted
+	// extractions (nothing extracts yet).
+	s.sweepAll(ctx, true)
+	s.gc.wg.Add(1)
+	go s.sweepLoop()
 	return s, nil
 }
 
 // Close stops the background work and the watches.
 func (s *Service) Close() {
+	close(s.gc.stop)
+	s.gc.wg.Wait()
 	s.stopNetwork()
 	s.stop()
 }
@@ -184,25 +199,38 @@ func (s *Service) checkCode(c *CodeInput) error {
 }
 
 // storeCode validates a zip package, keeps it in the object store and
-// extracts it; it returns the package facts.
-func (s *Service) storeCode(ctx context.Context, zip []byte) (codepkg.Info, string, error) {
+// extracts it; it returns the package facts and a pin that keeps the
+// package from being freed until the record naming it is written: call
+// unpin once it is (or the operation failed, which frees the package).
+func (s *Service) storeCode(ctx context.Context, zip []byte) (_ codepkg.Info, key string, unpin func(), err error) {
 	if int64(len(zip)) > s.o.CodeLimits.MaxZipped {
-		return codepkg.Info{}, "", errf("RequestEntityTooLargeException", 413, "Request must be smaller than %d bytes for the CreateFunction operation", s.o.CodeLimits.MaxZipped)
+		return codepkg.Info{}, "", nil, errf("RequestEntityTooLargeException", 413, "Request must be smaller than %d bytes for the CreateFunction operation", s.o.CodeLimits.MaxZipped)
 	}
 	info, err := codepkg.Inspect(zip, s.o.CodeLimits)
 	if err != nil {
-		return info, "", invalidParam("Could not unzip uploaded file. Please check your file, then try to upload again. (%v)", err)
+		return info, "", nil, invalidParam("Could not unzip uploaded file. Please check your file, then try to upload again. (%v)", err)
 	}
-	key := hexSha(zip)
+	key = hexSha(zip)
+	b := blob{blobCode, key}
+	if err := s.checkSpace(ctx, b, uint64(len(zip)), uint64(info.Unzipped), "code package"); err != nil {
+		return info, "", nil, err
+	}
+	unpin = s.pin(true, b)
+	defer func() {
+		if err != nil {
+			unpin()
+			unpin = nil
+		}
+	}()
 	if _, err := s.code.GetInfo(ctx, key); err != nil {
 		if _, err := s.code.PutBytes(ctx, key, zip); err != nil {
-			return info, "", fmt.Errorf("store code package: %w", err)
+			return info, "", nil, s.storageError(err, "store the code package")
 		}
 	}
 	if _, err := s.extract(ctx, key, zip); err != nil {
-		return info, "", err
+		return info, "", nil, s.storageError(err, "unpack the code package")
 	}
-	return info, key, nil
+	return info, key, unpin, nil
 }
 
 // CodeDir returns the directory holding the extracted package of cfg,
@@ -232,7 +260,7 @@ func (s *Service) extract(ctx context.Context, key string, zip []byte) (string, 
 		return "", err
 	}
 	if _, err := codepkg.Extract(zip, dir, s.o.CodeLimits); err != nil {
-		return "", invalidParam("Could not unzip uploaded file: %v", err)
+		return "", unpackError(err, "code package "+key)
 	}
 	return dir, nil
 }
@@ -309,10 +337,11 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if s.cache.fn(fnKey(acct, in.FunctionName)) != nil {
 		return nil, conflict("Function already exist: %s", in.FunctionName)
 	}
-	info, key, err := s.storeCode(ctx, in.Code.ZipFile)
+	info, key, unpin, err := s.storeCode(ctx, in.Code.ZipFile)
 	if err != nil {
 		return nil, err
 	}
+	defer unpin() // after the record is written (or the create failed: freed)
 	if err := s.checkUnzippedTotal(info.Unzipped, layerRefs); err != nil {
 		return nil, err
 	}
@@ -418,6 +447,11 @@ func (s *Service) Resolve(acct, region, name, qualifier string) (*Config, error)
 	}
 	cfg, _, err := s.resolve(acct, region, r.Name, qualifier)
 	return cfg, err
+}
+
+// Exists reports whether the function exists (a cache lookup).
+func (s *Service) Exists(acct, name string) bool {
+	return s.cache.fn(fnKey(acct, name)) != nil
 }
 
 // Reserved returns the function's reserved concurrency (nil = unreserved).
@@ -633,19 +667,25 @@ func (s *Service) UpdateCode(ctx context.Context, acct, region, name string, in 
 		c.CodeSha256, c.CodeSize = info.Sha256, info.Size
 		return &c, nil
 	}
-	info, key, err := s.storeCode(ctx, in.ZipFile)
+	info, key, unpin, err := s.storeCode(ctx, in.ZipFile)
 	if err != nil {
 		return nil, err
 	}
+	defer unpin()
+	var old string
 	cfg, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
 		if err := s.checkUnzippedTotal(info.Unzipped, c.Layers); err != nil {
 			return err
 		}
+		old = c.CodeKey
 		c.CodeSha256, c.CodeSize, c.CodeKey, c.CodeUnzipped = info.Sha256, info.Size, key, info.Unzipped
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if old != key { // the replaced package, unless a version keeps it
+		s.sweep(ctx, []blob{{blobCode, old}})
 	}
 	if in.Publish {
 		return s.PublishVersion(ctx, acct, region, r.Name, "", "", "")
@@ -694,11 +734,13 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		}
 	}
 	vpcChanged := false
+	var dropped []blob // the layers replaced, unless something else uses them
 	out, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
 		if in.Layers != nil {
 			if err := s.checkUnzippedTotal(c.CodeUnzipped, layerRefs); err != nil {
 				return err
 			}
+			dropped = blobsOf(&Config{Layers: c.Layers})
 			c.Layers = layerRefs
 		}
 		if in.Role != nil {
@@ -744,6 +786,9 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 	})
 	if err == nil && vpcChanged {
 		s.kick(acct, r.Name)
+	}
+	if err == nil {
+		s.sweep(ctx, dropped)
 	}
 	return out, err
 }
@@ -857,10 +902,14 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 		if len(aliases) > 0 {
 			return conflict("Unable to delete version because the following aliases reference it: [%s]", aliases[0].Name)
 		}
+		held := s.cache.version(versionKey(acct, r.Name, qualifier))
 		if err := s.versions.Delete(ctx, versionKey(acct, r.Name, qualifier)); err != nil {
 			return err
 		}
 		s.cache.putVersion(versionKey(acct, r.Name, qualifier), nil, 0)
+		if held != nil {
+			s.sweep(ctx, blobsOf(held))
+		}
 		return nil
 	}
 	if qualifier == LatestVersion {
@@ -875,21 +924,26 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 		s.cache.putAlias(k, nil, 0)
 	}
 	vs, _ := s.versionsOf(acct, r.Name)
+	var code []blob // what the function ran: freed unless something else uses it
 	for _, v := range vs {
 		k := versionKey(acct, r.Name, v.Version)
 		if err := s.versions.Delete(ctx, k); err != nil {
 			return err
 		}
 		s.cache.putVersion(k, nil, 0)
+		code = append(code, blobsOf(&v)...)
 	}
 	held := s.cache.fn(fnKey(acct, r.Name))
 	if err := s.fns.Delete(ctx, fnKey(acct, r.Name)); err != nil {
 		return err
 	}
 	s.cache.putFn(fnKey(acct, r.Name), nil, 0)
+	s.forgetUse(acct, r.Name)
 	if held != nil {
 		s.releaseShares(ctx, acct, held.NetUsers, nil)
+		code = append(code, blobsOf(&held.Latest)...)
 	}
+	s.sweep(ctx, code)
 	s.log.Info("function deleted", "account", acct, "function", r.Name)
 	return nil
 }

@@ -58,6 +58,7 @@ type env struct {
 
 	destroyOnce sync.Once
 	hooks       []hook
+	release     func() // the lease on the code it runs (Control.Lease)
 }
 
 // hook is one step of an environment's life (nomad allocrunner style):
@@ -290,16 +291,21 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 	if err != nil {
 		return nil, nil, control.InvalidParam("%v", err)
 	}
+	// The code stays on disk while the environment lives, even if its
+	// function is deleted or updated meanwhile (released by destroy).
+	release := s.o.Control.Lease(cfg)
 	codeDir, err := s.o.Control.CodeDir(ctx, cfg)
 	if err != nil {
+		release()
 		return nil, nil, err
 	}
 	optDir, err := s.o.Control.OptDir(ctx, cfg)
 	if err != nil {
+		release()
 		return nil, nil, err
 	}
 	now := time.Now()
-	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now)}
+	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now), release: release}
 	e.hooks = []hook{netnsHook{}, vpcHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
 	for i, h := range e.hooks {
 		t := time.Now()
@@ -311,6 +317,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 			for j := i; j >= 0; j-- {
 				_ = e.hooks[j].destroy(s, e)
 			}
+			release()
 			if errors.Is(err, sandbox.ErrInvalidEntrypoint) {
 				msg := "RequestId: Error: Couldn't find valid bootstrap(s): " + fmt.Sprint(rt.Bootstrap)
 				if len(out) > 0 {
@@ -411,6 +418,9 @@ func (s *Scheduler) destroy(e *env) {
 		}
 		if err := errors.Join(errs...); err != nil {
 			s.log.Warn("environment teardown incomplete", "env", e.id, "err", err)
+		}
+		if e.release != nil {
+			e.release()
 		}
 		s.metrics.envDestroyed()
 	})

@@ -53,18 +53,15 @@ type metrics struct {
 	next    int
 
 	// Per-function series are removed when the function is deleted; an
-	// invocation still running then records nothing for it afterwards.
+	// invocation still running then records nothing for it afterwards:
+	// a record checks, under fnMu, that the function still exists (live),
+	// and forget runs after the deletion is visible. Nothing is kept per
+	// deleted function.
 	fnMu sync.RWMutex
-	gone map[fnKey]time.Time // deleted functions, pruned after goneFor
+	live func(account, function string) bool // nil: every function exists
 }
 
-type fnKey struct{ account, function string }
-
-// goneFor is how long a deleted function is remembered: longer than any
-// invocation that was running when it was deleted (15 minutes at most).
-const goneFor = 20 * time.Minute
-
-func newMetrics(reg prometheus.Registerer) *metrics {
+func newMetrics(reg prometheus.Registerer, live func(account, function string) bool) *metrics {
 	fn := []string{"account", "function"}
 	m := &metrics{
 		invocations:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: MetricInvocations, Help: "Invocations run, by function, type (RequestResponse or Event) and outcome (success or error)."}, []string{"account", "function", "type", "outcome"}),
@@ -78,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		envStarted:   prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEnvStarted, Help: "Execution environments whose sandbox started."}),
 		envStopped:   prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEnvStopped, Help: "Execution environments torn down."}),
 		reg:          reg,
-		gone:         map[fnKey]time.Time{},
+		live:         live,
 	}
 	if reg != nil {
 		reg.MustRegister(m.invocations, m.errors, m.throttles, m.enqueued, m.duration, m.initDuration, m.coldStarts, m.phases, m.envStarted, m.envStopped)
@@ -107,28 +104,23 @@ func invocationType(r *Request) string {
 	return r.InvocationType
 }
 
-// perFunction runs record unless c's function has been deleted (forget),
-// so that a late record cannot bring a deleted function's series back.
+// perFunction runs record unless c's function has been deleted, so that a
+// late record cannot bring a deleted function's series back.
 func (m *metrics) perFunction(c *control.Config, record func()) {
 	m.fnMu.RLock()
 	defer m.fnMu.RUnlock()
-	if _, gone := m.gone[fnKey{c.AccountID, c.FunctionName}]; !gone {
+	if m.live == nil || m.live(c.AccountID, c.FunctionName) {
 		record()
 	}
 }
 
-// forget removes the series of a deleted function.
+// forget removes the series of a deleted function; called once the
+// deletion is visible to live. A record that saw the function alive has
+// finished by then (it holds fnMu), one that starts later sees it gone.
 func (m *metrics) forget(account, function string) {
 	labels := prometheus.Labels{"account": account, "function": function}
 	m.fnMu.Lock()
 	defer m.fnMu.Unlock()
-	now := time.Now()
-	for k, at := range m.gone {
-		if now.Sub(at) > goneFor {
-			delete(m.gone, k)
-		}
-	}
-	m.gone[fnKey{account, function}] = now
 	m.invocations.DeletePartialMatch(labels)
 	m.errors.DeletePartialMatch(labels)
 	m.throttles.DeletePartialMatch(labels)
@@ -136,19 +128,6 @@ func (m *metrics) forget(account, function string) {
 	m.duration.DeletePartialMatch(labels)
 	m.initDuration.DeletePartialMatch(labels)
 	m.coldStarts.DeletePartialMatch(labels)
-}
-
-// revive lets a function created again under a deleted one's name record.
-func (m *metrics) revive(account, function string) {
-	k := fnKey{account, function}
-	m.fnMu.RLock()
-	_, gone := m.gone[k]
-	m.fnMu.RUnlock()
-	if gone {
-		m.fnMu.Lock()
-		delete(m.gone, k)
-		m.fnMu.Unlock()
-	}
 }
 
 func (m *metrics) invocation(c *control.Config, typ, outcome string) {

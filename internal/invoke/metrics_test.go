@@ -40,7 +40,8 @@ func functionSeries(t *testing.T, reg *prometheus.Registry, account, function st
 // a function created again under the name records again.
 func TestForgetFunction(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	exists := map[string]bool{"f": true, "g": true}
+	m := newMetrics(reg, func(_, function string) bool { return exists[function] })
 	gone := &control.Config{AccountID: "111111111111", FunctionName: "f"}
 	kept := &control.Config{AccountID: "111111111111", FunctionName: "g"}
 	record := func(c *control.Config) {
@@ -55,6 +56,7 @@ func TestForgetFunction(t *testing.T) {
 	if n := functionSeries(t, reg, "111111111111", "f"); n != 7 {
 		t.Fatalf("%d series for f, want 7 (one per per-function metric)", n)
 	}
+	exists["f"] = false // deleted; then the series go
 	m.forget("111111111111", "f")
 	if n := functionSeries(t, reg, "111111111111", "f"); n != 0 {
 		t.Fatalf("%d series for the deleted function remain", n)
@@ -66,7 +68,7 @@ func TestForgetFunction(t *testing.T) {
 	if n := functionSeries(t, reg, "111111111111", "g"); n != 7 {
 		t.Fatalf("%d series for the other function, want 7", n)
 	}
-	m.revive("111111111111", "f")
+	exists["f"] = true // created again
 	record(gone)
 	if n := functionSeries(t, reg, "111111111111", "f"); n != 7 {
 		t.Fatalf("%d series for the function created again, want 7", n)

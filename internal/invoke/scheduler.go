@@ -129,7 +129,7 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		o.Logger = slog.Default()
 	}
 	s := &Scheduler{
-		o: o, log: o.Logger, metrics: newMetrics(o.Registry),
+		o: o, log: o.Logger, metrics: newMetrics(o.Registry, live(o.Control)),
 		pools: map[poolKey]*pool{}, all: map[*env]struct{}{},
 		inFlight: map[string]int{}, fnFlight: map[string]int{},
 		stop: make(chan struct{}),
@@ -283,7 +283,7 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 			return nil, control.TooManyRequests("ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 		}
 		s.fnFlight[fk]++
-		return func() { s.mu.Lock(); s.fnFlight[fk]--; s.mu.Unlock() }, nil
+		return func() { s.mu.Lock(); decr(s.fnFlight, fk); s.mu.Unlock() }, nil
 	}
 	unreserved := s.o.Control.GetAccountSettings(cfg.AccountID).AccountLimit.UnreservedConcurrentExecutions
 	if s.inFlight[cfg.AccountID] >= unreserved {
@@ -292,7 +292,23 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 	}
 	s.inFlight[cfg.AccountID]++
 	s.fnFlight[fk]++
-	return func() { s.mu.Lock(); s.inFlight[cfg.AccountID]--; s.fnFlight[fk]--; s.mu.Unlock() }, nil
+	return func() { s.mu.Lock(); decr(s.inFlight, cfg.AccountID); decr(s.fnFlight, fk); s.mu.Unlock() }, nil
+}
+
+// live reports whether a function exists (nil without a control plane).
+func live(c *control.Service) func(account, function string) bool {
+	if c == nil {
+		return nil
+	}
+	return c.Exists
+}
+
+// decr counts one in-flight invocation of k less; a key at zero goes, so
+// the books hold only functions running now (not every function ever).
+func decr(m map[string]int, k string) {
+	if m[k]--; m[k] <= 0 {
+		delete(m, k)
+	}
 }
 
 func keyOf(cfg *control.Config) poolKey {
@@ -555,8 +571,6 @@ func (s *Scheduler) Retire(account, function string) {
 	var ce *control.Error
 	if _, err := s.o.Control.Resolve(account, "", function, ""); errors.As(err, &ce) && ce.Code == "ResourceNotFoundException" {
 		s.metrics.forget(account, function)
-	} else if err == nil {
-		s.metrics.revive(account, function)
 	}
 	var doomed []*env
 	s.mu.Lock()
