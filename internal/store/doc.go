@@ -13,4 +13,10 @@
 // process kill nor a host crash loses a write a caller was told succeeded.
 // The cost is one fsync per write (see BenchmarkControlWrites in
 // internal/control); nothing on the warm invoke path waits for one.
+//
+// A damaged store is never served silently: Open reads every stream back
+// and checks it against JetStream's report of lost messages, its newest
+// record and the previous run's recorded state, and refuses lost data with
+// a *DataLossError unless Options.AcceptDataLoss (integrity.go). Snapshot
+// and Restore move whole streams for backups (snapshot.go, internal/backup).
 package store
