@@ -53,6 +53,9 @@ type Holder struct {
 	DataDir     string `json:"data_dir"`
 	Listen      string `json:"listen"`
 	ServiceCIDR string `json:"service_cidr"`
+	// HostUplink is the uplink link net when the uplink is the host's own
+	// namespace (--uplink host), where two servers' links would clash.
+	HostUplink string `json:"host_uplink,omitempty"`
 }
 
 func (h Holder) String() string {
@@ -73,6 +76,8 @@ func (e *ConflictError) Error() string {
 		return fmt.Sprintf("another lambdaplane server is running with --prefix %s (%s): it owns every kernel object named %s-*; stop it, or pass another --prefix", e.Value, e.Holder, e.Value)
 	case "--service-cidr":
 		return fmt.Sprintf("--service-cidr %s overlaps the service CIDR of another running lambdaplane server (%s): stop it, or pass another --service-cidr (auto picks a free one)", e.Value, e.Holder)
+	case "--uplink-net":
+		return fmt.Sprintf("--uplink-net %s overlaps the uplink net of another running lambdaplane server whose uplink is this host too (%s): stop it, or pass another --uplink-net (or --uplink netns:…)", e.Value, e.Holder)
 	default:
 		return fmt.Sprintf("another lambdaplane server is running with %s %s (%s): stop it, or pass another %s", e.Flag, e.Value, e.Holder, e.Flag)
 	}
@@ -154,6 +159,13 @@ func claimHost(dir string, h Holder, auto bool) (_ *hostClaim, err error) {
 	for _, o := range others {
 		if p, perr := netip.ParsePrefix(o.ServiceCIDR); perr == nil && p.Overlaps(want) {
 			return nil, &ConflictError{Flag: "--service-cidr", Value: want.String(), Holder: o}
+		}
+	}
+	if mine, perr := netip.ParsePrefix(h.HostUplink); perr == nil {
+		for _, o := range others {
+			if p, perr := netip.ParsePrefix(o.HostUplink); perr == nil && p.Overlaps(mine) {
+				return nil, &ConflictError{Flag: "--uplink-net", Value: h.HostUplink, Holder: o}
+			}
 		}
 	}
 	if err := writeHolder(f, h); err != nil {

@@ -143,3 +143,24 @@ func TestClaimHostRefusesBadInput(t *testing.T) {
 		}
 	}
 }
+
+// Two servers whose uplinks are both the host's namespace must not share
+// the uplink link net; uplinks in namespaces of their own may.
+func TestHostUplinkNetClaimed(t *testing.T) {
+	dir := t.TempDir()
+	pid := os.Getpid()
+	if _, err := claimHost(dir, Holder{PID: pid, Prefix: "u1", DataDir: "/d/u1", ServiceCIDR: "10.1.0.0/16", HostUplink: "169.254.255.0/30"}, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err := claimHost(dir, Holder{PID: pid, Prefix: "u2", DataDir: "/d/u2", ServiceCIDR: "10.2.0.0/16", HostUplink: "169.254.255.0/30"}, false)
+	var ce *ConflictError
+	if !errors.As(err, &ce) || ce.Flag != "--uplink-net" || !strings.Contains(err.Error(), "--uplink-net") {
+		t.Errorf("second host uplink on the same net: %v", err)
+	}
+	if _, err := claimHost(dir, Holder{PID: pid, Prefix: "u3", DataDir: "/d/u3", ServiceCIDR: "10.3.0.0/16", HostUplink: "169.254.254.0/30"}, false); err != nil {
+		t.Errorf("another uplink net: %v", err)
+	}
+	if _, err := claimHost(dir, Holder{PID: pid, Prefix: "u4", DataDir: "/d/u4", ServiceCIDR: "10.4.0.0/16"}, false); err != nil {
+		t.Errorf("uplink in a namespace: %v", err)
+	}
+}

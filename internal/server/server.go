@@ -81,8 +81,13 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	// Claim the prefix and the service CIDR host-wide before anything
 	// touches the kernel: another server's objects must never look like
 	// leftovers of this one.
+	hostUplink := ""
+	if cfg.UplinkNetns == "" {
+		hostUplink = cfg.UplinkNet.String()
+	}
 	if s.host, err = claimHost(LockDir, Holder{
 		PID: os.Getpid(), Prefix: cfg.Prefix, DataDir: cfg.DataDir, Listen: cfg.Listen, ServiceCIDR: cfg.ServiceCIDR.String(),
+		HostUplink: hostUplink,
 	}, cfg.AutoServiceCIDR); err != nil {
 		return nil, err
 	}
