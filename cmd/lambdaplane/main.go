@@ -24,6 +24,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/client"
 	"github.com/lambdaplane/lambdaplane/internal/instance"
+	"github.com/lambdaplane/lambdaplane/internal/diskspace"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
@@ -155,6 +156,11 @@ func serve(args []string) error {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", time.Minute, "a request body must arrive within this plus its length at 128 KB/s (request headers: 10s)")
 	fs.IntVar(&c.MaxUnauthConns, "max-unauthenticated-connections", server.DefaultMaxUnauthConns, "API connections that have not yet completed an authenticated request; more wait to be accepted (-1 = no limit)")
 	fs.StringVar(&c.DataDir, "data", ".lambdaplane", "data directory (store, credentials, code)")
+	fs.Func("min-free-disk", "free space to keep on the data directory's filesystem: uploads (create-function, update-function-code, publish-layer-version) that would leave less are refused with CodeStorageExceededException; bytes (256MiB, 1G), a percentage (5%), 0 = none, or auto (default: 10% of the filesystem, at most 512MiB)", func(v string) error {
+		w, err := diskspace.Parse(v)
+		c.MinFreeDisk = w
+		return err
+	})
 	fs.StringVar(&c.NATSURL, "nats-url", "", "use an external NATS server with JetStream instead of the embedded one")
 	fs.BoolVar(&c.AcceptDataLoss, "accept-data-loss", false, "start even though the store lost data (the start-up check names what; it is logged), serving what is left; without it such a start is refused")
 	fs.StringVar(&c.Region, "region", "us-east-1", "region in ARNs and the credentials profile")

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/diskspace"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -62,6 +63,13 @@ type Config struct {
 	// /20 of 100.64.0.0/10 outside 100.64.0.0/16 that no other server on
 	// the host uses (serve --service-cidr auto).
 	AutoServiceCIDR bool
+
+	// MinFreeDisk is the free space kept on the data directory's
+	// filesystem: uploads (CreateFunction, UpdateFunctionCode,
+	// PublishLayerVersion) that would leave less are refused with
+	// CodeStorageExceededException. Zero: 10 % of the filesystem, at most
+	// 512 MiB (serve --min-free-disk).
+	MinFreeDisk diskspace.Watermark
 
 	// MetricsListen is the Prometheus /metrics listener, apart from the
 	// API; "" or "off" = none (serve's --metrics-listen defaults to

@@ -61,6 +61,7 @@ type Server struct {
 	closeMu    sync.Once
 	closeErr   error
 	host       *hostClaim // the host-wide claim of Cfg.Prefix and Cfg.ServiceCIDR
+	disk       *diskGuard // restarts the store's JetStream after a full disk
 }
 
 // Start builds every part, reconciles the kernel with the stored state and
@@ -205,7 +206,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	var sched *invoke.Scheduler
 	var schedMu sync.RWMutex
 	if s.ctl, err = control.New(ctx, control.Options{
-		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log,
+		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log, MinFreeDisk: cfg.MinFreeDisk,
 		Runtimes: func(id string) error { _, err := rt.Lookup(id); return err },
 		Roles:    roles, Vpcs: vpcLookup{model}, Networks: networks{s.hyperplane},
 		VpcIdleTimeout: cfg.VpcIdleTimeout, Authorize: authz.authorizeCaller,
@@ -233,6 +234,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
+	s.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, s.st, log)
+	reg.MustRegister(s.disk)
+	s.disk.start(s.ctl)
 
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	verifier.SetRegion(cfg.Region)
@@ -262,7 +266,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := s.serveMetrics(reg); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, "endpoint"), []byte(s.Endpoint+"\n"), 0o600); err != nil {
+	if err := writeFileIfChanged(filepath.Join(cfg.DataDir, "endpoint"), []byte(s.Endpoint+"\n"), 0o600); err != nil {
 		return nil, err
 	}
 	if err := writeAdminToken(cfg.DataDir); err != nil {
@@ -339,6 +343,7 @@ func (s *Server) Close() error {
 		if s.metrics != nil {
 			_ = s.metrics.Close()
 		}
+		s.disk.close()
 		if s.sched != nil {
 			s.sched.Close()
 		}

@@ -14,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/diskspace"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -378,7 +380,18 @@ func (s *Store) verify(ctx context.Context, o Options) error {
 	s.log.Debug("store checked", "streams", len(states), "took", time.Since(t).Round(time.Millisecond))
 	if s.srv != nil {
 		if err := writeLedger(path, &ledger{Clean: false, Streams: states}); err != nil {
-			return err
+			if !diskspace.IsNoSpace(err) {
+				return err
+			}
+			// A full disk must not keep the server from starting (it frees
+			// space by deleting functions). The previous run's ledger
+			// would claim states this run changes: it goes (the next
+			// start checks without one, as after a crash); the keeper
+			// records again once space returns.
+			s.log.Warn("store: the disk is full; the stream states are recorded once space returns", "err", err)
+			if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				return err
+			}
 		}
 		s.ledger = &ledgerKeeper{path: path, srv: s.srv, log: s.log, missing: map[string]uint64{}}
 		for name, r := range states {
@@ -484,7 +497,7 @@ func (s *Store) checkStream(ctx context.Context, info *jetstream.StreamInfo, rec
 	var sc *scanResult
 	if isKV || (before.Msgs <= scanMaxMsgs && before.Bytes <= scanMaxBytes) {
 		var err error
-		if sc, err = s.scan(ctx, name, info.Config.AllowDirect, before.FirstSeq, before.LastSeq); err != nil {
+		if sc, err = s.scan(ctx, name, info.Config.AllowDirect, before.FirstSeq, before.LastSeq, before.Msgs); err != nil {
 			return nil, streamRecord{}, fmt.Errorf("read it back: %w", err)
 		}
 	}
@@ -596,54 +609,57 @@ func (r *scanResult) saw(seq uint64) {
 	r.seen = append(r.seen, seq)
 }
 
-// scan reads every message of a stream from first to last, in batches of
-// direct gets where the stream allows them, one message get at a time
-// otherwise. A message the file store cannot read is skipped by the server
-// (or ends the read): the caller compares the count with the index.
-func (s *Store) scan(ctx context.Context, stream string, direct bool, first, last uint64) (*scanResult, error) {
+// scan reads every message of a stream from first to last: in batches of
+// direct gets where the stream allows them, else through an ephemeral
+// ordered consumer (headers only) until it has delivered the msgs the index
+// counts or stalls for scanStall. A message the file store cannot read is
+// skipped by the server (or ends the read): the caller compares the count
+// with the index.
+func (s *Store) scan(ctx context.Context, stream string, direct bool, first, last, msgs uint64) (*scanResult, error) {
 	r := &scanResult{}
-	if last == 0 || first > last {
+	if last == 0 || first > last || msgs == 0 {
 		return r, nil
 	}
 	if direct {
 		return r, s.scanDirect(ctx, stream, first, last, r)
 	}
-	for seq := first; seq <= last; {
-		req, _ := json.Marshal(map[string]any{"seq": seq, "next_by_subj": ">"})
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		m, err := s.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+stream, req)
-		cancel()
+	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, HeadersOnly: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	for r.count < msgs {
+		batch, err := cons.Fetch(scanBatch, jetstream.FetchMaxWait(scanStall))
 		if err != nil {
 			return nil, err
 		}
-		var resp struct {
-			Message *struct {
-				Seq uint64 `json:"seq"`
-			} `json:"message"`
-			Error *struct {
-				Code        int    `json:"code"`
-				Description string `json:"description"`
-			} `json:"error"`
+		got := 0
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				return nil, err
+			}
+			if q := md.Sequence.Stream; q > r.last && q <= last {
+				r.saw(q)
+			}
+			got++
 		}
-		if err := json.Unmarshal(m.Data, &resp); err != nil {
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}
-		if resp.Error != nil {
-			if resp.Error.Code == 404 {
-				break
-			}
-			return nil, fmt.Errorf("get message from %d: %s", seq, resp.Error.Description)
+		if got == 0 {
+			break // nothing more can be read
 		}
-		if resp.Message == nil || resp.Message.Seq < seq || resp.Message.Seq > last {
-			break
-		}
-		r.saw(resp.Message.Seq)
-		seq = resp.Message.Seq + 1
 	}
 	return r, nil
 }
 
-const scanBatch = 1000
+// scanStall is how long a consumer scan waits for the next message before
+// it takes the rest of the stream as unreadable.
+const scanStall = time.Second
+
+const scanBatch = 5000
 
 func (s *Store) scanDirect(ctx context.Context, stream string, first, last uint64, r *scanResult) error {
 	inbox := s.nc.NewInbox()

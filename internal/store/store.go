@@ -51,6 +51,8 @@ type Store struct {
 	log *slog.Logger
 	// ledger records the embedded store's stream states (integrity.go).
 	ledger *ledgerKeeper
+	// jsCfg is the embedded JetStream's configuration (RestartJetStream).
+	jsCfg *server.JetStreamConfig
 }
 
 // Open starts (or connects to) NATS and returns a ready Store.
@@ -100,6 +102,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("embedded NATS in %s did not become ready", dir)
 		}
 		s.srv = srv
+		s.jsCfg = srv.JetStreamConfig()
 		nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("lambdaplane"))
 		if err != nil {
 			srv.Shutdown()
