@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/client"
-	"github.com/lambdaplane/lambdaplane/internal/instance"
 	"github.com/lambdaplane/lambdaplane/internal/diskspace"
+	"github.com/lambdaplane/lambdaplane/internal/instance"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/server"
