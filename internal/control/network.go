@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,6 +37,14 @@ type Networks interface {
 	Ensure(ctx context.Context, account, user string, subnetIDs, sgIDs []string) error
 	Release(ctx context.Context, account, user string) error
 	ReasonOf(err error) string
+}
+
+// ShareLister is implemented by Networks that can list the shares they
+// hold (account → users), so that shares no function record names (a
+// crash between a record's write and the share's release, a function
+// deleted while its VPC setup ran) are released: sweepShares.
+type ShareLister interface {
+	Shares(ctx context.Context) (map[string][]string, error)
 }
 
 // vpcActions are what an execution role needs for VpcConfig.
@@ -128,13 +138,16 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// netUser is the ENI-share owner for a function's VPC configuration.
-func netUser(region, acct, name string, v *VpcConfig) string {
+// netUser is the ENI-share owner for a function's VPC configuration: the
+// function's ARN and a hash of its subnets, groups and creation time, so
+// that a function deleted and created again under the same name never
+// holds (or releases) the share of the earlier one.
+func netUser(region, acct, name string, created time.Time, v *VpcConfig) string {
 	subnets := slices.Clone(v.SubnetIDs)
 	groups := slices.Clone(v.SecurityGroupIDs)
 	sort.Strings(subnets)
 	sort.Strings(groups)
-	h := sha256.Sum256([]byte(strings.Join(subnets, ",") + "|" + strings.Join(groups, ",")))
+	h := sha256.Sum256([]byte(strings.Join(subnets, ",") + "|" + strings.Join(groups, ",") + "|" + strconv.FormatInt(created.UnixNano(), 10)))
 	return FunctionARN(region, acct, name) + ":vpc-" + hex.EncodeToString(h[:6])
 }
 
@@ -190,6 +203,72 @@ func (s *Service) startNetwork() {
 	}
 }
 
+// sweepShares releases the ENI shares no function record names. At start
+// (prev nil) that is every such share: no VPC setup of this server runs
+// yet, and one that ran before a crash recorded its shares before taking
+// them. Later passes release only shares unnamed in the previous pass too
+// (prev), so a setup between its record and its share, or a record not yet
+// seen (another writer), is never taken for a leak. It returns this pass's
+// unnamed shares.
+func (s *Service) sweepShares(ctx context.Context, prev map[string]bool) map[string]bool {
+	sl, ok := s.o.Networks.(ShareLister)
+	if !ok {
+		return nil
+	}
+	held, err := sl.Shares(ctx)
+	if err != nil {
+		s.log.Warn("listing ENI shares failed", "err", err)
+		return prev
+	}
+	named := s.namedShares()
+	unnamed := map[string]bool{}
+	for acct, users := range held {
+		var gone []string
+		for _, u := range users {
+			if named[u] || !strings.HasPrefix(u, "arn:aws:lambda:") {
+				continue
+			}
+			unnamed[acct+" "+u] = true
+			if prev == nil || prev[acct+" "+u] {
+				gone = append(gone, u)
+			}
+		}
+		if len(gone) > 0 {
+			s.log.Info("releasing ENI shares no function holds", "account", acct, "shares", gone)
+			s.releaseShares(ctx, acct, gone, nil)
+		}
+	}
+	return unnamed
+}
+
+// namedShares are the shares function records hold or are about to take.
+func (s *Service) namedShares() map[string]bool {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
+	named := map[string]bool{}
+	active := map[string]bool{} // functions whose configurations may hold shares (not Inactive)
+	for k, c := range s.cache.fns {
+		if c.v == nil {
+			continue
+		}
+		for _, u := range c.v.NetUsers {
+			named[u] = true
+		}
+		if c.v.Latest.State != StateInactive {
+			active[k] = true
+			if v := c.v.Latest.VpcConfig; v != nil {
+				named[v.NetUser] = true
+			}
+		}
+	}
+	for _, c := range s.cache.versions {
+		if c.v != nil && c.v.VpcConfig != nil && active[fnKey(c.v.AccountID, c.v.FunctionName)] {
+			named[c.v.VpcConfig.NetUser] = true
+		}
+	}
+	return named
+}
+
 func (s *Service) stopNetwork() {
 	if s.net.stop == nil {
 		return
@@ -231,19 +310,117 @@ func (s *Service) kick(acct, name string) {
 
 // settle ensures the ENI shares of every configuration of the function
 // ($LATEST and its versions), releases shares nothing uses any more and
-// records the outcome as the function's state.
+// records the outcome as the function's state. A share is recorded on the
+// function (NetUsers) before it is taken and released only after it is
+// no longer recorded, so a crash never leaves a share no record names
+// (sweepShares releases those anyway).
 func (s *Service) settle(acct, name string) {
-	fn := s.cache.fn(fnKey(acct, name))
+	key := fnKey(acct, name)
+	fn := s.cache.fn(key)
 	if fn == nil {
 		return
 	}
 	latest := fn.Latest
 	pending := latest.State == StatePending || latest.LastUpdateStatus == UpdateInProgress
-	if !pending {
-		return
+	want := s.wantedShares(acct, name, &latest)
+	if !pending && !slices.ContainsFunc(fn.NetUsers, func(u string) bool { return want[u] == nil }) {
+		return // settled, and holding nothing it does not use
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.SettleTimeout)
 	defer cancel()
+	superseded := func(f *Function) error {
+		if f.Latest.RevisionID != latest.RevisionID {
+			return errSuperseded
+		}
+		return nil
+	}
+	var failure error
+	if pending {
+		// The shares about to be taken are recorded first.
+		if slices.ContainsFunc(slices.Collect(maps.Keys(want)), func(u string) bool { return !slices.Contains(fn.NetUsers, u) }) {
+			nf, rev, err := s.fns.Update(ctx, key, func(f *Function) error {
+				if err := superseded(f); err != nil {
+					return err
+				}
+				for u := range want {
+					if !slices.Contains(f.NetUsers, u) {
+						f.NetUsers = append(f.NetUsers, u)
+					}
+				}
+				return nil
+			})
+			if !s.settleWritten(acct, name, nf, rev, err) {
+				return
+			}
+		}
+		if latest.VpcConfig != nil {
+			if err := s.checkRole(ctx, acct, latest.Role, true); err != nil {
+				failure = &netError{reason: "InsufficientRolePermissions", err: err}
+			}
+		}
+		for user, v := range want {
+			if failure != nil {
+				break
+			}
+			if err := s.o.Networks.Ensure(ctx, acct, user, v.SubnetIDs, v.SecurityGroupIDs); err != nil {
+				failure = &netError{reason: s.o.Networks.ReasonOf(err), err: err}
+			}
+		}
+	}
+	var stale []string
+	nf, rev, err := s.fns.Update(ctx, key, func(f *Function) error {
+		if err := superseded(f); err != nil {
+			return err
+		}
+		c := &f.Latest
+		if pending && failure != nil {
+			var ne *netError
+			errors.As(failure, &ne)
+			msg := failure.Error()
+			if ne != nil {
+				msg = ne.err.Error()
+			}
+			c.State, c.StateReason, c.StateReasonCode = StateFailed, msg, ne.reason
+			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateFailed, msg, ne.reason
+			return nil // the shares stay recorded (DeleteFunction releases them)
+		}
+		if pending {
+			c.State, c.StateReason, c.StateReasonCode = StateActive, "", ""
+			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateSuccessful, "", ""
+		}
+		stale = nil
+		keep := f.NetUsers[:0]
+		for _, u := range f.NetUsers {
+			if want[u] != nil {
+				keep = append(keep, u)
+			} else {
+				stale = append(stale, u)
+			}
+		}
+		f.NetUsers = keep
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) && pending {
+		// Deleted meanwhile: what was taken for it goes (its shares are
+		// named after this incarnation, so no other function holds them).
+		s.releaseShares(context.Background(), acct, slices.Collect(maps.Keys(want)), nil)
+	}
+	if !s.settleWritten(acct, name, nf, rev, err) {
+		return
+	}
+	switch {
+	case !pending:
+	case failure != nil:
+		s.log.Warn("function VPC setup failed", "account", acct, "function", name, "err", failure)
+	default:
+		s.log.Info("function VPC setup done", "account", acct, "function", name, "shares", len(want))
+	}
+	s.releaseShares(context.Background(), acct, stale, nil)
+}
+
+// wantedShares are the ENI shares the function's configurations use:
+// $LATEST's and its published versions'.
+func (s *Service) wantedShares(acct, name string, latest *Config) map[string]*VpcConfig {
 	want := map[string]*VpcConfig{}
 	if latest.VpcConfig != nil {
 		want[latest.VpcConfig.NetUser] = latest.VpcConfig
@@ -254,73 +431,24 @@ func (s *Service) settle(acct, name string) {
 			want[v.NetUser] = v
 		}
 	}
-	var failure error
-	if latest.VpcConfig != nil {
-		if err := s.checkRole(ctx, acct, latest.Role, true); err != nil {
-			failure = &netError{reason: "InsufficientRolePermissions", err: err}
-		}
-	}
-	for user, v := range want {
-		if failure != nil {
-			break
-		}
-		if err := s.o.Networks.Ensure(ctx, acct, user, v.SubnetIDs, v.SecurityGroupIDs); err != nil {
-			failure = &netError{reason: s.o.Networks.ReasonOf(err), err: err}
-		}
-	}
-	var stale []string
-	_, rev, err := s.fns.Update(ctx, fnKey(acct, name), func(f *Function) error {
-		if f.Latest.RevisionID != latest.RevisionID {
-			return errSuperseded
-		}
-		for u := range want {
-			if !slices.Contains(f.NetUsers, u) {
-				f.NetUsers = append(f.NetUsers, u)
-			}
-		}
-		c := &f.Latest
-		if failure != nil {
-			var ne *netError
-			errors.As(failure, &ne)
-			msg := failure.Error()
-			if ne != nil {
-				msg = ne.err.Error()
-			}
-			c.State, c.StateReason, c.StateReasonCode = StateFailed, msg, ne.reason
-			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateFailed, msg, ne.reason
-			return nil
-		}
-		c.State, c.StateReason, c.StateReasonCode = StateActive, "", ""
-		c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateSuccessful, "", ""
-		stale = nil
-		keep := f.NetUsers[:0]
-		for _, u := range f.NetUsers {
-			if _, ok := want[u]; ok {
-				keep = append(keep, u)
-			} else {
-				stale = append(stale, u)
-			}
-		}
-		f.NetUsers = keep
-		return nil
-	})
+	return want
+}
+
+// settleWritten handles the outcome of one of settle's writes: it caches
+// the record written and reports whether settle goes on.
+func (s *Service) settleWritten(acct, name string, nf *Function, rev uint64, err error) bool {
 	switch {
 	case errors.Is(err, errSuperseded):
 		s.kick(acct, name) // a newer update arrived meanwhile: settle that one
-		return
+		return false
+	case errors.Is(err, store.ErrNotFound):
+		return false
 	case err != nil:
 		s.log.Warn("recording function network state failed", "function", name, "err", err)
-		return
+		return false
 	}
-	if nf, _, err := s.fns.Get(context.Background(), fnKey(acct, name)); err == nil {
-		s.cache.putFn(fnKey(acct, name), nf, rev)
-	}
-	if failure != nil {
-		s.log.Warn("function VPC setup failed", "account", acct, "function", name, "err", failure)
-	} else {
-		s.log.Info("function VPC setup done", "account", acct, "function", name, "shares", len(want))
-	}
-	s.releaseShares(context.Background(), acct, stale, nil)
+	s.cache.putFn(fnKey(acct, name), nf, rev)
+	return true
 }
 
 var errSuperseded = errors.New("superseded by a newer update")
@@ -374,12 +502,17 @@ func (s *Service) reclaimLoop() {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
+	unnamed := s.sweepShares(context.Background(), nil)
+	sweep := time.NewTicker(time.Minute)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-s.net.stop:
 			return
 		case <-t.C:
 			s.reclaimIdle()
+		case <-sweep.C:
+			unnamed = s.sweepShares(context.Background(), unnamed)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package control
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -29,17 +30,37 @@ func (fakeVpcs) GroupVPC(ctx context.Context, account, id string) (string, error
 	return "", fmt.Errorf("no group %s", id)
 }
 
-// fakeNets holds ENI shares in memory.
+// fakeNets holds ENI shares in memory (one account's). An Ensure waits
+// for gate when it is set.
 type fakeNets struct {
 	mu    sync.Mutex
 	users map[string]bool
+	gate  chan struct{}
 }
 
 func (n *fakeNets) Ensure(ctx context.Context, account, user string, subnetIDs, sgIDs []string) error {
 	n.mu.Lock()
+	gate := n.gate
+	n.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
+	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.users[user] = true
 	return nil
+}
+
+func (n *fakeNets) Shares(ctx context.Context) (map[string][]string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return map[string][]string{testAcct: slices.Collect(maps.Keys(n.users))}, nil
+}
+
+func (n *fakeNets) held() []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Sorted(maps.Keys(n.users))
 }
 
 func (n *fakeNets) Release(ctx context.Context, account, user string) error {
@@ -53,20 +74,44 @@ func (n *fakeNets) ReasonOf(err error) string { return "InternalError" }
 
 func newVpcTestService(t *testing.T, authorize func(ctx context.Context, action, resource string, cond map[string][]string) error) (*Service, *fakeNets) {
 	t.Helper()
-	dir := t.TempDir()
+	nets := &fakeNets{users: map[string]bool{}}
+	return openVpcTestService(t, t.TempDir(), nets, authorize), nets
+}
+
+func openVpcTestService(t *testing.T, dir string, nets *fakeNets, authorize func(ctx context.Context, action, resource string, cond map[string][]string) error) *Service {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, store.Options{DataDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	nets := &fakeNets{users: map[string]bool{}}
 	s, err := New(ctx, Options{Store: st, DataDir: dir, CodeLimits: codepkg.DefaultLimits(), Vpcs: fakeVpcs{}, Networks: nets, Authorize: authorize})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	return s, nets
+	return s
+}
+
+func createVpcFn(t *testing.T, s *Service, name, subnet string) {
+	t.Helper()
+	zip := testZip(t, map[string]string{"bootstrap": "#!/bin/sh\n"})
+	if _, err := s.CreateFunction(context.Background(), testAcct, testRegion, &CreateInput{FunctionName: name, Runtime: "provided.al2023", Role: "arn:aws:iam::" + testAcct + ":role/r",
+		Handler: "bootstrap", Code: &CodeInput{ZipFile: zip}, VpcConfig: vpcIn(subnet)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitShares(t *testing.T, nets *fakeNets, want []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.Equal(nets.held(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("ENI shares %v, want %v", nets.held(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func waitSettled(t *testing.T, s *Service, name string) *Function {
@@ -151,4 +196,74 @@ func TestUpdateVpcConfigRacingAnotherUpdate(t *testing.T) {
 	if len(nets.users) != 1 || !nets.users[rec.Latest.VpcConfig.NetUser] {
 		t.Errorf("ENI shares %v, want only %s", nets.users, rec.Latest.VpcConfig.NetUser)
 	}
+}
+
+// TestSharesFollowVpcConfig: a share is released when VpcConfig is
+// removed, and when the function is deleted while its VPC setup runs; a
+// function deleted and created again under the same name holds a share of
+// its own.
+func TestSharesFollowVpcConfig(t *testing.T) {
+	s, nets := newVpcTestService(t, nil)
+	ctx := context.Background()
+	createVpcFn(t, s, "f", "subnet-a")
+	fn := waitSettled(t, s, "f")
+	first := fn.Latest.VpcConfig.NetUser
+	waitShares(t, nets, []string{first})
+	if _, err := s.UpdateConfig(ctx, testAcct, testRegion, "f", &UpdateConfigInput{VpcConfig: &VpcInput{SubnetIds: []string{}, SecurityGroupIds: []string{}}}); err != nil {
+		t.Fatal(err)
+	}
+	waitShares(t, nets, nil)
+	if fn := waitSettled(t, s, "f"); len(fn.NetUsers) != 0 || fn.Latest.VpcConfig != nil {
+		t.Errorf("after removing VpcConfig the function holds %v (%+v)", fn.NetUsers, fn.Latest.VpcConfig)
+	}
+	if err := s.DeleteFunction(ctx, testAcct, testRegion, "f", ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// Deleted while its setup waits in Ensure.
+	gate := make(chan struct{})
+	nets.mu.Lock()
+	nets.gate = gate
+	nets.mu.Unlock()
+	createVpcFn(t, s, "f", "subnet-a")
+	second := s.cache.fn(fnKey(testAcct, "f")).Latest.VpcConfig.NetUser
+	if second == first {
+		t.Errorf("the function created again shares its predecessor's ENI share name %s", first)
+	}
+	if err := s.DeleteFunction(ctx, testAcct, testRegion, "f", ""); err != nil {
+		t.Fatal(err)
+	}
+	nets.mu.Lock()
+	nets.gate = nil
+	nets.mu.Unlock()
+	close(gate)
+	waitShares(t, nets, nil)
+}
+
+// TestStartReleasesSharesNoFunctionHolds: shares left on ENIs by a crash
+// (after a function's record stopped naming them, before their release)
+// are released when the control plane starts; the shares functions hold
+// stay.
+func TestStartReleasesSharesNoFunctionHolds(t *testing.T) {
+	dir := t.TempDir()
+	nets := &fakeNets{users: map[string]bool{}}
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(ctx, Options{Store: st, DataDir: dir, CodeLimits: codepkg.DefaultLimits(), Vpcs: fakeVpcs{}, Networks: nets})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createVpcFn(t, s, "keep", "subnet-a")
+	kept := waitSettled(t, s, "keep").Latest.VpcConfig.NetUser
+	s.Close()
+	st.Close()
+	leaked := FunctionARN(testRegion, testAcct, "gone") + ":vpc-0123456789ab"
+	nets.mu.Lock()
+	nets.users[leaked] = true
+	nets.mu.Unlock()
+	openVpcTestService(t, dir, nets, nil)
+	waitShares(t, nets, []string{kept})
 }

@@ -352,7 +352,7 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	cfg.RevisionID = newRevision()
 	cfg.State, cfg.LastUpdateStatus = StateActive, UpdateSuccessful
 	if vpcCfg != nil {
-		vpcCfg.NetUser = netUser(region, acct, in.FunctionName, vpcCfg)
+		vpcCfg.NetUser = netUser(region, acct, in.FunctionName, now, vpcCfg)
 		cfg.VpcConfig = vpcCfg
 		setPending(&cfg, ReasonCreating, "The function is being created.")
 	}
@@ -603,8 +603,9 @@ func (s *Service) parseUnqualified(acct, region, name string) (Ref, error) {
 	return r, nil
 }
 
-// updateLatest applies fn to $LATEST under a RevisionId precondition.
-func (s *Service) updateLatest(ctx context.Context, acct, region, name, revisionID string, apply func(c *Config) error) (*Config, error) {
+// updateLatest applies fn to $LATEST under a RevisionId precondition; apply
+// also gets the function's creation time (its incarnation: netUser).
+func (s *Service) updateLatest(ctx context.Context, acct, region, name, revisionID string, apply func(c *Config, created time.Time) error) (*Config, error) {
 	if _, err := s.lookup(acct, region, name); err != nil {
 		return nil, err
 	}
@@ -620,7 +621,7 @@ func (s *Service) updateLatest(ctx context.Context, acct, region, name, revision
 		if c.LastUpdateStatus != UpdateInProgress {
 			c.LastUpdateStatus, c.LastUpdateStatusReason, c.LastUpdateStatusReasonCode = UpdateSuccessful, "", ""
 		}
-		if err := apply(&c); err != nil {
+		if err := apply(&c, f.Created); err != nil {
 			return err
 		}
 		c.LastModified = s.o.Now().UTC()
@@ -673,7 +674,7 @@ func (s *Service) UpdateCode(ctx context.Context, acct, region, name string, in 
 	}
 	defer unpin()
 	var old string
-	cfg, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
+	cfg, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config, _ time.Time) error {
 		if err := s.checkUnzippedTotal(info.Unzipped, c.Layers); err != nil {
 			return err
 		}
@@ -720,9 +721,6 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		if asked, err = s.resolveVpc(ctx, acct, in.VpcConfig); err != nil {
 			return nil, err
 		}
-		if asked != nil {
-			asked.NetUser = netUser(region, acct, r.Name, asked)
-		}
 	}
 	if err := s.authorize(ctx, "lambda:UpdateFunctionConfiguration", FunctionARN(region, acct, r.Name), asked); err != nil {
 		return nil, err
@@ -735,7 +733,7 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 	}
 	vpcChanged := false
 	var dropped []blob // the layers replaced, unless something else uses them
-	out, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config) error {
+	out, err := s.updateLatest(ctx, acct, region, r.Name, in.RevisionId, func(c *Config, created time.Time) error {
 		if in.Layers != nil {
 			if err := s.checkUnzippedTotal(c.CodeUnzipped, layerRefs); err != nil {
 				return err
@@ -770,10 +768,16 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		if in.EphemeralStorage != nil {
 			c.EphemeralStorage = in.EphemeralStorage.Size
 		}
-		vpcChanged = in.VpcConfig != nil && netUserOf(asked) != netUserOf(c.VpcConfig)
+		var want *VpcConfig
+		if asked != nil {
+			a := *asked
+			a.NetUser = netUser(region, acct, r.Name, created, &a)
+			want = &a
+		}
+		vpcChanged = in.VpcConfig != nil && netUserOf(want) != netUserOf(c.VpcConfig)
 		if vpcChanged {
-			c.VpcConfig = asked
-			if asked != nil {
+			c.VpcConfig = want
+			if want != nil {
 				setUpdating(c, "The function is being updated.")
 			}
 		}
@@ -909,6 +913,9 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 		s.cache.putVersion(versionKey(acct, r.Name, qualifier), nil, 0)
 		if held != nil {
 			s.sweep(ctx, blobsOf(held))
+		}
+		if held != nil && held.VpcConfig != nil {
+			s.kick(acct, r.Name) // its ENI share goes unless another configuration has it
 		}
 		return nil
 	}

@@ -588,6 +588,28 @@ func (m *Manager) ENIsFor(account, user string) []*ENI {
 	return out
 }
 
+// Users returns the users (functions' shares) of every shared ENI, by
+// account, sorted.
+func (m *Manager) Users() map[string][]string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string][]string{}
+	for _, en := range m.enis {
+		if en.eni.PerEnv {
+			continue
+		}
+		for u := range en.users {
+			if !slices.Contains(out[en.eni.AccountID], u) {
+				out[en.eni.AccountID] = append(out[en.eni.AccountID], u)
+			}
+		}
+	}
+	for _, us := range out {
+		slices.Sort(us)
+	}
+	return out
+}
+
 // Stats is what the manager holds (metrics, tests).
 type Stats struct {
 	ENIs        int

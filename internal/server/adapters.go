@@ -47,6 +47,11 @@ func (n networks) Release(ctx context.Context, account, user string) error {
 
 func (networks) ReasonOf(err error) string { return hyperplane.ReasonOf(err) }
 
+// Shares lists the functions' ENI shares (control.ShareLister).
+func (n networks) Shares(ctx context.Context) (map[string][]string, error) {
+	return n.m.Users(), nil
+}
+
 // userAuthorizer checks requests signed with an IAM user's access key
 // against the user's identity policies (iam.Users.Authorize); account root
 // keys are allowed everything.
