@@ -495,9 +495,9 @@ func (s *Store) checkStream(ctx context.Context, info *jetstream.StreamInfo, rec
 
 	// Read every message the index counts.
 	var sc *scanResult
-	if isKV || (before.Msgs <= scanMaxMsgs && before.Bytes <= scanMaxBytes) {
+	if how := howToScan(info.Config, before); how != scanNone {
 		var err error
-		if sc, err = s.scan(ctx, name, info.Config.AllowDirect, before.FirstSeq, before.LastSeq, before.Msgs); err != nil {
+		if sc, err = s.scan(ctx, name, how, before.FirstSeq, before.LastSeq, before.Msgs); err != nil {
 			return nil, streamRecord{}, fmt.Errorf("read it back: %w", err)
 		}
 	}
@@ -609,19 +609,53 @@ func (r *scanResult) saw(seq uint64) {
 	r.seen = append(r.seen, seq)
 }
 
-// scan reads every message of a stream from first to last: in batches of
-// direct gets where the stream allows them, else through an ephemeral
-// ordered consumer (headers only) until it has delivered the msgs the index
+// scanMethod is how a stream is read back on start.
+type scanMethod int
+
+const (
+	scanNone     scanMethod = iota
+	scanDirect              // batches of direct gets (buckets, object stores)
+	scanGet                 // one message get at a time (work queues)
+	scanConsumer            // an ephemeral ordered consumer, headers only
+)
+
+// scanGetMax bounds the messages read one get at a time (~0.1 ms each).
+const scanGetMax = 20_000
+
+// howToScan picks how to read a stream back, or scanNone when it is too
+// large to read on every start.
+func howToScan(cfg jetstream.StreamConfig, st jetstream.StreamState) scanMethod {
+	isKV := strings.HasPrefix(cfg.Name, "KV_")
+	switch {
+	case !isKV && (st.Msgs > scanMaxMsgs || st.Bytes > scanMaxBytes):
+		return scanNone
+	case cfg.AllowDirect:
+		return scanDirect
+	case cfg.Retention == jetstream.WorkQueuePolicy:
+		// A work queue takes no second consumer, nor one without acks.
+		if st.Msgs > scanGetMax && !isKV {
+			return scanNone
+		}
+		return scanGet
+	}
+	return scanConsumer
+}
+
+// scan reads every message of a stream from first to last (see
+// howToScan); the consumer stops once it has delivered the msgs the index
 // counts or stalls for scanStall. A message the file store cannot read is
 // skipped by the server (or ends the read): the caller compares the count
 // with the index.
-func (s *Store) scan(ctx context.Context, stream string, direct bool, first, last, msgs uint64) (*scanResult, error) {
+func (s *Store) scan(ctx context.Context, stream string, how scanMethod, first, last, msgs uint64) (*scanResult, error) {
 	r := &scanResult{}
 	if last == 0 || first > last || msgs == 0 {
 		return r, nil
 	}
-	if direct {
+	switch how {
+	case scanDirect:
 		return r, s.scanDirect(ctx, stream, first, last, r)
+	case scanGet:
+		return r, s.scanGet(ctx, stream, first, last, r)
 	}
 	cons, err := s.js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: first, HeadersOnly: true,
@@ -660,6 +694,39 @@ func (s *Store) scan(ctx context.Context, stream string, direct bool, first, las
 const scanStall = time.Second
 
 const scanBatch = 5000
+
+func (s *Store) scanGet(ctx context.Context, stream string, first, last uint64, r *scanResult) error {
+	for seq := first; seq <= last; {
+		req, _ := json.Marshal(map[string]any{"seq": seq, "next_by_subj": ">"})
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		m, err := s.nc.RequestWithContext(rctx, "$JS.API.STREAM.MSG.GET."+stream, req)
+		cancel()
+		if err != nil {
+			return err
+		}
+		var resp struct {
+			Message *struct {
+				Seq uint64 `json:"seq"`
+			} `json:"message"`
+			Error *apiError `json:"error"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return err
+		}
+		if resp.Error != nil {
+			if resp.Error.Code == 404 {
+				return nil
+			}
+			return fmt.Errorf("get message from %d: %w", seq, resp.Error)
+		}
+		if resp.Message == nil || resp.Message.Seq < seq || resp.Message.Seq > last {
+			return nil
+		}
+		r.saw(resp.Message.Seq)
+		seq = resp.Message.Seq + 1
+	}
+	return nil
+}
 
 func (s *Store) scanDirect(ctx context.Context, stream string, first, last uint64, r *scanResult) error {
 	inbox := s.nc.NewInbox()

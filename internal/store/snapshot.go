@@ -123,6 +123,9 @@ func (s *Store) Snapshot(ctx context.Context, stream string, w io.Writer, meta f
 		return 0, fmt.Errorf("snapshot %s: %w", stream, err)
 	}
 	if resp.Error != nil {
+		if resp.Error.Code == 404 {
+			return 0, fmt.Errorf("snapshot %s: %w: %w", stream, ErrNotFound, resp.Error)
+		}
 		return 0, fmt.Errorf("snapshot %s: %w", stream, resp.Error)
 	}
 	md := SnapshotMeta{Stream: stream, Config: resp.Config, State: resp.State}
