@@ -663,6 +663,13 @@ func (s *Store) scan(ctx context.Context, stream string, how scanMethod, first, 
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		// Gone at once rather than after its inactivity threshold (a
+		// backup would otherwise carry it).
+		if info := cons.CachedInfo(); info != nil {
+			_ = s.js.DeleteConsumer(ctx, stream, info.Name)
+		}
+	}()
 	for r.count < msgs {
 		batch, err := cons.Fetch(scanBatch, jetstream.FetchMaxWait(scanStall))
 		if err != nil {

@@ -356,33 +356,38 @@ func TestLossStringNamesEverything(t *testing.T) {
 	}
 }
 
-// TestOverwrittenStreamBlockIsRefused: the same damage in a stream that is
-// not a bucket and allows no direct gets (a work queue, like the async
-// invokes): it is read back through a consumer, which skips or stalls at
-// the bad message instead of hanging the start.
+// TestOverwrittenStreamBlockIsRefused: the same damage in streams that
+// are not buckets and allow no direct gets: a work queue (like the async
+// invokes; read one get at a time) and a limits stream (like the logs; read
+// through a consumer, which skips or stalls at the bad message instead of
+// hanging the start).
 func TestOverwrittenStreamBlockIsRefused(t *testing.T) {
-	dir := t.TempDir()
-	ctx := context.Background()
-	s, err := Open(ctx, Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
+	for _, retention := range []jetstream.RetentionPolicy{jetstream.WorkQueuePolicy, jetstream.LimitsPolicy} {
+		t.Run(retention.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			s, err := Open(ctx, Options{DataDir: dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			js := s.JetStream()
+			if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "QUEUE", Subjects: []string{"q.>"}, Retention: retention, Storage: jetstream.FileStorage}); err != nil {
+				t.Fatal(err)
+			}
+			payload := []byte(strings.Repeat("e", 60_000))
+			for i := 0; i < 200; i++ { // two 8 MB blocks
+				if _, err := js.Publish(ctx, "q.fn", payload); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s.Close()
+			b := blocks(t, dir, "QUEUE")
+			if len(b) < 2 {
+				t.Fatalf("%d blocks, want at least two", len(b))
+			}
+			overwrite4K(t, b[0])
+			dl := mustRefuse(t, dir, "QUEUE")
+			t.Logf("refusal:\n%v", dl)
+		})
 	}
-	js := s.JetStream()
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "QUEUE", Subjects: []string{"q.>"}, Retention: jetstream.WorkQueuePolicy, Storage: jetstream.FileStorage}); err != nil {
-		t.Fatal(err)
-	}
-	payload := []byte(strings.Repeat("e", 60_000))
-	for i := 0; i < 200; i++ { // two 8 MB blocks
-		if _, err := js.Publish(ctx, "q.fn", payload); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.Close()
-	b := blocks(t, dir, "QUEUE")
-	if len(b) < 2 {
-		t.Fatalf("%d blocks, want at least two", len(b))
-	}
-	overwrite4K(t, b[0])
-	dl := mustRefuse(t, dir, "QUEUE")
-	t.Logf("refusal:\n%v", dl)
 }
