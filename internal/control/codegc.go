@@ -314,7 +314,24 @@ func (s *Service) sweepLoop() {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			s.Sweep(ctx)
+			s.purgeDeleteMarkers(ctx, deleteMarkersKept)
 			cancel()
+		}
+	}
+}
+
+// deleteMarkersKept is how long the record buckets keep a deleted record's
+// marker: far longer than any watch takes to deliver it (a watch reset by a
+// store restart resumes within seconds); after it the marker goes, so that
+// every function ever deleted does not cost the store a record for good.
+const deleteMarkersKept = 30 * time.Minute
+
+// purgeDeleteMarkers removes the record buckets' delete markers older than
+// age (< 0: all).
+func (s *Service) purgeDeleteMarkers(ctx context.Context, age time.Duration) {
+	for _, kv := range []jetstream.KeyValue{s.fns.KV(), s.versions.KV(), s.aliases.KV(), s.layerVersions.KV()} {
+		if err := kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(age)); err != nil {
+			s.log.Warn("purging old delete markers", "bucket", kv.Bucket(), "err", err)
 		}
 	}
 }

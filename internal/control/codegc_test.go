@@ -304,3 +304,38 @@ func TestCacheForgetsDeleted(t *testing.T) {
 		t.Fatal("function created again is missing")
 	}
 }
+
+// TestPurgeDeleteMarkers: old delete markers leave the record buckets; live
+// records stay and the cache is unaffected.
+func TestPurgeDeleteMarkers(t *testing.T) {
+	s := newTestService(t, codepkg.Limits{})
+	ctx := context.Background()
+	for _, n := range []string{"a", "b", "c"} {
+		createFn(t, s, n, n)
+		if err := s.DeleteFunction(ctx, testAcct, testRegion, n, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	createFn(t, s, "kept", "kept")
+	msgs := func() uint64 {
+		st, err := s.fns.KV().Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Values()
+	}
+	if n := msgs(); n != 4 {
+		t.Fatalf("functions bucket holds %d messages before, want 4 (3 markers)", n)
+	}
+	s.purgeDeleteMarkers(ctx, time.Hour) // recent ones stay
+	if n := msgs(); n != 4 {
+		t.Fatalf("recent markers purged: %d messages", n)
+	}
+	s.purgeDeleteMarkers(ctx, -1)
+	if n := msgs(); n != 1 {
+		t.Fatalf("functions bucket holds %d messages after, want 1", n)
+	}
+	if !s.Exists(testAcct, "kept") || s.Exists(testAcct, "a") {
+		t.Fatal("cache changed by the purge")
+	}
+}
