@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
@@ -22,6 +23,10 @@ import (
 // disk (what a server restart would do, without one). Watches and pull
 // consumers of the store's connection carry on: ordered consumers (KV
 // watches) reset themselves once their heartbeats stop, within seconds.
+
+// publishAsyncTimeout bounds the wait for an asynchronous publish's
+// acknowledgement (the log store's batches).
+const publishAsyncTimeout = 15 * time.Second
 
 // ErrNotEmbedded is returned for a store on an external NATS server.
 var ErrNotEmbedded = errors.New("store: not the embedded server")

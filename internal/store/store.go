@@ -110,7 +110,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		s.nc = nc
 	}
-	js, err := jetstream.New(s.nc)
+	// An asynchronous publish the store never answers (a stream stalled
+	// by a full disk drops it silently) fails after publishAsyncTimeout
+	// instead of being waited for forever.
+	js, err := jetstream.New(s.nc, jetstream.WithPublishAsyncTimeout(publishAsyncTimeout))
 	if err != nil {
 		s.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
