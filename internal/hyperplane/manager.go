@@ -430,29 +430,32 @@ func (m *Manager) ensureOne(ctx context.Context, account, user string, t target)
 	return en.eni, nil
 }
 
-// create makes a new ENI: quota checks, the interface (address from the
-// subnet), its record, and the wait for the datapath.
+// create makes a new ENI: quota checks, its record, the interface (address
+// from the subnet), and the wait for the datapath. The record comes first:
+// a crash before the interface leaves a record of no interface, which
+// restore drops, never an interface without a record.
 func (m *Manager) create(ctx context.Context, account, user string, t target, perEnv, extra bool) (*entry, error) {
 	if err := m.checkQuotas(ctx, account, t.subnet.VpcID); err != nil {
 		return nil, err
 	}
+	id := vpc.NewID(vpc.PrefixInterface)
+	r := &record{ID: id, AccountID: account, VpcID: t.subnet.VpcID, SubnetID: t.subnet.ID, Groups: slices.Clone(t.groups),
+		PerEnv: perEnv, Extra: extra, Created: time.Now().UTC()}
+	if user != "" {
+		r.Users = []string{user}
+	}
+	if _, err := m.recs.Create(ctx, recKey(account, id), r); err != nil {
+		return nil, newErr(ReasonInternalError, err, "Recording network interface %s failed: %v", id, err)
+	}
 	n, err := m.cfg.Model.CreateInterface(ctx, account, vpc.InterfaceRequest{
-		SubnetID: t.subnet.ID, GroupIDs: t.groups, InterfaceType: vpc.InterfaceTypeLambda,
+		ID: id, SubnetID: t.subnet.ID, GroupIDs: t.groups, InterfaceType: vpc.InterfaceTypeLambda,
 		Description: "AWS Lambda VPC ENI-" + functionName(user) + "-" + newUUID(),
 		RequesterID: account + requesterSuffix,
 	})
 	if err != nil {
-		return nil, fromModel(err, t.subnet.ID, t.groups)
+		return nil, errors.Join(fromModel(err, t.subnet.ID, t.groups), m.recs.Delete(context.WithoutCancel(ctx), recKey(account, id)))
 	}
-	r := &record{ID: n.ID, AccountID: account, VpcID: n.VpcID, SubnetID: n.SubnetID, Groups: slices.Clone(n.Groups),
-		Addr: n.PrivateIP, PerEnv: perEnv, Extra: extra, Created: time.Now().UTC()}
-	if user != "" {
-		r.Users = []string{user}
-	}
-	if _, err := m.recs.Create(ctx, recKey(account, n.ID), r); err != nil {
-		return nil, errors.Join(newErr(ReasonInternalError, err, "Recording network interface %s failed: %v", n.ID, err),
-			m.cfg.Model.DeleteInterface(context.WithoutCancel(ctx), account, n.ID))
-	}
+	r.Addr = n.PrivateIP
 	en := m.entryOf(r, n.PrivateIP)
 	if err := m.waitBuilt(ctx, en.eni); err != nil {
 		return nil, errors.Join(err, m.deleteENI(context.WithoutCancel(ctx), account, n.ID))

@@ -25,6 +25,11 @@ type InterfaceRequest struct {
 	// service for Hyperplane ENIs).
 	RequesterID string
 	Tags        []Tag
+	// ID, when set, is the new interface's ID (eni-...), chosen by a
+	// service that records the interface before creating it, so that a
+	// crash in between leaves a record of nothing rather than an interface
+	// nobody knows. Empty: a new ID.
+	ID string
 }
 
 // CreateInterface creates a network interface in a subnet, taking an address
@@ -64,8 +69,14 @@ func (m *Model) CreateInterface(ctx context.Context, accountID string, req Inter
 	if typ != InterfaceTypeInterface {
 		status = StatusInUse
 	}
+	id := req.ID
+	if id == "" {
+		id = NewID(PrefixInterface)
+	} else if !validID(PrefixInterface, id) {
+		return nil, invalidValue("NetworkInterfaceId", id, "Use an ID of the form eni-<17 hex digits>.")
+	}
 	n := &NetworkInterface{
-		ID: NewID(PrefixInterface), AccountID: accountID, VpcID: sub.VpcID, SubnetID: sub.ID,
+		ID: id, AccountID: accountID, VpcID: sub.VpcID, SubnetID: sub.ID,
 		AvailabilityZone: sub.AvailabilityZone, MAC: newMAC(), Groups: groups, InterfaceType: typ,
 		Status: status, Description: req.Description, RequesterID: req.RequesterID,
 		RequesterManaged: req.RequesterID != "", Tags: cleanTags(req.Tags), Created: m.now().UTC(),
