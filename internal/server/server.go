@@ -324,6 +324,9 @@ func (s *Server) Accounts() *auth.Accounts { return s.accounts }
 // Logs is the log store (tests read functions' stored logs through it).
 func (s *Server) Logs() *logs.Store { return s.logs }
 
+// Store is the durable state (tests check which streams an operation writes).
+func (s *Server) Store() *store.Store { return s.st }
+
 // Close stops serving and tears down every environment and the service
 // network; durable state stays in the store. The host-wide claim of the
 // prefix and service CIDR is given back last.
