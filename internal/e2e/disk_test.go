@@ -229,6 +229,12 @@ func TestDiskFullAndBack(t *testing.T) {
 	if err := create("back", padZip(t, 1<<20)); err != nil {
 		t.Fatalf("upload once space returned: %v", err)
 	}
+	// An Event invoke runs and its log is stored.
+	marker := "after-full-" + randHex(8)
+	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("probe"), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"print":"` + marker + `"}`)}); err != nil {
+		t.Fatalf("Event invoke once space returned: %v", err)
+	}
+	eventually(t, 90*time.Second, "the Event invoke's log", func() bool { return strings.Contains(e.storedLog(e.srv.Account.ID, "probe"), marker) })
 	e.invokeJSON("probe", map[string]any{"name": "back"})
 	del("back")
 	mf := scrape(t, e)
