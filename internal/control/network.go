@@ -185,17 +185,23 @@ func (s *Service) startNetwork() {
 	if s.o.SettleTimeout == 0 {
 		s.o.SettleTimeout = 90 * time.Second
 	}
-	// Finish what a crash interrupted: functions still Pending or updating.
+	// Finish what a crash interrupted: functions still Pending or
+	// updating, and functions holding shares none of their configurations
+	// uses (a VpcConfig removed, a version deleted, just before the crash).
 	s.cache.mu.RLock()
-	var todo [][2]string
+	var fns []*Function
 	for _, c := range s.cache.fns {
-		if c.v != nil && (c.v.Latest.State == StatePending || c.v.Latest.LastUpdateStatus == UpdateInProgress) {
-			todo = append(todo, [2]string{c.v.Latest.AccountID, c.v.Latest.FunctionName})
+		if c.v != nil {
+			fns = append(fns, c.v)
 		}
 	}
 	s.cache.mu.RUnlock()
-	for _, f := range todo {
-		s.kick(f[0], f[1])
+	for _, f := range fns {
+		c := &f.Latest
+		want := s.wantedShares(c.AccountID, c.FunctionName, c)
+		if c.State == StatePending || c.LastUpdateStatus == UpdateInProgress || slices.ContainsFunc(f.NetUsers, func(u string) bool { return want[u] == nil }) {
+			s.kick(c.AccountID, c.FunctionName)
+		}
 	}
 	if s.o.Networks != nil {
 		s.net.wg.Add(1)

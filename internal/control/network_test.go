@@ -241,8 +241,9 @@ func TestSharesFollowVpcConfig(t *testing.T) {
 }
 
 // TestStartReleasesSharesNoFunctionHolds: shares left on ENIs by a crash
-// (after a function's record stopped naming them, before their release)
-// are released when the control plane starts; the shares functions hold
+// (after a function's record stopped naming them, before their release;
+// after its VpcConfig was removed, before its setup released the share)
+// are released when the control plane starts; the shares functions use
 // stay.
 func TestStartReleasesSharesNoFunctionHolds(t *testing.T) {
 	dir := t.TempDir()
@@ -258,6 +259,17 @@ func TestStartReleasesSharesNoFunctionHolds(t *testing.T) {
 	}
 	createVpcFn(t, s, "keep", "subnet-a")
 	kept := waitSettled(t, s, "keep").Latest.VpcConfig.NetUser
+	createVpcFn(t, s, "removed", "subnet-b")
+	waitSettled(t, s, "removed")
+	// The record as UpdateFunctionConfiguration leaves it for the setup
+	// that a SIGKILL then prevented.
+	if _, _, err := s.fns.Update(ctx, fnKey(testAcct, "removed"), func(f *Function) error {
+		f.Latest.VpcConfig = nil
+		f.Latest.RevisionID = newRevision()
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	st.Close()
 	leaked := FunctionARN(testRegion, testAcct, "gone") + ":vpc-0123456789ab"
