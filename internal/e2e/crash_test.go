@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -141,8 +142,8 @@ type crashHarness struct {
 	exited                chan struct{}
 	round                 int
 
-	lc *lambda.Client
-	ec *ec2.Client
+	lc, rl *lambda.Client // writes (sent once), reads of the checks (retried)
+	ec, re *ec2.Client
 
 	roleArn                               string
 	vpc, subnet1, subnet2, sgA, sgB, sgDB string
@@ -338,9 +339,17 @@ func (h *crashHarness) start(killEarly bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	creds := readCreds(h.t, filepath.Join(h.data, "credentials"))
-	hc := &http.Client{Timeout: 30 * time.Second}
-	h.lc = lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + h.listen), Credentials: creds, Retryer: aws.NopRetryer{}, HTTPClient: hc})
-	h.ec = ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + h.listen), Credentials: creds, Retryer: aws.NopRetryer{}, HTTPClient: hc})
+	// Connections of this server process only; writers send each request
+	// once (an answer is an acknowledgement, no answer leaves it unknown),
+	// the checks' reads may be retried.
+	tr := &http.Transport{MaxIdleConnsPerHost: 8, IdleConnTimeout: 30 * time.Second}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: tr}
+	reads := func() aws.Retryer { return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = 4 }) }
+	ep := aws.String("http://" + h.listen)
+	h.lc = lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds, Retryer: aws.NopRetryer{}, HTTPClient: hc})
+	h.ec = ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds, Retryer: aws.NopRetryer{}, HTTPClient: hc})
+	h.rl = lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds, Retryer: reads(), HTTPClient: hc})
+	h.re = ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: ep, Credentials: creds, Retryer: reads(), HTTPClient: hc})
 }
 
 func (h *crashHarness) spawn() {
@@ -953,7 +962,7 @@ func (h *crashHarness) verifyFunctions() {
 	listed := map[string]bool{}
 	var marker *string
 	for range 100 {
-		out, err := h.lc.ListFunctions(ctx, &lambda.ListFunctionsInput{Marker: marker})
+		out, err := h.rl.ListFunctions(ctx, &lambda.ListFunctionsInput{Marker: marker})
 		if err != nil {
 			h.fatalf("ListFunctions: %v", err)
 		}
@@ -1003,7 +1012,7 @@ func (h *crashHarness) verifyFunctions() {
 			continue
 		}
 		for {
-			out, err := h.lc.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(f.name)})
+			out, err := h.rl.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(f.name)})
 			if err != nil {
 				h.fatalf("%s: %v", f.name, err)
 			}
@@ -1040,7 +1049,7 @@ func payloadOf(out *lambda.InvokeOutput) string {
 // collapses its history into what it is now.
 func (h *crashHarness) checkFunction(ctx context.Context, f *fnModel) {
 	h.t.Helper()
-	out, err := h.lc.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(f.name)})
+	out, err := h.rl.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(f.name)})
 	if err != nil {
 		h.errorf("%s: %v", f.name, err)
 		return
@@ -1109,15 +1118,15 @@ func (h *crashHarness) verifyEC2() {
 	h.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	vs, err := h.ec.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
+	vs, err := h.re.DescribeVpcs(ctx, &ec2.DescribeVpcsInput{})
 	if err != nil {
 		h.fatalf("DescribeVpcs: %v", err)
 	}
-	ss, err := h.ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
+	ss, err := h.re.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{})
 	if err != nil {
 		h.fatalf("DescribeSubnets: %v", err)
 	}
-	gs, err := h.ec.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
+	gs, err := h.re.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{})
 	if err != nil {
 		h.fatalf("DescribeSecurityGroups: %v", err)
 	}
@@ -1296,8 +1305,10 @@ func (h *crashHarness) verifyENIs() {
 	h.t.Helper()
 	h.mu.Lock()
 	want := map[string]bool{}
+	var users []string
 	for _, f := range h.fns {
 		if f.exists && !f.deleted && f.vpcCapable && f.cfg[len(f.cfg)-1].vpc >= 0 {
+			users = append(users, fmt.Sprintf("%s on %v", f.name, h.cfgs[f.cfg[len(f.cfg)-1].vpc]))
 			c := h.cfgs[f.cfg[len(f.cfg)-1].vpc]
 			for _, s := range c[0] {
 				want[s+"/"+strings.Join(slices.Sorted(slices.Values(c[1])), ",")] = true
@@ -1312,7 +1323,7 @@ func (h *crashHarness) verifyENIs() {
 	for {
 		got, free, enis = map[string]int{}, map[string]int32{}, nil
 		ctx, cancel := h.ctx()
-		out, err := h.ec.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{})
+		out, err := h.re.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{})
 		if err != nil {
 			cancel()
 			h.fatalf("DescribeNetworkInterfaces: %v", err)
@@ -1332,7 +1343,7 @@ func (h *crashHarness) verifyENIs() {
 			got[k]++
 			enis = append(enis, *n.NetworkInterfaceId+" "+k)
 		}
-		ss, err := h.ec.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{h.subnet1, h.subnet2}})
+		ss, err := h.re.DescribeSubnets(ctx, &ec2.DescribeSubnetsInput{SubnetIds: []string{h.subnet1, h.subnet2}})
 		cancel()
 		if err != nil {
 			h.fatalf("DescribeSubnets: %v", err)
@@ -1352,7 +1363,7 @@ func (h *crashHarness) verifyENIs() {
 			return
 		}
 		if time.Now().After(deadline) {
-			h.errorf("lambda ENIs %v (want one for each of %v); free addresses %v of %v at the start", enis, slices.Sorted(maps(want)), free, h.freeAtStart)
+			h.errorf("lambda ENIs %v (want one for each of %v: %v); free addresses %v of %v at the start", enis, slices.Sorted(maps(want)), users, free, h.freeAtStart)
 			return
 		}
 		time.Sleep(300 * time.Millisecond)
