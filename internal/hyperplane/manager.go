@@ -518,6 +518,7 @@ func (m *Manager) addUser(ctx context.Context, en *entry, user string) error {
 	m.mu.Lock()
 	en.users[user] = true
 	m.mu.Unlock()
+	m.log.Info("ENI shared", "eni", en.eni.ID, "user", user)
 	return nil
 }
 
@@ -549,6 +550,7 @@ func (m *Manager) Release(ctx context.Context, account, user string) error {
 		m.mu.Lock()
 		delete(en.users, user)
 		idle := len(r.Users) == 0 && len(en.users) == 0
+		m.log.Info("ENI share released", "eni", en.eni.ID, "user", user, "users_left", len(r.Users))
 		del := idle && en.attached == 0 && !en.deleting
 		if del {
 			en.deleting = true
