@@ -175,6 +175,8 @@ func serve(args []string) error {
 	fs.Var(&allow, "egress-allow", "private CIDRs non-VPC functions may reach (comma separated; default none)")
 	fs.StringVar(&c.InitPath, "init-path", "", "lambdaplane-init binary (default: next to this executable)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 5*time.Minute, "reap warm environments idle this long")
+	fs.Var(&c.EnvMemoryBudget, "env-memory-budget", "memory the execution environments may hold, each counted at its cgroup's high-water mark (Max Memory Used) plus 1 MiB: a share of MemTotal (50%), a size (8GiB) or off; past it the least recently used idle ones are destroyed (default 50%)")
+	fs.Float64Var(&c.WarmHeadroom, "warm-headroom", 0.2, "environments kept beyond the last minute's peak concurrency, as a fraction of it; surplus idle ones go least recently used first (a function's last one stays until --idle-timeout); -1 = keep idle ones until --idle-timeout")
 	fs.IntVar(&c.AccountLimit, "account-concurrency", 1000, "concurrent executions per account")
 	fs.DurationVar(&c.AsyncAckWait, "async-redelivery", 30*time.Second, "re-run an Event invocation whose server died after this long")
 	fs.Var(&backoff, "async-retry-backoff", "delays before the two retries of a failed Event invocation (default 1m,2m)")

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -56,6 +57,16 @@ type env struct {
 	cold     bool // the next invoke is its first
 	lastUsed time.Time
 
+	// The scheduler's books (warmBook), under its mutex.
+	pool       *pool // nil: not kept after its invoke (a superseded key)
+	busy       bool
+	memMB      int  // charged against the memory budget
+	maxMemMB   int  // the cgroup's high-water mark after the last invoke
+	listed     bool // in the idle list
+	prev, next *env // the idle list, least recently used first
+
+	unclean bool // a teardown hook failed: its namespace is not reused
+
 	destroyOnce sync.Once
 	hooks       []hook
 	release     func() // the lease on the code it runs (Control.Lease)
@@ -73,6 +84,18 @@ type netnsHook struct{}
 
 func (netnsHook) name() string { return "namespace" }
 func (netnsHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
+	for {
+		n := s.netStash.take(e.cfg.AccountID)
+		if n == nil {
+			break
+		}
+		if _, err := os.Stat(n.Path); err != nil { // removed from outside meanwhile
+			s.netTeardown.add(n)
+			continue
+		}
+		e.net = n
+		return nil
+	}
 	n, err := s.o.Router.Take(ctx)
 	if err != nil {
 		return fmt.Errorf("take network namespace: %w", err)
@@ -84,7 +107,19 @@ func (netnsHook) destroy(s *Scheduler, e *env) error {
 	if e.net == nil {
 		return nil
 	}
-	return s.o.Router.Release(e.net)
+	// The namespace goes to the account's next cold start when nothing
+	// of this environment can be left in it (every other hook's teardown
+	// succeeded: processes reaped, VPC attachment removed). Otherwise, or
+	// when the stash is full, it is deleted; deleting a veth and a
+	// namespace holds the kernel's rtnl lock for milliseconds, and the
+	// router's netlink socket is shared with cold starts: a few teardown
+	// workers do it, so that a wave of superseded or reaped environments
+	// cannot queue cold starts behind it.
+	if !e.unclean && s.netStash.put(e.cfg.AccountID, e.net, time.Now()) {
+		return nil
+	}
+	s.netTeardown.add(e.net)
+	return nil
 }
 
 // vpcHook attaches a VPC function's environment to its Hyperplane ENI: the
@@ -314,6 +349,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 			if e.capture != nil {
 				out = e.capture.Take()
 			}
+			e.unclean = true // a half-built environment's namespace is not reused
 			for j := i; j >= 0; j-- {
 				_ = e.hooks[j].destroy(s, e)
 			}
@@ -412,6 +448,7 @@ func (s *Scheduler) destroy(e *env) {
 	e.destroyOnce.Do(func() {
 		var errs []error
 		for i := len(e.hooks) - 1; i >= 0; i-- {
+			e.unclean = e.unclean || len(errs) > 0
 			if err := e.hooks[i].destroy(s, e); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", e.hooks[i].name(), err))
 			}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,28 @@ type Options struct {
 	DisableAsync   bool // tests of the sync path only
 	MaxEnvironment int  // safety bound on simultaneous environments (default 4096)
 
+	// MemoryBudgetMB bounds the memory of the environments (0 = none):
+	// each is charged its cgroup's high-water mark (what the REPORT line
+	// calls Max Memory Used) plus EnvOverheadMB for its kernel and server
+	// state. Past it the least recently used idle environments are
+	// destroyed; busy ones are never taken away.
+	MemoryBudgetMB int64
+	// WarmHeadroom is how many environments are kept beyond the peak
+	// concurrency of the last PeakWindow, as a fraction of it (default
+	// 0.2; < 0: none are trimmed, idle ones live until IdleTimeout or the
+	// budget). Surplus ones go least recently used first once idle for
+	// SurplusIdle; a function's last environment is never surplus.
+	WarmHeadroom float64
+	PeakWindow   time.Duration // default 1 minute
+	SurplusIdle  time.Duration // default 1 s
+	// TeardownWorkers release environments' network namespaces (default 2).
+	TeardownWorkers int
+	// ColdStartWait bounds how long an invoke that finds no idle
+	// environment waits for one of its function's busy ones before it
+	// starts a new one; it waits at most the function's recent invoke
+	// duration, and only when some are busy (default 50 ms; < 0: never).
+	ColdStartWait time.Duration
+
 	// Networks attaches VPC functions' environments to their Hyperplane
 	// ENIs (or, in per-env-eni mode, creates one per environment).
 	Networks *hyperplane.Manager
@@ -73,16 +96,6 @@ type Options struct {
 	OTLPEndpoint   string
 }
 
-// poolKey identifies environments that may serve each other's invokes.
-type poolKey struct {
-	account, function, version, revision string
-}
-
-type pool struct {
-	idle    []*env
-	retired bool
-}
-
 // Scheduler runs invocations.
 type Scheduler struct {
 	o       Options
@@ -91,10 +104,13 @@ type Scheduler struct {
 	tracing *tracing
 
 	mu       sync.Mutex
-	pools    map[poolKey]*pool
-	all      map[*env]struct{}
+	book     *warmBook
 	inFlight map[string]int // account -> unreserved in-flight
 	fnFlight map[string]int // account.function -> in-flight
+
+	netTeardown *teardownQueue[*netdev.EnvNet]
+	netStash    *netStash
+	evictions   *prometheus.CounterVec // environments destroyed while healthy, by reason
 
 	async  *asyncQueue
 	stop   chan struct{}
@@ -128,12 +144,30 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	if o.WarmHeadroom == 0 {
+		o.WarmHeadroom = 0.2
+	}
+	if o.PeakWindow == 0 {
+		o.PeakWindow = time.Minute
+	}
+	if o.SurplusIdle == 0 {
+		o.SurplusIdle = time.Second
+	}
+	if o.TeardownWorkers == 0 {
+		o.TeardownWorkers = 2
+	}
+	if o.ColdStartWait == 0 {
+		o.ColdStartWait = 50 * time.Millisecond
+	}
 	s := &Scheduler{
 		o: o, log: o.Logger, metrics: newMetrics(o.Registry, live(o.Control)),
-		pools: map[poolKey]*pool{}, all: map[*env]struct{}{},
+		book:     newWarmBook(int(o.PeakWindow / reaperTick(o.IdleTimeout))),
 		inFlight: map[string]int{}, fnFlight: map[string]int{},
 		stop: make(chan struct{}),
 	}
+	s.netTeardown = newTeardownQueue(o.TeardownWorkers, func(n *netdev.EnvNet) error { return o.Router.Release(n) }, o.Logger)
+	s.evictions = newEvictions(o.Registry)
+	s.netStash = newNetStash(netStashMax)
 	tr, err := newTracing(ctx, o)
 	if err != nil {
 		return nil, err
@@ -162,12 +196,7 @@ func (s *Scheduler) Close() {
 	s.wg.Wait()
 	defer s.tracing.close()
 	s.mu.Lock()
-	envs := make([]*env, 0, len(s.all))
-	for e := range s.all {
-		envs = append(envs, e)
-	}
-	s.all = map[*env]struct{}{}
-	s.pools = map[poolKey]*pool{}
+	envs := s.book.removeAll()
 	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, e := range envs {
@@ -175,6 +204,10 @@ func (s *Scheduler) Close() {
 		go func(e *env) { defer wg.Done(); s.destroy(e) }(e)
 	}
 	wg.Wait()
+	for _, n := range s.netStash.close() {
+		s.netTeardown.add(n)
+	}
+	s.netTeardown.close()
 }
 
 // Request is one Invoke call.
@@ -315,19 +348,21 @@ func keyOf(cfg *control.Config) poolKey {
 	return poolKey{cfg.AccountID, cfg.FunctionName, cfg.Version, cfg.RevisionID}
 }
 
+// EnvOverheadMB is what an environment costs beyond its cgroup's memory:
+// its network namespace and veth, page tables, kernel stacks and the
+// server's state (about 0.7 MB measured by the bench's memory scenario).
+const EnvOverheadMB = 1
+
 // takeIdle returns a live idle environment of key, if any; environments
 // whose process died while idle are discarded on the way.
 func (s *Scheduler) takeIdle(key poolKey) *env {
 	for {
 		s.mu.Lock()
-		p := s.pools[key]
-		if p == nil || len(p.idle) == 0 {
-			s.mu.Unlock()
+		e := s.book.take(key)
+		s.mu.Unlock()
+		if e == nil {
 			return nil
 		}
-		e := p.idle[len(p.idle)-1]
-		p.idle = p.idle[:len(p.idle)-1]
-		s.mu.Unlock()
 		select {
 		case <-e.proc.Done():
 			s.forget(e)
@@ -337,18 +372,60 @@ func (s *Scheduler) takeIdle(key poolKey) *env {
 	}
 }
 
-// release returns a healthy environment to its pool.
-func (s *Scheduler) release(e *env) {
+// release returns a healthy environment to its pool (or to an invoke
+// waiting for one), charged memMB, after an invoke that took exec; and
+// keeps the environments within the memory budget.
+func (s *Scheduler) release(e *env, memMB int, exec time.Duration) {
 	s.mu.Lock()
-	p := s.pools[e.key]
-	if p == nil || p.retired {
-		s.mu.Unlock()
-		s.forget(e)
-		return
+	out := s.book.release(e, memMB, time.Now(), exec)
+	var doomed []*env
+	if s.o.MemoryBudgetMB > 0 && s.book.memMB > s.o.MemoryBudgetMB {
+		doomed = s.book.overBudget(s.o.MemoryBudgetMB)
 	}
-	e.lastUsed = time.Now()
-	p.idle = append(p.idle, e)
 	s.mu.Unlock()
+	s.teardown(doomed, "memory_budget")
+	if out == dropped {
+		s.teardown([]*env{e}, "superseded")
+	}
+}
+
+// takeOrWait returns an idle environment of key, or else, when some of
+// key's environments are busy with short invokes, the first of them to be
+// released within ColdStartWait; nil: start one.
+func (s *Scheduler) takeOrWait(ctx context.Context, key poolKey) *env {
+	if e := s.takeIdle(key); e != nil {
+		return e
+	}
+	s.mu.Lock()
+	w, d := s.book.await(key, s.o.ColdStartWait)
+	s.mu.Unlock()
+	if w == nil {
+		return nil
+	}
+	t := time.NewTimer(d)
+	var e *env
+	select {
+	case e = <-w.ch:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	t.Stop()
+	if e == nil {
+		s.mu.Lock()
+		served := s.book.cancel(w)
+		s.mu.Unlock()
+		if !served {
+			return nil
+		}
+		e = <-w.ch
+	}
+	select {
+	case <-e.proc.Done():
+		s.forget(e)
+		return s.takeIdle(key)
+	default:
+		return e
+	}
 }
 
 // forget drops an environment from the books and tears it down in the
@@ -356,24 +433,52 @@ func (s *Scheduler) release(e *env) {
 // caller's response must not wait for it).
 func (s *Scheduler) forget(e *env) {
 	s.mu.Lock()
-	delete(s.all, e)
+	s.book.drop(e)
 	s.mu.Unlock()
-	s.wg.Add(1)
-	go func() { defer s.wg.Done(); s.destroy(e) }()
+	s.teardown([]*env{e}, "")
 }
 
+// teardown destroys environments in the background; why, when set, is the
+// reason counted in the evictions metric.
+func (s *Scheduler) teardown(doomed []*env, why string) {
+	if len(doomed) == 0 {
+		return
+	}
+	if why != "" && s.evictions != nil {
+		s.evictions.WithLabelValues(why).Add(float64(len(doomed)))
+	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for _, e := range doomed {
+			s.destroy(e)
+		}
+	}()
+}
+
+// current reports whether key still resolves to its revision (s.mu held;
+// the control cache takes its own lock, never ours).
+func (s *Scheduler) current(key poolKey) bool {
+	cfg, err := s.o.Control.Resolve(key.account, "", key.function, key.version)
+	return err == nil && cfg.RevisionID == key.revision
+}
+
+// register books a new environment, busy with its first invoke. One whose
+// version changed while it started serves that invoke and is not kept.
 func (s *Scheduler) register(e *env) error {
+	e.memMB = e.proc.MaxMemoryUsedMB() + EnvOverheadMB
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.all) >= s.o.MaxEnvironment {
+	if len(s.book.all) >= s.o.MaxEnvironment {
+		s.mu.Unlock()
 		return control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded. (this host runs its maximum of %d execution environments)", s.o.MaxEnvironment)
 	}
-	s.all[e] = struct{}{}
-	p := s.pools[e.key]
-	if p == nil {
-		p = &pool{}
-		s.pools[e.key] = p
+	s.book.add(e, s.current)
+	var doomed []*env
+	if s.o.MemoryBudgetMB > 0 && s.book.memMB > s.o.MemoryBudgetMB {
+		doomed = s.book.overBudget(s.o.MemoryBudgetMB)
 	}
+	s.mu.Unlock()
+	s.teardown(doomed, "memory_budget")
 	return nil
 }
 
@@ -401,7 +506,17 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 // warm environment died before the invocation was delivered.
 func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config, key poolKey, start time.Time) (*Response, error) {
 	var err error
-	e := s.takeIdle(key)
+	e := s.takeOrWait(ctx, key)
+	if e == nil {
+		// An update may have superseded cfg since the invoke resolved it
+		// (its pool is gone): run on the new version's environments
+		// rather than start one of the old that nothing would reuse.
+		if cur, err := s.o.Control.Resolve(cfg.AccountID, "", cfg.FunctionName, cfg.Version); err == nil &&
+			cur.RevisionID != cfg.RevisionID && cur.State == control.StateActive && cur.LastUpdateStatus != control.UpdateInProgress {
+			cfg, key = cur, keyOf(cur)
+			e = s.takeOrWait(ctx, key)
+		}
+	}
 	warm := e != nil
 	if e == nil {
 		var failed *initFailure
@@ -418,10 +533,11 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 			return nil, err
 		}
 	}
+	t0 := time.Now()
 	resp, healthy := s.execute(ctx, r, e, warm)
 	s.tracing.invocation(r, cfg, e, !warm, start, time.Now(), resp)
 	if healthy {
-		s.release(e)
+		s.release(e, e.maxMemMB+EnvOverheadMB, time.Since(t0))
 	} else {
 		s.forget(e)
 	}
@@ -501,6 +617,7 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	}
 	out := e.capture.Take()
 	maxMem := e.proc.MaxMemoryUsedMB() // the environment's high-water mark, as AWS reports it
+	e.maxMemMB = maxMem
 
 	var b strings.Builder
 	b.Write(pre)
@@ -572,42 +689,26 @@ func (s *Scheduler) Retire(account, function string) {
 	if _, err := s.o.Control.Resolve(account, "", function, ""); errors.As(err, &ce) && ce.Code == "ResourceNotFoundException" {
 		s.metrics.forget(account, function)
 	}
-	var doomed []*env
 	s.mu.Lock()
-	for k, p := range s.pools {
-		if k.account != account || k.function != function {
-			continue
-		}
-		cfg, err := s.o.Control.Resolve(account, "", function, k.version)
-		if err == nil && cfg.RevisionID == k.revision {
-			continue
-		}
-		p.retired = true
-		doomed = append(doomed, p.idle...)
-		p.idle = nil
-		delete(s.pools, k)
-	}
-	for _, e := range doomed {
-		delete(s.all, e)
-	}
+	doomed := s.book.retire(func(k poolKey) bool {
+		return k.account == account && k.function == function && !s.current(k)
+	})
 	s.mu.Unlock()
-	for _, e := range doomed {
-		s.wg.Add(1)
-		go func(e *env) { defer s.wg.Done(); s.destroy(e) }(e)
-	}
+	s.teardown(doomed, "superseded")
 }
 
-// reaper destroys environments idle for longer than IdleTimeout.
+// reaperTick is how often the reaper looks at the idle environments and
+// samples the peak concurrency.
+func reaperTick(idleTimeout time.Duration) time.Duration {
+	return min(max(idleTimeout/4, 50*time.Millisecond), 250*time.Millisecond)
+}
+
+// reaper destroys environments idle for longer than IdleTimeout, and
+// surplus ones: those beyond the peak concurrency of the last PeakWindow
+// plus WarmHeadroom, idle for SurplusIdle, least recently used first.
 func (s *Scheduler) reaper() {
 	defer s.wg.Done()
-	every := s.o.IdleTimeout / 4
-	if every > 10*time.Second {
-		every = 10 * time.Second
-	}
-	if every < 50*time.Millisecond {
-		every = 50 * time.Millisecond
-	}
-	t := time.NewTicker(every)
+	t := time.NewTicker(reaperTick(s.o.IdleTimeout))
 	defer t.Stop()
 	for {
 		select {
@@ -615,40 +716,41 @@ func (s *Scheduler) reaper() {
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-s.o.IdleTimeout)
-		var doomed []*env
+		now := time.Now()
 		s.mu.Lock()
-		for _, p := range s.pools {
-			keep := p.idle[:0]
-			for _, e := range p.idle {
-				if e.lastUsed.Before(cutoff) {
-					doomed = append(doomed, e)
-					delete(s.all, e)
-				} else {
-					keep = append(keep, e)
-				}
-			}
-			p.idle = keep
+		s.book.samplePeak()
+		idle := s.book.reap(now.Add(-s.o.IdleTimeout))
+		var surplus []*env
+		if s.o.WarmHeadroom >= 0 {
+			target := int(math.Ceil(float64(s.book.peak()) * (1 + s.o.WarmHeadroom)))
+			surplus = s.book.trim(target, now.Add(-s.o.SurplusIdle))
 		}
 		s.mu.Unlock()
-		for _, e := range doomed {
-			s.destroy(e)
+		s.teardown(idle, "idle_timeout")
+		s.teardown(surplus, "surplus")
+		for _, n := range s.netStash.expire(now.Add(-netStashTTL)) {
+			s.netTeardown.add(n)
 		}
 	}
 }
 
+// A destroyed environment's network namespace waits at most netStashTTL
+// for a cold start of its account; at most netStashMax wait.
+const (
+	netStashTTL = 10 * time.Second
+	netStashMax = 256
+)
+
 // Stats reports environment counts (for tests and metrics).
 type Stats struct {
-	Environments, Idle int
+	Environments, Idle, Busy int
+	Peak                     int   // most environments busy at once over the last PeakWindow
+	MemoryMB                 int64 // charged to the environments (see Options.MemoryBudgetMB)
 }
 
 // Stats returns current counts.
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Environments: len(s.all)}
-	for _, p := range s.pools {
-		st.Idle += len(p.idle)
-	}
-	return st
+	return Stats{Environments: len(s.book.all), Idle: s.book.idle.n, Busy: s.book.busy, Peak: s.book.peak(), MemoryMB: s.book.memMB}
 }

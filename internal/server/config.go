@@ -59,6 +59,15 @@ type Config struct {
 	LogQuota logs.Quota
 	LogRate  logs.RateLimit
 
+	// EnvMemoryBudget bounds the memory of the execution environments
+	// (default DefaultEnvMemoryPercent of MemTotal): past it the least
+	// recently used idle ones are destroyed.
+	EnvMemoryBudget MemoryBudget
+	// WarmHeadroom: environments kept beyond the last minute's peak
+	// concurrency, as a fraction of it (0 = 0.2; < 0 = keep idle ones until
+	// IdleTimeout or the budget).
+	WarmHeadroom float64
+
 	// AutoServiceCIDR makes the server pick ServiceCIDR itself: the first
 	// /20 of 100.64.0.0/10 outside 100.64.0.0/16 that no other server on
 	// the host uses (serve --service-cidr auto).
@@ -152,6 +161,7 @@ func (c *Config) Defaults() error {
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Minute
 	}
+	c.EnvMemoryBudget = c.EnvMemoryBudget.orDefault()
 	if c.AccountLimit == 0 {
 		c.AccountLimit = 1000
 	}

@@ -221,7 +221,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	}); err != nil {
 		return nil, err
 	}
+	budgetMB, err := cfg.EnvMemoryBudget.MegaBytes()
+	if err != nil {
+		return nil, err
+	}
 	sc, err := invoke.New(ctx, invoke.Options{
+		MemoryBudgetMB: budgetMB, WarmHeadroom: cfg.WarmHeadroom,
 		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
 		Logs: logStore, LogRate: cfg.LogRate, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
