@@ -151,6 +151,14 @@ func SummaryTable(rep *Report) string {
 			for _, v := range r.Values {
 				fmt.Fprintf(&b, "| %s | %s | %s %s |\n", label, v.Name, num(v.Value), v.Unit)
 			}
+		case "mixed-load":
+			v := map[string]float64{}
+			for _, x := range r.Values {
+				v[x.Name] = x.Value
+			}
+			fmt.Fprintf(&b, "| Mixed load | invoke p50 / p99 / max | %s / %s / %s ms |\n", num(v["invoke p50"]), num(v["invoke p99"]), num(v["invoke max"]))
+			fmt.Fprintf(&b, "| Mixed load | environments: peak / load end / 3 s later (peak in flight) | %s / %s / %s (%s) |\n", num(v["peak environments"]), num(v["environments when the load ended"]), num(v["environments 3 s after the load"]), num(v["peak invokes in flight"]))
+			fmt.Fprintf(&b, "| Mixed load | cold starts, updates, throughput | %s, %s, %s invokes/s |\n", num(v["cold starts during the load"]), num(v["updates"]), num(v["throughput"]))
 		case "egress":
 			for _, s := range r.Series {
 				fmt.Fprintf(&b, "| %s | %s p50 | %s ms |\n", r.Title, s.Name, num(Quantile(s.Samples, .5)))

@@ -42,6 +42,7 @@ var registry = []Scenario{
 	burstScenario,
 	warmScenario,
 	warmFloorScenario,
+	mixedLoadScenario,
 	egressScenario,
 	memoryScenario,
 	sharingScenario,
