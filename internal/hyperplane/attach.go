@@ -82,28 +82,38 @@ func (m *Manager) pick(eni *ENI) *entry {
 }
 
 // unref drops one attachment of en; an ENI nobody uses any more (Release
-// ran meanwhile) is deleted in the background.
+// ran meanwhile) is deleted in the background, under its key lock and
+// only if still nobody uses it then (Ensure may have shared it meanwhile).
 func (m *Manager) unref(en *entry) {
 	m.mu.Lock()
 	en.attached--
-	del := en.attached == 0 && len(en.users) == 0 && !en.deleting && !en.eni.PerEnv
-	if del {
-		en.deleting = true
-		m.remove(en)
-	}
+	idle := en.attached == 0 && len(en.users) == 0 && !en.deleting && !en.eni.PerEnv
 	closed := m.closed
 	m.mu.Unlock()
-	if del && !closed {
-		m.bg.Add(1)
-		go func() {
-			defer m.bg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := m.deleteENI(ctx, en.eni.AccountID, en.eni.ID); err != nil {
-				m.log.Warn("deleting an unused ENI", "eni", en.eni.ID, "err", err)
-			}
-		}()
+	if !idle || closed {
+		return
 	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		unlock := m.lockKey(en.eni.Key)
+		defer unlock()
+		m.mu.Lock()
+		del := en.attached == 0 && len(en.users) == 0 && !en.deleting
+		if del {
+			en.deleting = true
+			m.remove(en)
+		}
+		m.mu.Unlock()
+		if !del {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := m.deleteENI(ctx, en.eni.AccountID, en.eni.ID); err != nil {
+			m.log.Warn("deleting an unused ENI", "eni", en.eni.ID, "err", err)
+		}
+	}()
 }
 
 // Detach removes the environment's two elements (a legacy ENI is deleted

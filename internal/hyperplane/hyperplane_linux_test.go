@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/lambdaplane/lambdaplane/internal/vpc"
@@ -408,5 +409,40 @@ func TestReleaseAndRestart(t *testing.T) {
 	again := f.ensure(acctA, fnARN(acctA, 4), []string{n.subnet}, n.sgApp)
 	if again.ID != e1.ID {
 		t.Errorf("a new user after restart got %s, want the shared %s", again.ID, e1.ID)
+	}
+}
+
+// TestReleaseRacingEnsure: one function releases the last share of an ENI
+// while another takes a share of the same key; whichever comes first, the
+// second function ends up with an ENI that exists (the ENI is not deleted
+// under the share just taken).
+func TestReleaseRacingEnsure(t *testing.T) {
+	f := newFixture(t, Config{})
+	n := f.network(acctA, "10.0.0.0/16", "10.0.1.0/24")
+	for i := range 40 {
+		a, b := fnARN(acctA, 2*i), fnARN(acctA, 2*i+1)
+		f.ensure(acctA, a, []string{n.subnet}, n.sgApp)
+		var wg sync.WaitGroup
+		var relErr, ensErr error
+		wg.Add(2)
+		go func() { defer wg.Done(); relErr = f.hp.Release(f.ctx, acctA, a) }()
+		go func() {
+			defer wg.Done()
+			_, ensErr = f.hp.Ensure(f.ctx, acctA, b, []string{n.subnet}, []string{n.sgApp})
+		}()
+		wg.Wait()
+		if relErr != nil || ensErr != nil {
+			t.Fatalf("round %d: release %v, ensure %v", i, relErr, ensErr)
+		}
+		es := f.hp.ENIsFor(acctA, b)
+		if len(es) != 1 {
+			t.Fatalf("round %d: the function that took a share has ENIs %v", i, es)
+		}
+		if _, err := f.m.GetInterface(f.ctx, acctA, es[0].ID); err != nil {
+			t.Fatalf("round %d: its ENI %s: %v", i, es[0].ID, err)
+		}
+		if err := f.hp.Release(f.ctx, acctA, b); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

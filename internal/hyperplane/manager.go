@@ -524,7 +524,9 @@ func (m *Manager) addUser(ctx context.Context, en *entry, user string) error {
 
 // Release drops user's shares of every ENI of the account; an ENI nobody
 // uses any more is deleted (its address returns to the subnet) as soon as
-// no environment is attached to it.
+// no environment is attached to it. It holds the ENI's key lock, as Ensure
+// does, so an ENI is never deleted while another function takes a share
+// of it.
 func (m *Manager) Release(ctx context.Context, account, user string) error {
 	m.mu.Lock()
 	var mine []*entry
@@ -536,32 +538,39 @@ func (m *Manager) Release(ctx context.Context, account, user string) error {
 	m.mu.Unlock()
 	var errs []error
 	for _, en := range mine {
-		r, _, err := m.recs.Update(ctx, recKey(account, en.eni.ID), func(r *record) error {
-			r.Users = slices.DeleteFunc(r.Users, func(u string) bool { return u == user })
-			return nil
-		})
-		if errors.Is(err, store.ErrNotFound) {
-			r, err = &record{}, nil
-		}
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		m.mu.Lock()
-		delete(en.users, user)
-		idle := len(r.Users) == 0 && len(en.users) == 0
-		m.log.Info("ENI share released", "eni", en.eni.ID, "user", user, "users_left", len(r.Users))
-		del := idle && en.attached == 0 && !en.deleting
-		if del {
-			en.deleting = true
-			m.remove(en)
-		}
-		m.mu.Unlock()
-		if del {
-			errs = append(errs, m.deleteENI(ctx, account, en.eni.ID))
-		}
+		errs = append(errs, m.release(ctx, en, user))
 	}
 	return errors.Join(errs...)
+}
+
+// release drops user's share of one ENI under its key lock.
+func (m *Manager) release(ctx context.Context, en *entry, user string) error {
+	unlock := m.lockKey(en.eni.Key)
+	defer unlock()
+	account := en.eni.AccountID
+	r, _, err := m.recs.Update(ctx, recKey(account, en.eni.ID), func(r *record) error {
+		r.Users = slices.DeleteFunc(r.Users, func(u string) bool { return u == user })
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		r, err = &record{}, nil
+	}
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(en.users, user)
+	del := len(r.Users) == 0 && len(en.users) == 0 && en.attached == 0 && !en.deleting
+	if del {
+		en.deleting = true
+		m.remove(en)
+	}
+	m.mu.Unlock()
+	m.log.Info("ENI share released", "eni", en.eni.ID, "user", user, "users_left", len(r.Users))
+	if del {
+		return m.deleteENI(ctx, account, en.eni.ID)
+	}
+	return nil
 }
 
 // deleteENI deletes the interface (address back to the subnet) and then
