@@ -68,7 +68,10 @@ import (
 //
 // LAMBDAPLANE_CRASH_ROUNDS sets the number of rounds (default 6, 3 with
 // -short) and LAMBDAPLANE_CRASH_KILL_MS the longest a round runs before its
-// kill (default 1500).
+// kill (default 1500). A round takes about 3 s; for hundreds, raise go
+// test's -timeout:
+//
+//	LAMBDAPLANE_CRASH_ROUNDS=300 go test ./internal/e2e -run TestCrashRounds -timeout 60m -v
 func TestCrashRounds(t *testing.T) {
 	requireRoot(t)
 	rounds := 6
