@@ -355,7 +355,13 @@ func (h *crashHarness) start(killEarly bool) {
 			break
 		}
 		if time.Now().After(deadline) {
-			h.fatalf("server not healthy after 90s")
+			// Its goroutines go to the log (kept for the failure).
+			h.proc.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-h.exited:
+			case <-time.After(10 * time.Second):
+			}
+			h.fatalf("server not healthy after 90s (goroutine dump in its log)")
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -385,6 +391,7 @@ func (h *crashHarness) spawn() {
 		"--uplink", "netns:"+internetNS, "--uplink-net", h.uplink, "--service-cidr", "auto", "--pool-size", "2",
 		"--async-redelivery", "2s", "--async-retry-backoff", "200ms,400ms", "--log-level", "info", "--metrics-listen", h.metrics)
 	cmd.Stdout, cmd.Stderr = logf, logf // files: Wait does not wait for children holding them
+	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}
