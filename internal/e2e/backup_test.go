@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,7 +90,7 @@ func TestDamagedStoreIsRefusedAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := harness.TestLogger(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for attempt := 1; attempt <= 2; attempt++ { // JetStream has repaired the file after the first

@@ -91,7 +91,7 @@ func padZip(t *testing.T, n int) []byte {
 	t.Helper()
 	pad := make([]byte, n)
 	_, _ = rand.Read(pad)
-	z, err := zipFiles(map[string]zipEntry{"bootstrap": {data: pad, mode: 0o755}})
+	z, err := zipFiles(map[string]zipEntry{"bootstrap": {Data: pad, Mode: 0o755}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -83,7 +83,7 @@ func TestOneServerPerPrefixAndServiceCIDR(t *testing.T) {
 		if mut != nil {
 			mut(&cfg)
 		}
-		log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		log := harness.TestLogger(t)
 		sctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
 		s, err := server.Start(sctx, cfg, log)

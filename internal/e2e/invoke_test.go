@@ -89,7 +89,7 @@ func TestInvokeOutcomes(t *testing.T) {
 		}
 	})
 	t.Run("invalid entrypoint", func(t *testing.T) {
-		zip, err := zipFiles(map[string]zipEntry{"README": {data: []byte("no bootstrap here"), mode: 0o644}})
+		zip, err := zipFiles(map[string]zipEntry{"README": {Data: []byte("no bootstrap here"), Mode: 0o644}})
 		if err != nil {
 			t.Fatal(err)
 		}
