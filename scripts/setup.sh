@@ -2,7 +2,7 @@
 # Installs what lambdaplane needs on a Debian machine (idempotent; apt-get
 # runs only when something is missing). Run as root.
 set -euo pipefail
-pkgs=(iproute2 nftables conntrack awscli redis-server redis-tools python3.11 nodejs ca-certificates)
+pkgs=(iproute2 nftables conntrack awscli python3-boto3 redis-server redis-tools python3.11 nodejs ca-certificates)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
