@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/lambdaops"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -148,8 +149,6 @@ func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) 
 		switch op {
 		case "CreateFunction", "UpdateFunctionConfiguration":
 			return "", "", false
-		case "Invoke":
-			op = "InvokeFunction"
 		}
 		resource = "*"
 		segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
@@ -166,7 +165,7 @@ func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) 
 				}
 			}
 		}
-		return "lambda:" + op, resource, true
+		return lambdaops.Action(op), resource, true
 	case "iam":
 		form, _ := url.ParseQuery(string(body))
 		resource = "*"
@@ -252,7 +251,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	opName := "" // the Query APIs' Action may be in the body
 	if svc.Name() == "lambda" {
-		opName = lambdaOperation(r.Method, r.URL.Path)
+		opName = lambdaOperation(r)
 	}
 	limit := bodyLimit(svc.Name(), opName)
 	if r.ContentLength > limit {
@@ -389,7 +388,7 @@ func Operation(service string, r *http.Request, body []byte) string {
 		}
 		return "Unknown"
 	}
-	return lambdaOperation(r.Method, r.URL.Path)
+	return lambdaOperation(r)
 }
 
 // boundedName keeps an operation name a short identifier.
@@ -406,81 +405,9 @@ func boundedName(s string) string {
 }
 
 // lambdaOperation maps a Lambda REST request to its operation name.
-func lambdaOperation(method, path string) string {
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	if len(segs) < 2 {
-		return "Unknown"
-	}
-	n := len(segs)
-	switch {
-	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 2:
-		switch method {
-		case http.MethodPost:
-			return "CreateFunction"
-		case http.MethodGet:
-			return "ListFunctions"
-		}
-	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 3:
-		switch method {
-		case http.MethodGet:
-			return "GetFunction"
-		case http.MethodDelete:
-			return "DeleteFunction"
-		}
-	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 4:
-		switch segs[3] + " " + method {
-		case "configuration GET":
-			return "GetFunctionConfiguration"
-		case "configuration PUT":
-			return "UpdateFunctionConfiguration"
-		case "code PUT":
-			return "UpdateFunctionCode"
-		case "invocations POST":
-			return "Invoke"
-		case "versions POST":
-			return "PublishVersion"
-		case "versions GET":
-			return "ListVersionsByFunction"
-		case "aliases POST":
-			return "CreateAlias"
-		case "aliases GET":
-			return "ListAliases"
-		}
-	case segs[0] == "2015-03-31" && segs[1] == "functions" && n == 5 && segs[3] == "aliases":
-		switch method {
-		case http.MethodGet:
-			return "GetAlias"
-		case http.MethodPut:
-			return "UpdateAlias"
-		case http.MethodDelete:
-			return "DeleteAlias"
-		}
-	case segs[0] == "2016-08-19" && segs[1] == "account-settings" && method == http.MethodGet:
-		return "GetAccountSettings"
-	case (segs[0] == "2017-10-31" || segs[0] == "2019-09-30") && segs[1] == "functions" && n == 4 && segs[3] == "concurrency":
-		switch method {
-		case http.MethodPut:
-			return "PutFunctionConcurrency"
-		case http.MethodDelete:
-			return "DeleteFunctionConcurrency"
-		case http.MethodGet:
-			return "GetFunctionConcurrency"
-		}
-	case segs[0] == "2018-10-31" && segs[1] == "layers":
-		switch {
-		case n == 2 && method == http.MethodGet:
-			return "ListLayers"
-		case n == 4 && segs[3] == "versions" && method == http.MethodPost:
-			return "PublishLayerVersion"
-		case n == 4 && segs[3] == "versions" && method == http.MethodGet:
-			return "ListLayerVersions"
-		case n == 5 && segs[3] == "versions" && method == http.MethodGet:
-			return "GetLayerVersion"
-		case n == 5 && segs[3] == "versions" && method == http.MethodDelete:
-			return "DeleteLayerVersion"
-		}
-	case segs[0] == "_lambdaplane" && segs[1] == "logs":
-		return "GetLogs"
+func lambdaOperation(r *http.Request) string {
+	if rt, _, ok := lambdaops.Match(r.Method, r.URL.EscapedPath(), r.URL.Query()); ok {
+		return rt.Name
 	}
 	return "Unknown"
 }

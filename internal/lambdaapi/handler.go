@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
+	"github.com/lambdaplane/lambdaplane/internal/lambdaops"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 )
 
@@ -24,12 +25,28 @@ type Handler struct {
 	sched *invoke.Scheduler
 	logs  *logs.Store
 	log   *slog.Logger
+	ops   map[string]func(*call) // operation name → handler
+}
+
+// Deps are what the Lambda service is built from.
+type Deps struct {
+	Control   *control.Service
+	Scheduler *invoke.Scheduler
+	Logs      *logs.Store
+	Log       *slog.Logger
 }
 
 // New builds the Lambda service.
-func New(ctl *control.Service, sched *invoke.Scheduler, lg *logs.Store, log *slog.Logger) *Handler {
-	return &Handler{ctl: ctl, sched: sched, logs: lg, log: log}
+func New(d Deps) *Handler {
+	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}}
+	h.addCoreOps()
+	return h
 }
+
+// handle registers the handler of a Lambda operation (a name of
+// lambdaops' table). Each feature file registers its operations from a
+// method New calls.
+func (h *Handler) handle(op string, f func(*call)) { h.ops[op] = f }
 
 // Name is the SigV4 service name.
 func (h *Handler) Name() string { return "lambda" }
@@ -40,13 +57,18 @@ func (h *Handler) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 type call struct {
-	w     http.ResponseWriter
-	r     *http.Request
-	id    auth.Identity
-	body  []byte
-	reqID string
-	ctx   context.Context
+	w      http.ResponseWriter
+	r      *http.Request
+	id     auth.Identity
+	body   []byte
+	reqID  string
+	ctx    context.Context
+	op     lambdaops.Route  // the operation matched
+	params lambdaops.Params // its path labels, unescaped
 }
+
+// param returns a path label of the operation (FunctionName, Name, …).
+func (c *call) param(name string) string { return c.params[name] }
 
 func (c *call) region() string {
 	if c.id.Region == "" {
@@ -98,38 +120,42 @@ func (c *call) maxItems() (int, bool) {
 	return n, true
 }
 
-// ServeAWS routes one verified request.
+// ServeAWS routes one verified request by the operation table.
 func (h *Handler) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
 	c := &call{w: w, r: r, id: id, body: body, reqID: invoke.NewRequestID(), ctx: auth.WithIdentity(r.Context(), id)}
-	segs := splitPath(r.URL.EscapedPath())
-	if segs == nil {
-		c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: "Unknown operation: " + r.Method + " " + r.URL.Path})
+	rt, params, ok := lambdaops.Match(r.Method, r.URL.EscapedPath(), r.URL.Query())
+	if !ok {
+		h.unknown(c)
 		return
 	}
-	m := r.Method
-	switch {
-	case len(segs) == 2 && segs[0] == "2015-03-31" && segs[1] == "functions":
-		switch m {
-		case http.MethodPost:
-			h.create(c)
-		case http.MethodGet:
-			h.list(c)
-		default:
-			h.unknown(c)
-		}
-	case len(segs) >= 3 && segs[0] == "2015-03-31" && segs[1] == "functions":
-		h.function(c, segs[2], segs[3:])
-	case len(segs) == 2 && segs[0] == "2016-08-19" && segs[1] == "account-settings" && m == http.MethodGet:
-		c.json(200, h.ctl.GetAccountSettings(id.AccountID))
-	case len(segs) == 4 && (segs[0] == "2017-10-31" || segs[0] == "2019-09-30") && segs[1] == "functions" && segs[3] == "concurrency":
-		h.concurrency(c, segs[2])
-	case len(segs) >= 2 && segs[0] == "2018-10-31" && segs[1] == "layers":
-		h.layers(c, segs[2:])
-	case len(segs) == 3 && segs[0] == "_lambdaplane" && segs[1] == "logs" && m == http.MethodGet:
-		h.streamLogs(c, segs[2])
-	default:
-		h.unknown(c)
+	c.op, c.params = rt, params
+	f := h.ops[rt.Name]
+	if f == nil {
+		c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: fmt.Sprintf("lambdaplane does not serve the Lambda operation %s (%s %s)", rt.Name, r.Method, r.URL.Path)})
+		return
 	}
+	f(c)
+}
+
+// addCoreOps registers the operations this file and layers.go serve.
+func (h *Handler) addCoreOps() {
+	fn := func(c *call) { h.function(c, c.param("FunctionName"), splitPath(c.r.URL.EscapedPath())[3:]) }
+	for _, op := range []string{"GetFunction", "DeleteFunction", "GetFunctionConfiguration", "UpdateFunctionConfiguration",
+		"UpdateFunctionCode", "Invoke", "PublishVersion", "ListVersionsByFunction",
+		"CreateAlias", "ListAliases", "GetAlias", "UpdateAlias", "DeleteAlias"} {
+		h.handle(op, fn)
+	}
+	h.handle("CreateFunction", h.create)
+	h.handle("ListFunctions", h.list)
+	h.handle("GetAccountSettings", func(c *call) { c.json(200, h.ctl.GetAccountSettings(c.id.AccountID)) })
+	for _, op := range []string{"PutFunctionConcurrency", "DeleteFunctionConcurrency", "GetFunctionConcurrency"} {
+		h.handle(op, func(c *call) { h.concurrency(c, c.param("FunctionName")) })
+	}
+	lay := func(c *call) { h.layers(c, splitPath(c.r.URL.EscapedPath())[2:]) }
+	for _, op := range []string{"ListLayers", "GetLayerVersionByArn", "PublishLayerVersion", "ListLayerVersions", "GetLayerVersion", "DeleteLayerVersion"} {
+		h.handle(op, lay)
+	}
+	h.handle("GetLogs", func(c *call) { h.streamLogs(c, c.param("FunctionName")) })
 }
 
 func (h *Handler) unknown(c *call) {

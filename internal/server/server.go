@@ -245,7 +245,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	verifier.SetRegion(cfg.Region)
-	s.front = api.New(verifier, log, reg, lambdaapi.New(s.ctl, sc, logStore, log), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log))
+	s.front = api.New(verifier, log, reg, lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
