@@ -343,8 +343,18 @@ func (s *Store) verify(ctx context.Context, o Options) error {
 		path string
 		err  error
 	)
+	if s.clustered {
+		// A member's streams are replicated: a damaged local copy is
+		// caught up from the others by JetStream itself, and a start must
+		// not wait on streams whose leader is being re-elected.
+		return nil
+	}
 	where := o.URL
-	if s.srv != nil {
+	// A cluster member's streams are changed by the other members while it
+	// is down: its ledger of local states would claim losses. Replicas on
+	// the other hosts are what keeps a cluster's writes.
+	ledgered := s.srv != nil && !s.clustered
+	if ledgered {
 		where = filepath.Join(o.DataDir, "nats")
 		path = filepath.Join(where, ledgerFile)
 		if led, err = readLedger(path); err != nil {
@@ -378,7 +388,7 @@ func (s *Store) verify(ctx context.Context, o Options) error {
 		}
 	}
 	s.log.Debug("store checked", "streams", len(states), "took", time.Since(t).Round(time.Millisecond))
-	if s.srv != nil {
+	if ledgered {
 		if err := writeLedger(path, &ledger{Clean: false, Streams: states}); err != nil {
 			if !diskspace.IsNoSpace(err) {
 				return err

@@ -41,6 +41,13 @@ type Options struct {
 	// AcceptDataLoss opens a store whose start-up check found lost data
 	// (logging what was lost) instead of refusing it with a *DataLossError.
 	AcceptDataLoss bool
+	// Cluster, when its Listen is set, runs the embedded server as one
+	// voting member of a JetStream cluster (cluster.go).
+	Cluster ClusterOptions
+	// Replicas is the replica count of every bucket and stream created;
+	// 0 = min(3, voting servers) (embedded), or for an external server
+	// the replicas of the existing record buckets, else 1.
+	Replicas int
 }
 
 // Store is an open connection to JetStream plus, when embedded, the server.
@@ -53,6 +60,10 @@ type Store struct {
 	ledger *ledgerKeeper
 	// jsCfg is the embedded JetStream's configuration (RestartJetStream).
 	jsCfg *server.JetStreamConfig
+	// replicas of every bucket and stream this store creates.
+	replicas int
+	// clustered: the embedded server is a member of a JetStream cluster.
+	clustered bool
 }
 
 // Open starts (or connects to) NATS and returns a ready Store.
@@ -75,6 +86,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		opts := &server.Options{
 			ServerName:         "lambdaplane",
+			// ClientListen is set from Cluster below, when clustered.
 			JetStream:          true,
 			StoreDir:           dir,
 			DontListen:         true,
@@ -90,6 +102,12 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		if o.SyncInterval > 0 {
 			opts.SyncInterval = o.SyncInterval
+		}
+		if o.Cluster.Listen != "" {
+			if err := o.Cluster.apply(opts); err != nil {
+				return nil, err
+			}
+			s.clustered = true
 		}
 		srv, err := server.NewServer(opts)
 		if err != nil {
@@ -119,6 +137,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s.js = js
+	if err := s.settle(ctx, o); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.verify(ctx, o); err != nil {
 		s.Close()
 		return nil, err
@@ -154,6 +176,7 @@ func (s *Store) Bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 		History:      1,
 		Storage:      jetstream.FileStorage,
 		MaxValueSize: 4 << 20,
+		Replicas:     s.replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", name, err)
@@ -164,8 +187,9 @@ func (s *Store) Bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 // Objects opens (creating if needed) an object store for large blobs.
 func (s *Store) Objects(ctx context.Context, name string) (jetstream.ObjectStore, error) {
 	os, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:  name,
-		Storage: jetstream.FileStorage,
+		Bucket:   name,
+		Storage:  jetstream.FileStorage,
+		Replicas: s.replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open object store %s: %w", name, err)
