@@ -85,7 +85,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("create store directory: %w", err)
 		}
 		opts := &server.Options{
-			ServerName:         "lambdaplane",
+			ServerName: "lambdaplane",
 			// ClientListen is set from Cluster below, when clustered.
 			JetStream:          true,
 			StoreDir:           dir,
