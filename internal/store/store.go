@@ -85,8 +85,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, fmt.Errorf("create store directory: %w", err)
 		}
 		opts := &server.Options{
-			ServerName: "lambdaplane",
-			// ClientListen is set from Cluster below, when clustered.
+			ServerName:         "lambdaplane",
 			JetStream:          true,
 			StoreDir:           dir,
 			DontListen:         true,
