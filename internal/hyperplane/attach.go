@@ -93,27 +93,7 @@ func (m *Manager) unref(en *entry) {
 	if !idle || closed {
 		return
 	}
-	m.bg.Add(1)
-	go func() {
-		defer m.bg.Done()
-		unlock := m.lockKey(en.eni.Key)
-		defer unlock()
-		m.mu.Lock()
-		del := en.attached == 0 && len(en.users) == 0 && !en.deleting
-		if del {
-			en.deleting = true
-			m.remove(en)
-		}
-		m.mu.Unlock()
-		if !del {
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := m.deleteENI(ctx, en.eni.AccountID, en.eni.ID); err != nil {
-			m.log.Warn("deleting an unused ENI", "eni", en.eni.ID, "err", err)
-		}
-	}()
+	m.deleteIfUnused(en)
 }
 
 // Detach removes the environment's two elements (a legacy ENI is deleted
@@ -273,7 +253,10 @@ func (m *Manager) grow(ctx context.Context, key string, tmpl *entry) error {
 		delete(m.growing, key)
 		m.mu.Unlock()
 	}()
-	unlock := m.lockKey(key)
+	unlock, err := m.lockBoth(ctx, key)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	sub, err := m.cfg.Model.GetSubnet(ctx, tmpl.eni.AccountID, tmpl.eni.SubnetID)
 	if err != nil {

@@ -63,6 +63,13 @@ type Config struct {
 	// BuildTimeout bounds the wait for the datapath to build a new ENI;
 	// default 30s.
 	BuildTimeout time.Duration
+	// HostID names this host when several share the store (cluster.go):
+	// ENIs get a home, keys a cluster-wide lock, and the index follows the
+	// records. Empty: a single host, as before.
+	HostID string
+	// IsLeader reports whether this host is the cluster's leader (it
+	// deletes ENIs without a home and unrecorded ones); nil: always.
+	IsLeader func() bool
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -126,6 +133,9 @@ type record struct {
 	PerEnv    bool      `json:"perEnv,omitempty"`
 	Extra     bool      `json:"extra,omitempty"` // added for capacity
 	Created   time.Time `json:"created"`
+	// Home is the host where the ENI's address, SNAT and conntrack live
+	// (clustered; "" on a single host).
+	Home string `json:"home,omitempty"`
 }
 
 type entry struct {
@@ -135,16 +145,18 @@ type entry struct {
 	attached int
 	conns    int // sampled connections SNATed to it
 	deleting bool
+	home     string
 }
 
 // Manager owns the Hyperplane ENIs of this host: their records, their
 // creation and deletion, and environments' attaches to them.
 type Manager struct {
-	cfg  Config
-	log  *slog.Logger
-	recs *store.Table[record]
-	vpcs *netdev.VPCs
-	rate *bucket
+	cfg   Config
+	log   *slog.Logger
+	recs  *store.Table[record]
+	locks *store.Table[keyLock] // clustered only
+	vpcs  *netdev.VPCs
+	rate  *bucket
 
 	mu      sync.Mutex
 	enis    map[string]*entry   // ENI id → entry
@@ -153,9 +165,10 @@ type Manager struct {
 	closed  bool
 	growing map[string]bool // keys with an extra ENI being created
 
-	bg     sync.WaitGroup
-	stop   context.CancelFunc
-	loopWG sync.WaitGroup
+	bg        sync.WaitGroup
+	stop      context.CancelFunc
+	stopWatch context.CancelFunc
+	loopWG    sync.WaitGroup
 }
 
 func recKey(acct, id string) string { return acct + "." + id }
@@ -191,8 +204,21 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if c.Datapath != nil {
 		m.vpcs = c.Datapath.VPCs()
 	}
+	if m.clustered() {
+		if m.locks, err = store.NewTable[keyLock](ctx, c.Store, bucketLocks); err != nil {
+			return nil, fmt.Errorf("hyperplane: %w", err)
+		}
+	}
 	if err := m.restore(ctx); err != nil {
 		return nil, err
+	}
+	if m.clustered() {
+		wctx, cancel := context.WithCancel(context.Background())
+		if err := m.watch(wctx); err != nil {
+			cancel()
+			return nil, err
+		}
+		m.stopWatch = cancel
 	}
 	if c.LoadInterval > 0 {
 		lctx, cancel := context.WithCancel(context.Background())
@@ -224,7 +250,7 @@ func (m *Manager) restore(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		}
-		if r.PerEnv || len(r.Users) == 0 {
+		if (r.PerEnv || len(r.Users) == 0) && m.mayDelete(r.Home) {
 			m.log.Info("deleting an ENI no function uses", "eni", r.ID, "per_env", r.PerEnv)
 			errs = append(errs, m.deleteENI(ctx, r.AccountID, r.ID))
 			continue
@@ -241,7 +267,7 @@ func (m *Manager) restore(ctx context.Context) error {
 	}
 	for _, n := range all {
 		if n.InterfaceType == vpc.InterfaceTypeLambda && strings.HasSuffix(n.RequesterID, requesterSuffix) &&
-			!recorded[n.ID] && time.Since(n.Created) > orphanAge {
+			!recorded[n.ID] && time.Since(n.Created) > orphanAge && m.mayDelete("") {
 			m.log.Info("deleting an unrecorded lambda ENI", "eni", n.ID)
 			errs = append(errs, m.cfg.Model.DeleteInterface(ctx, n.AccountID, n.ID))
 		}
@@ -262,7 +288,7 @@ func (m *Manager) entryOf(r *record, ip string) *entry {
 	en := &entry{
 		eni: &ENI{ID: r.ID, AccountID: r.AccountID, VpcID: r.VpcID, SubnetID: r.SubnetID, Groups: slices.Clone(r.Groups),
 			Addr: a, Key: Key(r.AccountID, r.SubnetID, r.Groups), PerEnv: r.PerEnv},
-		users: map[string]bool{}, extra: r.Extra,
+		users: map[string]bool{}, extra: r.Extra, home: r.Home,
 	}
 	for _, u := range r.Users {
 		en.users[u] = true
@@ -270,13 +296,21 @@ func (m *Manager) entryOf(r *record, ip string) *entry {
 	return en
 }
 
-// add indexes an entry (primary, i.e. non-extra, first). Locks mu.
-func (m *Manager) add(en *entry) {
+// add indexes an entry (primary, i.e. non-extra, first) and returns the
+// indexed one: an entry of the same ENI already there (the records' watch
+// may index it first) is kept. Locks mu.
+func (m *Manager) add(en *entry) *entry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if old := m.enis[en.eni.ID]; old != nil {
+		for u := range en.users {
+			old.users[u] = true
+		}
+		return old
+	}
 	m.enis[en.eni.ID] = en
 	if en.eni.PerEnv {
-		return
+		return en
 	}
 	l := append(m.byKey[en.eni.Key], en)
 	slices.SortStableFunc(l, func(a, b *entry) int {
@@ -289,6 +323,7 @@ func (m *Manager) add(en *entry) {
 		return strings.Compare(a.eni.ID, b.eni.ID)
 	})
 	m.byKey[en.eni.Key] = l
+	return en
 }
 
 // remove unindexes an entry. Caller holds mu.
@@ -402,8 +437,14 @@ func (m *Manager) Ensure(ctx context.Context, account, user string, subnetIDs []
 }
 
 func (m *Manager) ensureOne(ctx context.Context, account, user string, t target) (*ENI, error) {
-	unlock := m.lockKey(t.key)
+	unlock, err := m.lockBoth(ctx, t.key)
+	if err != nil {
+		return nil, err
+	}
 	defer unlock()
+	if err := m.refreshKey(ctx, account, t.key); err != nil {
+		return nil, err
+	}
 	m.mu.Lock()
 	shared := slices.Clone(m.byKey[t.key])
 	m.mu.Unlock()
@@ -440,7 +481,7 @@ func (m *Manager) create(ctx context.Context, account, user string, t target, pe
 	}
 	id := vpc.NewID(vpc.PrefixInterface)
 	r := &record{ID: id, AccountID: account, VpcID: t.subnet.VpcID, SubnetID: t.subnet.ID, Groups: slices.Clone(t.groups),
-		PerEnv: perEnv, Extra: extra, Created: time.Now().UTC()}
+		PerEnv: perEnv, Extra: extra, Created: time.Now().UTC(), Home: m.cfg.HostID}
 	if user != "" {
 		r.Users = []string{user}
 	}
@@ -460,7 +501,7 @@ func (m *Manager) create(ctx context.Context, account, user string, t target, pe
 	if err := m.waitBuilt(ctx, en.eni); err != nil {
 		return nil, errors.Join(err, m.deleteENI(context.WithoutCancel(ctx), account, n.ID))
 	}
-	m.add(en)
+	en = m.add(en)
 	m.log.Info("ENI created", "eni", n.ID, "key", en.eni.Key, "addr", n.PrivateIP, "per_env", perEnv, "extra", extra, "user", user)
 	return en, nil
 }
@@ -545,7 +586,10 @@ func (m *Manager) Release(ctx context.Context, account, user string) error {
 
 // release drops user's share of one ENI under its key lock.
 func (m *Manager) release(ctx context.Context, en *entry, user string) error {
-	unlock := m.lockKey(en.eni.Key)
+	unlock, err := m.lockBoth(ctx, en.eni.Key)
+	if err != nil {
+		return err
+	}
 	defer unlock()
 	account := en.eni.AccountID
 	r, _, err := m.recs.Update(ctx, recKey(account, en.eni.ID), func(r *record) error {
@@ -560,7 +604,7 @@ func (m *Manager) release(ctx context.Context, en *entry, user string) error {
 	}
 	m.mu.Lock()
 	delete(en.users, user)
-	del := len(r.Users) == 0 && len(en.users) == 0 && en.attached == 0 && !en.deleting
+	del := len(r.Users) == 0 && len(en.users) == 0 && en.attached == 0 && !en.deleting && m.mayDelete(r.Home)
 	if del {
 		en.deleting = true
 		m.remove(en)
@@ -662,6 +706,9 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	if m.stop != nil {
 		m.stop()
+	}
+	if m.stopWatch != nil {
+		m.stopWatch()
 	}
 	m.loopWG.Wait()
 	m.bg.Wait()
