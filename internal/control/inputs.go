@@ -50,7 +50,8 @@ type CreateInput struct {
 	DeadLetterConfig *struct {
 		TargetArn string `json:"TargetArn"`
 	} `json:"DeadLetterConfig"`
-	Tags map[string]string `json:"Tags"`
+	Tags          map[string]string `json:"Tags"`
+	LoggingConfig *LoggingInput     `json:"LoggingConfig"`
 }
 
 // UpdateCodeInput is UpdateFunctionCode's request.
@@ -79,6 +80,7 @@ type UpdateConfigInput struct {
 	VpcConfig        *VpcInput       `json:"VpcConfig"`
 	Layers           []string        `json:"Layers"`
 	RevisionId       string          `json:"RevisionId"`
+	LoggingConfig    *LoggingInput   `json:"LoggingConfig"`
 }
 
 // AliasInput is CreateAlias / UpdateAlias.

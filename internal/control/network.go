@@ -74,13 +74,21 @@ func (s *Service) checkRole(ctx context.Context, acct, role string, vpc bool) er
 
 // authorize asks Options.Authorize about the caller of ctx, with the VPC
 // condition keys of v (absent when the request has no VpcConfig).
-func (s *Service) authorize(ctx context.Context, action, resource string, v *VpcConfig) error {
+func (s *Service) authorize(ctx context.Context, action, resource string, v *VpcConfig, extra ...map[string][]string) error {
 	if s.o.Authorize == nil {
 		return nil
 	}
 	var cond map[string][]string
 	if v != nil {
 		cond = map[string][]string{"lambda:VpcIds": {v.VpcID}, "lambda:SubnetIds": v.SubnetIDs, "lambda:SecurityGroupIds": v.SecurityGroupIDs}
+	}
+	for _, m := range extra { // e.g. the request's tags
+		for k, vs := range m {
+			if cond == nil {
+				cond = map[string][]string{}
+			}
+			cond[k] = vs
+		}
 	}
 	return s.o.Authorize(ctx, action, resource, cond)
 }

@@ -311,6 +311,12 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if in.Environment != nil && len(in.Environment.Variables) > 0 {
 		cfg.Environment = in.Environment.Variables
 	}
+	if err := applyLogging(&cfg, in.LoggingConfig); err != nil {
+		return nil, err
+	}
+	if err := ValidateTags(in.Tags); err != nil {
+		return nil, err
+	}
 	if err := s.validateConfig(&cfg); err != nil {
 		return nil, err
 	}
@@ -321,7 +327,7 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if err != nil {
 		return nil, err
 	}
-	if err := s.authorize(ctx, "lambda:CreateFunction", FunctionARN(region, acct, in.FunctionName), vpcCfg); err != nil {
+	if err := s.authorize(ctx, "lambda:CreateFunction", FunctionARN(region, acct, in.FunctionName), vpcCfg, TagConditions(in.Tags)); err != nil {
 		return nil, err
 	}
 	if err := s.checkRole(ctx, acct, in.Role, vpcCfg != nil); err != nil {
@@ -356,7 +362,10 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 		cfg.VpcConfig = vpcCfg
 		setPending(&cfg, ReasonCreating, "The function is being created.")
 	}
-	fn := &Function{Latest: cfg, NextVersion: 1, Created: now}
+	fn := &Function{Latest: cfg, NextVersion: 1, Created: now, Tags: in.Tags}
+	if len(fn.Tags) == 0 {
+		fn.Tags = nil
+	}
 	rev, err := s.fns.Create(ctx, fnKey(acct, in.FunctionName), fn)
 	if errors.Is(err, store.ErrExists) {
 		return nil, conflict("Function already exist: %s", in.FunctionName)
@@ -767,6 +776,9 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		}
 		if in.EphemeralStorage != nil {
 			c.EphemeralStorage = in.EphemeralStorage.Size
+		}
+		if err := applyLogging(c, in.LoggingConfig); err != nil {
+			return err
 		}
 		var want *VpcConfig
 		if asked != nil {

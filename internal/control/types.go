@@ -28,6 +28,7 @@ type Config struct {
 	PackageType      string            `json:"PackageType"`
 	VpcConfig        *VpcConfig        `json:"VpcConfig,omitempty"`
 	Layers           []LayerRef        `json:"Layers,omitempty"`
+	LoggingConfig    *LoggingConfig    `json:"LoggingConfig,omitempty"` // nil: Text to /aws/lambda/<name>
 
 	State                      string `json:"State"`
 	StateReason                string `json:"StateReason,omitempty"`
@@ -66,8 +67,10 @@ type Function struct {
 	NextVersion         int    `json:"NextVersion"`
 	ReservedConcurrency *int   `json:"ReservedConcurrency,omitempty"`
 	// NetUsers are the ENI shares this function holds (for release).
-	NetUsers []string  `json:"NetUsers,omitempty"`
-	Created  time.Time `json:"Created"`
+	NetUsers []string `json:"NetUsers,omitempty"`
+	// Tags are the function's tags (all its versions share them).
+	Tags    map[string]string `json:"Tags,omitempty"`
+	Created time.Time         `json:"Created"`
 }
 
 // Alias points a name at a version.
