@@ -190,12 +190,36 @@ func serve(args []string) error {
 	fs.DurationVar(&c.RepairInterval, "repair-interval", 3*time.Second, "compare the kernel (service router, pool, VPC routers, interfaces) with what was applied and repair it this often (-1s = never; a removed namespace of ours starts a pass at once)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "export invocation traces with OTLP/HTTP to HOST:PORT or URL (default off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	var peers string
+	fs.StringVar(&c.HostID, "host-id", "", "this host's id in a cluster (e.g. h1); makes the server a cluster member (with --cluster-listen or --nats-url); the default --prefix becomes lp+ID (default: the host name, named in X-Lambdaplane-Host only)")
+	fs.StringVar(&c.ClusterListen, "cluster-listen", "", "run the embedded store as a voting member of a cluster: NATS route listener ADDR:PORT (e.g. 10.20.0.1:6222)")
+	fs.StringVar(&peers, "cluster-peers", "", "the other voting hosts' --cluster-listen addresses, comma separated")
+	fs.StringVar(&c.ClusterClientListen, "cluster-client-listen", "", "the embedded store's NATS client listener (default 127.0.0.1:0); a reachable address lets more hosts join with --nats-url")
+	fs.StringVar(&c.Underlay, "underlay", "", "the address other hosts reach this one at (default: --listen's host)")
+	fs.IntVar(&c.HostCapacity, "host-capacity", 0, "invocations this host runs at once before it passes more to the next host of the function's ranking (0 = no bound)")
+	fs.IntVar(&c.StoreReplicas, "store-replicas", 0, "replicas of every bucket and stream (default: min(3, voting servers); with --nats-url those of the existing buckets, else 1)")
 	fs.Int64Var(&c.LogQuota.FunctionBytes, "log-quota-function-bytes", logs.DefaultFunctionBytes, "keep each function's newest log records up to this many bytes")
 	fs.Int64Var(&c.LogQuota.AccountBytes, "log-quota-account-bytes", logs.DefaultAccountBytes, "keep at most this many bytes of logs per account (its largest functions are trimmed first)")
 	fs.Int64Var(&c.LogRate.Rate, "log-rate-bytes", logs.DefaultRateBytes, "bytes per second an execution environment may write to stdout/stderr, sustained; more is dropped with a marker line (-1 = no bound)")
 	fs.Int64Var(&c.LogRate.Burst, "log-rate-burst-bytes", logs.DefaultBurstBytes, "bytes an execution environment may write at once above --log-rate-bytes")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if c.HostID != "" {
+		c.Clustered = true
+		if !set["prefix"] {
+			c.Prefix = "" // derived from --host-id
+		}
+	}
+	for _, p := range strings.Split(peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.ClusterPeers = append(c.ClusterPeers, p)
+		}
+	}
+	if (c.ClusterListen != "" || len(c.ClusterPeers) > 0) && c.HostID == "" {
+		return errors.New("--cluster-listen/--cluster-peers need --host-id ID (each host's own, e.g. h1)")
 	}
 	var err error
 	if svc == "auto" {

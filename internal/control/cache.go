@@ -18,6 +18,9 @@ type cache struct {
 	fns      map[string]cached[Function]
 	versions map[string]cached[Config]
 	aliases  map[string]cached[Alias]
+	// applied is the newest revision the watch of each bucket (functions,
+	// versions, aliases) has put into the cache (Sync).
+	applied [3]appliedRev
 	onChange func(account, name string)
 }
 

@@ -130,15 +130,15 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	wctx, cancel := context.WithCancel(context.Background())
 	s.stop = cancel
-	if err := watch(wctx, s.fns.KV(), s.cache.putFn); err != nil {
+	if err := watch(wctx, s.fns.KV(), track(&s.cache.applied[0], s.cache.putFn)); err != nil {
 		cancel()
 		return nil, err
 	}
-	if err := watch(wctx, s.versions.KV(), s.cache.putVersion); err != nil {
+	if err := watch(wctx, s.versions.KV(), track(&s.cache.applied[1], s.cache.putVersion)); err != nil {
 		cancel()
 		return nil, err
 	}
-	if err := watch(wctx, s.aliases.KV(), s.cache.putAlias); err != nil {
+	if err := watch(wctx, s.aliases.KV(), track(&s.cache.applied[2], s.cache.putAlias)); err != nil {
 		cancel()
 		return nil, err
 	}

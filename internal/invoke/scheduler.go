@@ -94,6 +94,29 @@ type Options struct {
 	// OTLPEndpoint when set, else none.
 	TracerProvider trace.TracerProvider
 	OTLPEndpoint   string
+
+	// HostID names this host in every response (X-Lambdaplane-Host).
+	HostID string
+	// Placement, when set (a cluster), decides which host runs each
+	// synchronous invocation; nil runs every one here.
+	Placement Placement
+	// AccountSlots, when set (a cluster), counts the account concurrency
+	// limit cluster-wide instead of on this host alone.
+	AccountSlots AccountSlots
+}
+
+// Placement runs a synchronous invocation where it belongs: here, by
+// calling local, or on another host (internal/placement).
+type Placement interface {
+	Route(ctx context.Context, r *Request, cfg *control.Config, local func(context.Context) (*Response, error)) (*Response, error)
+}
+
+// AccountSlots is the cluster-wide account concurrency: Take admits one
+// more unreserved invocation of account under limit (false: throttle),
+// Give returns it.
+type AccountSlots interface {
+	Take(ctx context.Context, account string, limit int) bool
+	Give(account string)
 }
 
 // Scheduler runs invocations.
@@ -224,7 +247,11 @@ type Request struct {
 	ExcludeFromLimiter bool
 
 	async bool // an Event invocation run by the async queue
+	here  bool // placed on this host already (InvokeHere)
 }
+
+// Async reports whether r is an Event invocation run from the queue.
+func (r *Request) Async() bool { return r.async }
 
 // Response is what Invoke returns to the API edge.
 type Response struct {
@@ -234,6 +261,8 @@ type Response struct {
 	LogResult       string // base64 of the last 4 KB of the log, with LogTail
 	ExecutedVersion string
 	RequestID       string
+	// Host is the id of the host whose environment ran it.
+	Host string
 
 	// logErr: an Event invoke's log could not be stored (its event is
 	// then not acknowledged, so it runs again).
@@ -264,7 +293,7 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 	}
 	switch r.InvocationType {
 	case DryRun:
-		return &Response{Status: 204, ExecutedVersion: cfg.Version, RequestID: r.RequestID}, nil
+		return &Response{Status: 204, ExecutedVersion: cfg.Version, RequestID: r.RequestID, Host: s.o.HostID}, nil
 	case Event:
 		if len(r.Payload) > MaxAsyncPayload {
 			return nil, tooLarge(MaxAsyncPayload)
@@ -276,7 +305,7 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 			return nil, err
 		}
 		s.metrics.enqueue(cfg)
-		return &Response{Status: 202, RequestID: r.RequestID}, nil
+		return &Response{Status: 202, RequestID: r.RequestID, Host: s.o.HostID}, nil
 	case RequestResponse:
 	default:
 		return nil, badInvocationType(r.InvocationType)
@@ -298,11 +327,33 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 			return nil, err
 		}
 	}
+	if s.o.Placement != nil && !r.here {
+		return s.o.Placement.Route(ctx, r, cfg, func(ctx context.Context) (*Response, error) {
+			if cfg.VpcConfig != nil {
+				s.o.Control.Touch(r.AccountID, cfg.FunctionName)
+			}
+			return s.run(ctx, r, cfg)
+		})
+	}
 	if cfg.VpcConfig != nil {
 		s.o.Control.Touch(r.AccountID, cfg.FunctionName)
 	}
 	return s.run(ctx, r, cfg)
 }
+
+// InvokeHere runs a synchronous invocation that placement sent to this
+// host, on this host.
+func (s *Scheduler) InvokeHere(ctx context.Context, r *Request, async bool) (*Response, error) {
+	r.here, r.async = true, async
+	return s.Invoke(ctx, r)
+}
+
+// LogError is the error storing an Event invocation's log, if any.
+func (r *Response) LogError() error { return r.logErr }
+
+// SetLogError records that an Event invocation's log could not be stored
+// (on the host that ran it).
+func (r *Response) SetLogError(err error) { r.logErr = err }
 
 // acquire takes a concurrency slot or returns TooManyRequestsException.
 func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
@@ -319,6 +370,26 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 		return func() { s.mu.Lock(); decr(s.fnFlight, fk); s.mu.Unlock() }, nil
 	}
 	unreserved := s.o.Control.GetAccountSettings(cfg.AccountID).AccountLimit.UnreservedConcurrentExecutions
+	if sl := s.o.AccountSlots; sl != nil {
+		// Cluster-wide: a slot of the account's lease (no store write;
+		// a request to the ledger host only when the lease runs out).
+		s.mu.Unlock()
+		ok := sl.Take(context.Background(), cfg.AccountID, unreserved)
+		s.mu.Lock()
+		if !ok {
+			s.metrics.throttle(cfg)
+			return nil, control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
+		}
+		s.inFlight[cfg.AccountID]++
+		s.fnFlight[fk]++
+		return func() {
+			s.mu.Lock()
+			decr(s.inFlight, cfg.AccountID)
+			decr(s.fnFlight, fk)
+			s.mu.Unlock()
+			sl.Give(cfg.AccountID)
+		}, nil
+	}
 	if s.inFlight[cfg.AccountID] >= unreserved {
 		s.metrics.throttle(cfg)
 		return nil, control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
@@ -498,6 +569,9 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 		// never started, so it runs on a fresh environment (a cold one,
 		// which cannot take this path again).
 		resp, err = s.runOnce(ctx, r, cfg, key, start)
+	}
+	if resp != nil {
+		resp.Host = s.o.HostID
 	}
 	return resp, err
 }

@@ -449,6 +449,10 @@ func (h *Handler) invoke(c *call, name string) {
 	}
 	w := c.w.Header()
 	w.Set("X-Amzn-RequestId", resp.RequestID)
+	if resp.Host != "" {
+		// The host whose environment ran it (or that queued it).
+		w.Set("X-Lambdaplane-Host", resp.Host)
+	}
 	if resp.ExecutedVersion != "" && resp.Status == 200 {
 		w.Set("X-Amz-Executed-Version", resp.ExecutedVersion)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"regexp"
 	"time"
@@ -160,16 +159,14 @@ func uplinkAddrs(n netip.Prefix) (svc, outside netip.Prefix) {
 	return netip.PrefixFrom(s, n.Bits()), netip.PrefixFrom(s.Next(), n.Bits())
 }
 
-// hostNetnsPath is the host's initial network namespace, /proc/1/ns/net; if
-// that cannot be opened (pid 1 outside our reach, as in some sandboxes) it is
-// the namespace this process runs in. thread-self, not self: only threads
-// locked to a goroutine are ever switched, so the calling (unlocked)
-// goroutine's thread is in the process's namespace, while the main thread
-// (self) might momentarily be a switched one.
+// hostNetnsPath is the host's network namespace: the one this process was
+// started in (serve treats it as its host; hosts of a cluster tested on one
+// machine are each started in a namespace of their own with nsenter --net),
+// never pid 1's. thread-self, not self: only threads locked to a goroutine
+// are ever switched, and a locked thread runs nothing but its goroutine, so
+// the thread of the calling (unlocked) goroutine is in the process's
+// namespace, while the main thread (self) might momentarily be a switched
+// one. Callers evaluate it outside any inNetns callback.
 func hostNetnsPath() string {
-	if f, err := os.Open("/proc/1/ns/net"); err == nil {
-		f.Close()
-		return "/proc/1/ns/net"
-	}
 	return "/proc/thread-self/ns/net"
 }

@@ -24,7 +24,7 @@ type Conn struct {
 }
 
 // Open connects to nftables in the network namespace at nsPath (for example
-// /run/netns/lp-svc or /proc/1/ns/net). The caller's thread is not switched.
+// /run/netns/lp-svc or /proc/thread-self/ns/net). The caller's thread is not switched.
 func Open(nsPath string) (*Conn, error) {
 	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {

@@ -1,12 +1,17 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"hash/fnv"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/cluster"
 	"github.com/lambdaplane/lambdaplane/internal/diskspace"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"go.opentelemetry.io/otel/trace"
@@ -113,6 +118,20 @@ type Config struct {
 	// TracerProvider, when set, receives the invocation traces instead of
 	// an OTLP exporter (tests use an in-memory exporter).
 	TracerProvider trace.TracerProvider
+
+	// Cluster (serve --host-id; CLUSTER.md). HostID names this host in
+	// every invoke response (X-Lambdaplane-Host); default: the machine's
+	// host name. Clustered makes the server a member of a cluster: with
+	// ClusterListen its embedded store is a voting member routing to
+	// ClusterPeers; with NATSURL it joins through that server.
+	HostID              string
+	Clustered           bool
+	ClusterListen       string   // NATS route listener, host:port
+	ClusterPeers        []string // the other voting servers' route addresses
+	ClusterClientListen string   // the embedded server's client listener (default 127.0.0.1:0)
+	Underlay            string   // the address other hosts reach this one at (default: --listen's host)
+	HostCapacity        int      // invocations run at once before spilling to the next host (0 = no bound)
+	StoreReplicas       int      // replicas of every bucket and stream (0 = min(3, voting servers))
 }
 
 // Defaults fills unset fields.
@@ -146,8 +165,33 @@ func (c *Config) Defaults() error {
 	if c.Region == "" {
 		c.Region = "us-east-1"
 	}
+	if c.HostID == "" {
+		c.HostID = defaultHostID()
+	}
+	if c.Clustered {
+		if err := cluster.ValidID(c.HostID); err != nil {
+			return err
+		}
+		if c.ClusterListen == "" && c.NATSURL == "" {
+			return fmt.Errorf("--host-id %s: a cluster member needs --cluster-listen ADDR (with --cluster-peers) or --nats-url URL", c.HostID)
+		}
+		if c.ClusterListen != "" && c.NATSURL != "" {
+			return errors.New("--cluster-listen and --nats-url exclude each other: a host either runs a voting store server or uses an existing one")
+		}
+		if c.ClusterListen != "" && len(c.ClusterPeers) == 0 {
+			return fmt.Errorf("--cluster-listen %s needs --cluster-peers (the other voting hosts' --cluster-listen addresses, comma separated)", c.ClusterListen)
+		}
+		if c.Underlay == "" {
+			if h, _, err := net.SplitHostPort(c.Listen); err == nil {
+				c.Underlay = h
+			}
+		}
+	}
 	if c.Prefix == "" {
 		c.Prefix = "lp"
+		if c.Clustered {
+			c.Prefix = PrefixFor(c.HostID)
+		}
 	}
 	if len(c.Prefix) > 5 {
 		return fmt.Errorf("--prefix %q is too long: at most 5 characters (kernel link names are limited to 15)", c.Prefix)
@@ -187,4 +231,29 @@ func (c *Config) Defaults() error {
 		return err
 	}
 	return nil
+}
+
+// PrefixFor is a host's default kernel object prefix: "lp" and its id when
+// that fits in 5 characters (h1 -> lph1), else "l" and 4 hex digits of a
+// hash of the id.
+func PrefixFor(hostID string) string {
+	if len(hostID) <= 3 && !strings.Contains(hostID, "-") {
+		return "lp" + hostID
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(hostID))
+	return fmt.Sprintf("l%04x", h.Sum32()&0xffff)
+}
+
+// defaultHostID is the machine's host name, made a valid host id.
+func defaultHostID() string {
+	n, err := os.Hostname()
+	if err != nil || n == "" {
+		return "localhost"
+	}
+	n = strings.ToLower(n)
+	if i := strings.IndexByte(n, '.'); i > 0 {
+		n = n[:i]
+	}
+	return n
 }

@@ -28,6 +28,8 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/lambdaplane/lambdaplane/internal/sts"
+	"github.com/lambdaplane/lambdaplane/internal/stsapi"
 	"github.com/lambdaplane/lambdaplane/internal/vpc"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,6 +52,7 @@ type Server struct {
 	datapath   *datapath.Reconciler
 	hyperplane *hyperplane.Manager
 	roles      *iam.Roles
+	sts        *sts.Service
 	sandbox    *sandbox.Manager
 	ctl        *control.Service
 	sched      *invoke.Scheduler
@@ -60,8 +63,9 @@ type Server struct {
 	metrics    *http.Server
 	closeMu    sync.Once
 	closeErr   error
-	host       *hostClaim // the host-wide claim of Cfg.Prefix and Cfg.ServiceCIDR
-	disk       *diskGuard // restarts the store's JetStream after a full disk
+	host       *hostClaim    // the host-wide claim of Cfg.Prefix and Cfg.ServiceCIDR
+	cluster    *clusterParts // nil on a single host (cluster.go)
+	disk       *diskGuard    // restarts the store's JetStream after a full disk
 }
 
 // Start builds every part, reconciles the kernel with the stored state and
@@ -86,9 +90,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if cfg.UplinkNetns == "" {
 		hostUplink = cfg.UplinkNet.String()
 	}
+	if cfg.Clustered {
+		// A member's service CIDR is its leased slice of the cluster's,
+		// so the store comes first (it touches no kernel object).
+		if err := s.openClusterStore(ctx, &cfg); err != nil {
+			return nil, err
+		}
+		s.Cfg.ServiceCIDR = cfg.ServiceCIDR
+	}
+	hostNetns, _ := os.Readlink("/proc/thread-self/ns/net")
 	if s.host, err = claimHost(LockDir, Holder{
 		PID: os.Getpid(), Prefix: cfg.Prefix, DataDir: cfg.DataDir, Listen: cfg.Listen, ServiceCIDR: cfg.ServiceCIDR.String(),
-		HostUplink: hostUplink,
+		HostUplink: hostUplink, HostNetns: hostNetns,
 	}, cfg.AutoServiceCIDR); err != nil {
 		return nil, err
 	}
@@ -108,8 +121,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	}
 
 	done := step("opening store")
-	if s.st, err = store.Open(ctx, store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, Logger: log, AcceptDataLoss: cfg.AcceptDataLoss}); err != nil {
-		return nil, err
+	if s.st == nil {
+		so := storeOptions(cfg)
+		so.Logger = log
+		if s.st, err = store.Open(ctx, so); err != nil {
+			return nil, err
+		}
 	}
 	done()
 	if s.accounts, err = auth.NewAccounts(ctx, s.st); err != nil {
@@ -120,6 +137,11 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	s.Account = acct
+	if cfg.Clustered {
+		if err := s.joinCluster(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
 	credPath := filepath.Join(cfg.DataDir, "credentials")
 	if _, statErr := os.Stat(credPath); created || statErr != nil {
 		if err := auth.WriteCredentialsFile(credPath, acct, "lambdaplane", cfg.Region); err != nil {
@@ -201,7 +223,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err != nil {
 		return nil, err
 	}
-	authz := userAuthorizer{users}
+	stsSvc, err := sts.Open(ctx, s.st, roles, users)
+	if err != nil {
+		return nil, err
+	}
+	s.sts = stsSvc
+	authz := userAuthorizer{users: users, sessions: stsSvc}
 
 	var sched *invoke.Scheduler
 	var schedMu sync.RWMutex
@@ -221,6 +248,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	}); err != nil {
 		return nil, err
 	}
+	s.buildPlacement(cfg)
+	place, slots := s.schedPlacement()
 	budgetMB, err := cfg.EnvMemoryBudget.MegaBytes()
 	if err != nil {
 		return nil, err
@@ -231,6 +260,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Logs: logStore, LogRate: cfg.LogRate, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
+		HostID: cfg.HostID, Placement: place, AccountSlots: slots,
 	})
 	if err != nil {
 		return nil, err
@@ -239,13 +269,19 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
+	if s.cluster != nil {
+		if err := s.serveCluster(); err != nil {
+			return nil, err
+		}
+	}
 	s.disk = newDiskGuard(cfg.DataDir, cfg.MinFreeDisk, s.st, log)
 	reg.MustRegister(s.disk)
 	s.disk.start(s.ctl)
 
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	verifier.SetRegion(cfg.Region)
-	s.front = api.New(verifier, log, reg, lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log))
+	verifier.SetSessions(stsSvc)
+	s.front = api.New(verifier, log, reg, clusterFront{lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
@@ -352,9 +388,13 @@ func (s *Server) Close() error {
 			_ = s.metrics.Close()
 		}
 		s.disk.close()
+		if s.cluster != nil && s.cluster.place != nil {
+			s.cluster.place.Close() // forwarded invokes finish first
+		}
 		if s.sched != nil {
 			s.sched.Close()
 		}
+		s.cluster.close()
 		if s.logs != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.logs.Close(ctx)

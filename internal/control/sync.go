@@ -1,0 +1,54 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// appliedRev is the newest revision a bucket's watch has applied.
+type appliedRev struct{ rev atomic.Uint64 }
+
+// track wraps put so that each applied entry raises the mark.
+func track[T any](a *appliedRev, put func(string, *T, uint64)) func(string, *T, uint64) {
+	return func(k string, v *T, rev uint64) {
+		put(k, v, rev)
+		for {
+			cur := a.rev.Load()
+			if rev <= cur || a.rev.CompareAndSwap(cur, rev) {
+				return
+			}
+		}
+	}
+}
+
+// Sync returns once this server's in-memory records (functions, versions,
+// aliases) hold every write the store had acknowledged when Sync was
+// called: in a cluster, the host that took a write asks every other host
+// to Sync before it answers, so no host runs a function's old code after
+// its update was acknowledged.
+func (s *Service) Sync(ctx context.Context) error {
+	kvs := []jetstream.KeyValue{s.fns.KV(), s.versions.KV(), s.aliases.KV()}
+	for i, kv := range kvs {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
+		}
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok {
+			continue
+		}
+		last := bs.StreamInfo().State.LastSeq
+		for s.cache.applied[i].rev.Load() < last {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("records of bucket %s not caught up (at %d of %d): %w", kv.Bucket(), s.cache.applied[i].rev.Load(), last, ctx.Err())
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,275 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lambdaplane/lambdaplane/internal/api"
+	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/cluster"
+	"github.com/lambdaplane/lambdaplane/internal/invoke"
+	"github.com/lambdaplane/lambdaplane/internal/placement"
+	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/nats-io/nats.go"
+)
+
+// clusterParts are a cluster member's parts (nil fields on a single host).
+type clusterParts struct {
+	members *cluster.Membership
+	place   *placement.Placement
+	ledger  *placement.Ledger
+	barrier *placement.Barrier
+	status  *nats.Subscription
+}
+
+// storeOptions are the store's options for cfg.
+func storeOptions(cfg Config) store.Options {
+	o := store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, AcceptDataLoss: cfg.AcceptDataLoss, Replicas: cfg.StoreReplicas}
+	if cfg.Clustered && cfg.ClusterListen != "" {
+		o.Cluster = store.ClusterOptions{ServerName: "lp-" + cfg.HostID, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, ClientListen: cfg.ClusterClientListen}
+	}
+	return o
+}
+
+// openClusterStore opens a cluster member's store before the host claim:
+// the member's service CIDR is its leased slice of the cluster's.
+func (s *Server) openClusterStore(ctx context.Context, cfg *Config) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory %s: %w", cfg.DataDir, err)
+	}
+	t := time.Now()
+	s.log.Info("opening the cluster's store...", "host", cfg.HostID, "cluster-listen", cfg.ClusterListen, "peers", cfg.ClusterPeers, "nats-url", cfg.NATSURL)
+	o := storeOptions(*cfg)
+	o.Logger = s.log
+	var err error
+	if s.st, err = store.Open(ctx, o); err != nil {
+		return err
+	}
+	s.log.Info("opening the cluster's store done", "took", time.Since(t).Round(time.Millisecond), "replicas", s.st.Replicas())
+	slice, err := cluster.LeaseSlice(ctx, s.st.JetStream(), s.st.Replicas(), cfg.HostID, cfg.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	s.log.Info("leased this host's slice of the service CIDR", "cluster", cfg.ServiceCIDR, "slice", slice)
+	cfg.ServiceCIDR = slice
+	cfg.AutoServiceCIDR = false
+	return nil
+}
+
+// joinCluster writes this host's record and starts heartbeats, placement
+// and the account ledger.
+func (s *Server) joinCluster(ctx context.Context, cfg Config) error {
+	var err error
+	c := &clusterParts{}
+	s.cluster = c
+	if c.members, err = cluster.Join(ctx, cluster.Options{
+		Self: cluster.Host{ID: cfg.HostID, API: "http://" + cfg.Listen, Underlay: cfg.Underlay, ServiceCIDR: cfg.ServiceCIDR.String(),
+			Prefix: cfg.Prefix, Capacity: cfg.HostCapacity},
+		Conn: s.st.Conn(), JetStream: s.st.JetStream(), Replicas: s.st.Replicas(), Logger: s.log,
+	}); err != nil {
+		return err
+	}
+	if c.ledger, err = placement.NewLedger(c.members, s.st.Conn(), s.log); err != nil {
+		return err
+	}
+	return nil
+}
+
+// serveCluster answers other hosts (forwarded invokes, barriers, status)
+// once the scheduler runs.
+func (s *Server) serveCluster() error {
+	c := s.cluster
+	if err := c.place.Serve(s.sched); err != nil {
+		return err
+	}
+	var err error
+	if c.barrier, err = placement.NewBarrier(c.members, s.st.Conn(), s.ctl, s.log); err != nil {
+		return err
+	}
+	c.status, err = s.st.Conn().Subscribe(statusSubject(s.Cfg.HostID), func(m *nats.Msg) {
+		b, _ := json.Marshal(s.localStatus())
+		_ = m.Respond(b)
+	})
+	return err
+}
+
+func (c *clusterParts) close() {
+	if c == nil {
+		return
+	}
+	if c.status != nil {
+		_ = c.status.Unsubscribe()
+	}
+	if c.barrier != nil {
+		c.barrier.Close()
+	}
+	if c.place != nil {
+		c.place.Close()
+	}
+	if c.ledger != nil {
+		c.ledger.Close()
+	}
+	if c.members != nil {
+		c.members.Close()
+	}
+}
+
+// Members is the cluster membership (nil on a single host).
+func (s *Server) Members() *cluster.Membership {
+	if s.cluster == nil {
+		return nil
+	}
+	return s.cluster.members
+}
+
+func statusSubject(host string) string { return "lp.status." + host }
+
+// HostStatus is one host in `lambdaplane cluster status`.
+type HostStatus struct {
+	cluster.Status
+	Reachable    bool   `json:"reachable"`
+	Environments int    `json:"environments"`
+	Busy         int    `json:"busy"`
+	Forwarded    uint64 `json:"forwarded"`
+	Served       uint64 `json:"served"`
+	Spilled      uint64 `json:"spilled"`
+}
+
+// ClusterStatus is the answer of GET /_lambdaplane/cluster.
+type ClusterStatus struct {
+	Host     string       `json:"host"` // the host that answered
+	Leader   string       `json:"leader"`
+	Quorate  bool         `json:"quorate"`
+	Replicas int          `json:"replicas"`
+	Hosts    []HostStatus `json:"hosts"`
+}
+
+type localStatus struct {
+	Environments, Busy         int
+	Forwarded, Served, Spilled uint64
+}
+
+func (s *Server) localStatus() localStatus {
+	st := s.sched.Stats()
+	l := localStatus{Environments: st.Environments, Busy: st.Busy}
+	if s.cluster != nil && s.cluster.place != nil {
+		l.Forwarded, l.Served, l.Spilled = s.cluster.place.Stats()
+	}
+	return l
+}
+
+// clusterStatus gathers every known host's state (each live host answers
+// for its environments).
+func (s *Server) clusterStatus(ctx context.Context) ClusterStatus {
+	out := ClusterStatus{Host: s.Cfg.HostID, Replicas: s.st.Replicas(), Quorate: true}
+	if s.cluster == nil {
+		l := s.localStatus()
+		out.Leader = s.Cfg.HostID
+		out.Hosts = []HostStatus{{Status: cluster.Status{Host: cluster.Host{ID: s.Cfg.HostID, API: s.Endpoint, ServiceCIDR: s.Cfg.ServiceCIDR.String(), Prefix: s.Cfg.Prefix}, Alive: true, Leader: true},
+			Reachable: true, Environments: l.Environments, Busy: l.Busy}}
+		return out
+	}
+	m := s.cluster.members
+	out.Leader, out.Quorate = m.Leader(), m.Quorate()
+	hosts := m.Hosts()
+	out.Hosts = make([]HostStatus, len(hosts))
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		out.Hosts[i].Status = h
+		if !h.Alive {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rctx, cancel := context.WithTimeout(ctx, time.Second)
+			defer cancel()
+			msg, err := s.st.Conn().RequestWithContext(rctx, statusSubject(h.ID), nil)
+			var l localStatus
+			if err != nil || json.Unmarshal(msg.Data, &l) != nil {
+				return
+			}
+			hs := &out.Hosts[i]
+			hs.Reachable, hs.Environments, hs.Busy, hs.Forwarded, hs.Served, hs.Spilled = true, l.Environments, l.Busy, l.Forwarded, l.Served, l.Spilled
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// clusterFront wraps the Lambda API of a cluster member: it serves GET
+// /_lambdaplane/cluster, and answers a control-plane write only once every
+// live host holds it (placement.Barrier).
+type clusterFront struct {
+	api.Service
+	s *Server
+}
+
+func (f clusterFront) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
+	if r.URL.Path == "/_lambdaplane/cluster" {
+		if r.Method != http.MethodGet {
+			http.Error(w, `{"Type":"User","Message":"use GET"}`, http.StatusMethodNotAllowed)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(f.s.clusterStatus(r.Context()))
+		return
+	}
+	c := f.s.cluster
+	if c == nil || c.barrier == nil || r.Method == http.MethodGet || r.Method == http.MethodHead ||
+		strings.HasSuffix(r.URL.Path, "/invocations") || strings.HasSuffix(r.URL.Path, "/invoke-async") {
+		f.Service.ServeAWS(w, r, id, body)
+		return
+	}
+	bw := &barrierWriter{ResponseWriter: w, ctx: r.Context(), b: c.barrier}
+	f.Service.ServeAWS(bw, r, id, body)
+}
+
+// barrierWriter holds a successful write's answer until the barrier.
+type barrierWriter struct {
+	http.ResponseWriter
+	ctx     context.Context
+	b       *placement.Barrier
+	written bool
+}
+
+func (w *barrierWriter) WriteHeader(code int) {
+	if !w.written {
+		w.written = true
+		if code < 300 {
+			w.b.Wait(w.ctx)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *barrierWriter) Write(p []byte) (int, error) {
+	if !w.written {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Placement options for the scheduler (nil on a single host).
+func (s *Server) schedPlacement() (invoke.Placement, invoke.AccountSlots) {
+	if s.cluster == nil {
+		return nil, nil
+	}
+	return s.cluster.place, s.cluster.ledger
+}
+
+// buildPlacement makes the invoke router once the control plane exists.
+func (s *Server) buildPlacement(cfg Config) {
+	if s.cluster == nil {
+		return
+	}
+	s.cluster.place = placement.New(placement.Options{
+		Members: s.cluster.members, Conn: s.st.Conn(), Control: s.ctl, Capacity: cfg.HostCapacity, Logger: s.log,
+	})
+}
