@@ -20,7 +20,7 @@ type cache struct {
 	aliases  map[string]cached[Alias]
 	// applied is the newest revision the watch of each bucket (functions,
 	// versions, aliases) has put into the cache (Sync).
-	applied [3]appliedRev
+	applied  [3]appliedRev
 	onChange func(account, name string)
 }
 
