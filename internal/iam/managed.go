@@ -13,6 +13,7 @@ type ManagedPolicy struct {
 const (
 	BasicExecutionRoleARN     = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 	VPCAccessExecutionRoleARN = "arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole"
+	SQSQueueExecutionRoleARN  = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole"
 )
 
 var managedPolicies = func() map[string]*ManagedPolicy {
@@ -56,6 +57,28 @@ var managedPolicies = func() map[string]*ManagedPolicy {
         "ec2:DeleteNetworkInterface",
         "ec2:AssignPrivateIpAddresses",
         "ec2:UnassignPrivateIpAddresses"
+      ],
+      "Resource": "*"
+    }
+  ]
+}`,
+		},
+		{
+			Name: "AWSLambdaSQSQueueExecutionRole",
+			ARN:  SQSQueueExecutionRoleARN,
+			Path: "/service-role/",
+			Document: `{
+  "Version": "2012-10-17",
+  "Statement": [
+    {
+      "Effect": "Allow",
+      "Action": [
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:GetQueueAttributes",
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents"
       ],
       "Resource": "*"
     }
