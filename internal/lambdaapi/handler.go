@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/esm"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/lambdaops"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
@@ -26,6 +27,7 @@ type Handler struct {
 	logs  *logs.Store
 	log   *slog.Logger
 	ops   map[string]func(*call) // operation name → handler
+	esm   *esm.Service
 }
 
 // Deps are what the Lambda service is built from.
@@ -34,12 +36,14 @@ type Deps struct {
 	Scheduler *invoke.Scheduler
 	Logs      *logs.Store
 	Log       *slog.Logger
+	ESM       *esm.Service // event source mappings
 }
 
 // New builds the Lambda service.
 func New(d Deps) *Handler {
-	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}}
+	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM}
 	h.addCoreOps()
+	h.addESMOps()
 	return h
 }
 
