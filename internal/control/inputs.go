@@ -69,18 +69,19 @@ type UpdateCodeInput struct {
 
 // UpdateConfigInput is UpdateFunctionConfiguration's request.
 type UpdateConfigInput struct {
-	Role             *string         `json:"Role"`
-	Handler          *string         `json:"Handler"`
-	Description      *string         `json:"Description"`
-	Timeout          *int            `json:"Timeout"`
-	MemorySize       *int            `json:"MemorySize"`
-	Runtime          *string         `json:"Runtime"`
-	Environment      *EnvInput       `json:"Environment"`
-	EphemeralStorage *EphemeralInput `json:"EphemeralStorage"`
-	VpcConfig        *VpcInput       `json:"VpcConfig"`
-	Layers           []string        `json:"Layers"`
-	RevisionId       string          `json:"RevisionId"`
-	LoggingConfig    *LoggingInput   `json:"LoggingConfig"`
+	Role             *string          `json:"Role"`
+	Handler          *string          `json:"Handler"`
+	Description      *string          `json:"Description"`
+	Timeout          *int             `json:"Timeout"`
+	MemorySize       *int             `json:"MemorySize"`
+	Runtime          *string          `json:"Runtime"`
+	Environment      *EnvInput        `json:"Environment"`
+	EphemeralStorage *EphemeralInput  `json:"EphemeralStorage"`
+	VpcConfig        *VpcInput        `json:"VpcConfig"`
+	Layers           []string         `json:"Layers"`
+	RevisionId       string           `json:"RevisionId"`
+	LoggingConfig    *LoggingInput    `json:"LoggingConfig"`
+	DeadLetterConfig *DeadLetterInput `json:"DeadLetterConfig"`
 }
 
 // AliasInput is CreateAlias / UpdateAlias.

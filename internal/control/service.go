@@ -290,14 +290,19 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 	if in.KMSKeyArn != "" {
 		return nil, invalidParam("KMSKeyArn is not supported by lambdaplane; omit it (environment variables are stored in the platform's own store)")
 	}
-	if in.DeadLetterConfig != nil && in.DeadLetterConfig.TargetArn != "" {
-		return nil, invalidParam("DeadLetterConfig is not supported by lambdaplane yet; omit it")
+	var deadLetter string
+	if in.DeadLetterConfig != nil {
+		deadLetter = in.DeadLetterConfig.TargetArn
+		if err := checkDeadLetterArn(deadLetter); err != nil {
+			return nil, err
+		}
 	}
 	cfg := Config{
 		FunctionName: in.FunctionName, AccountID: acct, Region: region,
 		Runtime: in.Runtime, Role: in.Role, Handler: in.Handler, Description: in.Description,
 		Timeout: DefaultTimeout, MemorySize: DefaultMemory, EphemeralStorage: DefaultEphemeral,
 		Architectures: []string{"x86_64"}, Version: LatestVersion, PackageType: "Zip",
+		DeadLetterArn: deadLetter,
 	}
 	if in.Timeout != nil {
 		cfg.Timeout = *in.Timeout
@@ -331,6 +336,9 @@ func (s *Service) CreateFunction(ctx context.Context, acct, region string, in *C
 		return nil, err
 	}
 	if err := s.checkRole(ctx, acct, in.Role, vpcCfg != nil); err != nil {
+		return nil, err
+	}
+	if err := s.checkDeadLetterRole(ctx, acct, in.Role, deadLetter); err != nil {
 		return nil, err
 	}
 	layerRefs, err := s.resolveLayers(ctx, acct, region, in.Layers)
@@ -719,6 +727,11 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 			return nil, invalidParam("%v", err)
 		}
 	}
+	if in.DeadLetterConfig != nil && in.DeadLetterConfig.TargetArn != nil {
+		if err := checkDeadLetterArn(*in.DeadLetterConfig.TargetArn); err != nil {
+			return nil, err
+		}
+	}
 	if _, err := s.lookup(acct, region, r.Name); err != nil {
 		return nil, err
 	}
@@ -795,6 +808,17 @@ func (s *Service) UpdateConfig(ctx context.Context, acct, region, name string, i
 		}
 		if in.Role != nil || vpcChanged {
 			if err := s.checkRole(ctx, acct, c.Role, c.VpcConfig != nil); err != nil {
+				return err
+			}
+		}
+		if in.DeadLetterConfig != nil {
+			c.DeadLetterArn = ""
+			if in.DeadLetterConfig.TargetArn != nil {
+				c.DeadLetterArn = *in.DeadLetterConfig.TargetArn
+			}
+		}
+		if in.Role != nil || in.DeadLetterConfig != nil {
+			if err := s.checkDeadLetterRole(ctx, acct, c.Role, c.DeadLetterArn); err != nil {
 				return err
 			}
 		}

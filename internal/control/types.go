@@ -28,7 +28,10 @@ type Config struct {
 	PackageType      string            `json:"PackageType"`
 	VpcConfig        *VpcConfig        `json:"VpcConfig,omitempty"`
 	Layers           []LayerRef        `json:"Layers,omitempty"`
-	LoggingConfig    *LoggingConfig    `json:"LoggingConfig,omitempty"` // nil: Text to /aws/lambda/<name>
+	// DeadLetterArn is DeadLetterConfig.TargetArn: the SQS queue that
+	// receives Event invocations that failed every attempt.
+	DeadLetterArn string         `json:"DeadLetterArn,omitempty"`
+	LoggingConfig *LoggingConfig `json:"LoggingConfig,omitempty"` // nil: Text to /aws/lambda/<name>
 
 	State                      string `json:"State"`
 	StateReason                string `json:"StateReason,omitempty"`

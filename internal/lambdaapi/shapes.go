@@ -46,6 +46,7 @@ type functionConfiguration struct {
 	EphemeralStorage           map[string]int    `json:"EphemeralStorage"`
 	SnapStart                  map[string]string `json:"SnapStart"`
 	LoggingConfig              map[string]string `json:"LoggingConfig"`
+	DeadLetterConfig           map[string]string `json:"DeadLetterConfig,omitempty"`
 }
 
 func toWire(c *control.Config) *functionConfiguration {
@@ -74,6 +75,9 @@ func toWire(c *control.Config) *functionConfiguration {
 	}
 	for _, l := range c.Layers {
 		f.Layers = append(f.Layers, layerOut{Arn: l.Arn, CodeSize: l.CodeSize})
+	}
+	if c.DeadLetterArn != "" {
+		f.DeadLetterConfig = map[string]string{"TargetArn": c.DeadLetterArn}
 	}
 	if f.Architectures == nil {
 		f.Architectures = []string{"x86_64"}
