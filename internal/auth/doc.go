@@ -23,7 +23,9 @@
 // Known limits of recomputing with the SDK signer: a client that signs
 // "content-length: 0" or an ignored header (user-agent, expect,
 // x-amzn-trace-id, transfer-encoding) cannot be verified; neither the AWS
-// SDKs nor botocore do either. Session tokens are rejected (lambdaplane
-// issues only long-term keys); chunked (STREAMING-*) payload signing and
+// SDKs nor botocore do either. Temporary credentials (an ASIA… key and
+// X-Amz-Security-Token) are accepted when the Verifier has a SessionLookup
+// (SetSessions: the STS sessions in the store) until they expire
+// (ErrExpiredToken); chunked (STREAMING-*) payload signing and
 // SigV4a are not supported.
 package auth

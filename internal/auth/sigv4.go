@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"net/http"
@@ -41,7 +42,13 @@ type Verifier struct {
 	now    func() time.Time
 	signer *v4.Signer
 	region string // "" = any
+	// sessions resolves temporary credentials; nil: none are accepted.
+	sessions SessionLookup
 }
+
+// SetSessions makes the Verifier accept temporary credentials (an ASIA…
+// key with X-Amz-Security-Token) that sessions knows, until they expire.
+func (v *Verifier) SetSessions(sessions SessionLookup) { v.sessions = sessions }
 
 // NewVerifier returns a Verifier that resolves keys with keys and reads the
 // clock with now (nil means time.Now).
@@ -74,7 +81,7 @@ func (v *Verifier) SetRegion(region string) { v.region = region }
 
 // globalRegion is the signing region of AWS's global services: IAM requests
 // are scoped to us-east-1 whatever region the client is in.
-var globalRegion = map[string]string{"iam": "us-east-1"}
+var globalRegion = map[string]string{"iam": "us-east-1", "sts": "us-east-1"}
 
 // Pending is a request whose headers have been authenticated as far as they
 // can be without its body: Finish completes the check with the body's
@@ -112,15 +119,27 @@ func (v *Verifier) Begin(r *http.Request, service string) (*Pending, error) {
 	if v.region != "" && p.region != v.region && p.region != globalRegion[p.service] {
 		return nil, &Rejection{Kind: ErrBadSignature, Message: fmt.Sprintf("Credential should be scoped to a valid region, not '%s'. ", p.region)}
 	}
-	if r.Header.Get(hdrSecurityTok) != "" || (p.presigned && r.URL.Query().Get(hdrSecurityTok) != "") {
-		// lambdaplane issues no temporary credentials, so no session token
-		// can be valid.
-		return nil, fmt.Errorf("%w (X-Amz-Security-Token is not accepted: lambdaplane issues only long-term access keys; unset AWS_SESSION_TOKEN)", ErrUnknownKey)
+	token := r.Header.Get(hdrSecurityTok)
+	if token == "" && p.presigned {
+		token = r.URL.Query().Get(hdrSecurityTok)
 	}
-	acct, key, ok := v.keys.LookupKey(p.keyID)
-	if !ok {
-		return nil, fmt.Errorf("%w (access key %s is not known here; use the credentials lambdaplane wrote for this server)", ErrUnknownKey, p.keyID)
+	var id Identity
+	var creds aws.Credentials
+	if token != "" || strings.HasPrefix(p.keyID, "ASIA") {
+		sess, err := v.session(r, p.keyID, token)
+		if err != nil {
+			return nil, err
+		}
+		id, creds = sess.Identity(), aws.Credentials{AccessKeyID: sess.AccessKeyID, SecretAccessKey: sess.Secret}
+	} else {
+		acct, key, ok := v.keys.LookupKey(p.keyID)
+		if !ok {
+			return nil, fmt.Errorf("%w (access key %s is not known here; use the credentials lambdaplane wrote for this server)", ErrUnknownKey, p.keyID)
+		}
+		id = Identity{AccountID: acct.ID, AccessKeyID: key.ID, User: key.User}
+		creds = aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret}
 	}
+	id.Service, id.Region = p.service, p.region
 	now := v.now()
 	if p.presigned {
 		if p.amzDate.Sub(now) > maxClockSkew {
@@ -136,11 +155,7 @@ func (v *Verifier) Begin(r *http.Request, service string) (*Pending, error) {
 	if err != nil || len(want) != sha256.Size {
 		return nil, fmt.Errorf("%w (Signature must be 64 hexadecimal digits)", ErrMalformedAuth)
 	}
-	pd := &Pending{
-		v: v, r: r, p: p,
-		id:    Identity{AccountID: acct.ID, AccessKeyID: key.ID, User: key.User, Service: p.service, Region: p.region},
-		creds: aws.Credentials{AccessKeyID: key.ID, SecretAccessKey: key.Secret},
-	}
+	pd := &Pending{v: v, r: r, p: p, id: id, creds: creds}
 	h := r.Header.Get(hdrContentSHA)
 	if h == "" {
 		return pd, nil
@@ -160,6 +175,31 @@ func (v *Verifier) Begin(r *http.Request, service string) (*Pending, error) {
 	}
 	pd.verified = true
 	return pd, nil
+}
+
+// session resolves temporary credentials: the key must be a live session's
+// and token its session token.
+func (v *Verifier) session(r *http.Request, keyID, token string) (*Session, error) {
+	if v.sessions == nil {
+		return nil, fmt.Errorf("%w (X-Amz-Security-Token is not accepted here: this server issues no temporary credentials; unset AWS_SESSION_TOKEN)", ErrUnknownKey)
+	}
+	if token == "" {
+		return nil, fmt.Errorf("%w (temporary access key %s needs its session token: set AWS_SESSION_TOKEN)", ErrUnknownKey, keyID)
+	}
+	sess, err := v.sessions.LookupSession(r.Context(), keyID)
+	if err != nil {
+		return nil, fmt.Errorf("look up temporary credentials %s: %w", keyID, err)
+	}
+	if sess == nil {
+		return nil, fmt.Errorf("%w (temporary access key %s is not known here, or expired long ago)", ErrUnknownKey, keyID)
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(sess.Token)) != 1 {
+		return nil, fmt.Errorf("%w (the session token does not belong to access key %s)", ErrUnknownKey, keyID)
+	}
+	if now := v.now(); !now.Before(sess.Expiration) {
+		return nil, fmt.Errorf("%w (temporary credentials %s expired at %s; get new ones)", ErrExpiredToken, keyID, sess.Expiration.UTC().Format(time.RFC3339))
+	}
+	return sess, nil
 }
 
 // badSignatureMsg is AWS's wording for a signature that does not verify.

@@ -30,7 +30,20 @@ type Identity struct {
 	User        string // IAM user the key belongs to; "" = the account root (allowed everything)
 	Service     string // credential-scope service: lambda, ec2, iam
 	Region      string // credential-scope region
+
+	// Temporary is set for requests signed with temporary credentials
+	// (ASIA… keys with X-Amz-Security-Token, issued by STS).
+	Temporary bool
+	// Role names the role of a role session (AssumeRole, or an execution
+	// environment's credentials): its requests are allowed what the role's
+	// identity policies (and SessionPolicy) allow. "" otherwise.
+	Role, RoleID, RolePath, Session string
+	SessionPolicy                   string // JSON; "" = none
 }
+
+// Restricted reports whether the caller's requests are subject to IAM
+// policies (an IAM user or a role session; the account root is not).
+func (id Identity) Restricted() bool { return id.User != "" || id.Role != "" }
 
 type identityKey struct{}
 
@@ -48,6 +61,9 @@ func IdentityFrom(ctx context.Context) (Identity, bool) {
 
 // ARN names the caller as IAM does.
 func (id Identity) ARN() string {
+	if id.Role != "" {
+		return "arn:aws:sts::" + id.AccountID + ":assumed-role/" + id.Role + "/" + id.Session
+	}
 	if id.User == "" {
 		return "arn:aws:iam::" + id.AccountID + ":root"
 	}
@@ -86,4 +102,38 @@ var (
 	ErrClockSkew        = errors.New("signature expired: the request time is more than 15 minutes from the server time")
 	ErrMalformedAuth    = errors.New("authorization header is malformed")
 	ErrPresignedExpired = errors.New("presigned request has expired")
+	ErrExpiredToken     = errors.New("the security token included in the request is expired")
 )
+
+// Session is a set of temporary credentials (STS): an access key id
+// (ASIA…), its secret and session token, valid until Expiration, acting as
+// an IAM user (GetSessionToken; User "" = the account root) or as a role
+// session (Role set).
+type Session struct {
+	AccessKeyID   string    `json:"accessKeyId"`
+	Secret        string    `json:"secret"`
+	Token         string    `json:"token"`
+	AccountID     string    `json:"accountId"`
+	Expiration    time.Time `json:"expiration"`
+	User          string    `json:"user,omitempty"`
+	Role          string    `json:"role,omitempty"`
+	RoleID        string    `json:"roleId,omitempty"`
+	RolePath      string    `json:"rolePath,omitempty"`
+	SessionName   string    `json:"sessionName,omitempty"`
+	SessionPolicy string    `json:"sessionPolicy,omitempty"`
+	Created       time.Time `json:"created"`
+}
+
+// Identity is who a request signed with the session's credentials is.
+func (s *Session) Identity() Identity {
+	return Identity{
+		AccountID: s.AccountID, AccessKeyID: s.AccessKeyID, User: s.User, Temporary: true,
+		Role: s.Role, RoleID: s.RoleID, RolePath: s.RolePath, Session: s.SessionName, SessionPolicy: s.SessionPolicy,
+	}
+}
+
+// SessionLookup resolves a temporary access key id to its session; it
+// returns (nil, nil) for an id it does not know.
+type SessionLookup interface {
+	LookupSession(ctx context.Context, keyID string) (*Session, error)
+}

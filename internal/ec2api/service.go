@@ -186,7 +186,7 @@ func wireError(err error) (code, msg string, status int) {
 		return "MissingAuthenticationToken", err.Error(), http.StatusUnauthorized
 	case errors.Is(err, auth.ErrMalformedAuth):
 		return "IncompleteSignature", err.Error(), http.StatusBadRequest
-	case errors.Is(err, auth.ErrClockSkew), errors.Is(err, auth.ErrPresignedExpired):
+	case errors.Is(err, auth.ErrClockSkew), errors.Is(err, auth.ErrPresignedExpired), errors.Is(err, auth.ErrExpiredToken):
 		return "RequestExpired", err.Error(), http.StatusBadRequest
 	case errors.Is(err, api.ErrBodyTooLarge):
 		return "RequestEntityTooLarge", err.Error(), http.StatusRequestEntityTooLarge

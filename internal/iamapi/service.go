@@ -192,6 +192,7 @@ var errorMapping = []struct {
 	{iam.ErrLimitExceeded, "LimitExceeded", http.StatusConflict},
 	{errInvalidAction, "InvalidAction", http.StatusBadRequest},
 	{auth.ErrUnknownKey, "InvalidClientTokenId", http.StatusForbidden},
+	{auth.ErrExpiredToken, "ExpiredToken", http.StatusForbidden},
 	{auth.ErrBadSignature, "SignatureDoesNotMatch", http.StatusForbidden},
 	{auth.ErrClockSkew, "SignatureDoesNotMatch", http.StatusForbidden},
 	{auth.ErrPresignedExpired, "SignatureDoesNotMatch", http.StatusForbidden},

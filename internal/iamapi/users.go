@@ -59,6 +59,9 @@ func (s *Service) getUser(c *call) (any, error) {
 	if name == "" {
 		name = c.id.User
 	}
+	if name == "" && c.id.Role != "" {
+		return nil, &iam.Error{Kind: iam.ErrValidation, Msg: "Must specify userName when calling with non-User credentials"}
+	}
 	if name == "" {
 		return userResult{User: xmlUser{Path: "/", UserName: "root", UserID: c.id.AccountID, Arn: c.id.ARN(), CreateDate: isoTime(s.now())}}, nil
 	}

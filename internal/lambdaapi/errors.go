@@ -27,6 +27,7 @@ var authErrors = []struct {
 	msg    string
 }{
 	{auth.ErrUnknownKey, "UnrecognizedClientException", 403, "The security token included in the request is invalid."},
+	{auth.ErrExpiredToken, "ExpiredTokenException", 403, "The security token included in the request is expired"},
 	{auth.ErrBadSignature, "InvalidSignatureException", 403, "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details."},
 	{auth.ErrClockSkew, "InvalidSignatureException", 403, "Signature expired: the request time is more than 15 minutes away from the server time. Check the clock of the client machine."},
 	{auth.ErrPresignedExpired, "InvalidSignatureException", 403, "Signature expired: the presigned URL is past its X-Amz-Expires."},

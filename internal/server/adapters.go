@@ -6,6 +6,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/hyperplane"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
+	"github.com/lambdaplane/lambdaplane/internal/sts"
 	"github.com/lambdaplane/lambdaplane/internal/vpc"
 )
 
@@ -53,13 +54,20 @@ func (n networks) Shares(ctx context.Context) (map[string][]string, error) {
 }
 
 // userAuthorizer checks requests signed with an IAM user's access key
-// against the user's identity policies (iam.Users.Authorize); account root
-// keys are allowed everything.
-type userAuthorizer struct{ users *iam.Users }
+// against the user's identity policies (iam.Users.Authorize), and those
+// signed with a role session's temporary credentials against the role's
+// (sts.Service.Authorize); account root keys are allowed everything.
+type userAuthorizer struct {
+	users    *iam.Users
+	sessions *sts.Service
+}
 
 func (a userAuthorizer) Authorize(ctx context.Context, id auth.Identity, action, resource string, cond map[string][]string) error {
-	if id.User == "" {
+	if !id.Restricted() {
 		return nil
+	}
+	if id.Role != "" {
+		return a.sessions.Authorize(ctx, id, iam.Request{Action: action, Resource: resource, Context: cond})
 	}
 	return a.users.Authorize(ctx, id.AccountID, id.User, iam.Request{Action: action, Resource: resource, Context: cond})
 }
