@@ -125,6 +125,7 @@ func (s *Service) DeleteAlias(ctx context.Context, acct, region, name, alias str
 		return err
 	}
 	s.cache.putAlias(k, nil, 0)
+	s.forgetAccess(ctx, acct, r.Name, alias)
 	return nil
 }
 

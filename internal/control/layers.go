@@ -120,7 +120,7 @@ func parseLayerName(s string) (acct, name string, err error) {
 }
 
 func denied(callerAcct, arn string) *Error {
-	return errf("AccessDeniedException", 403, "User: arn:aws:iam::%s:root is not authorized to perform: lambda:GetLayerVersion on resource: %s because no resource-based policy allows the lambda:GetLayerVersion action (lambdaplane does not support layer permissions; publish the layer in your own account)", callerAcct, arn)
+	return errf("AccessDeniedException", 403, "User: arn:aws:iam::%s:root is not authorized to perform: lambda:GetLayerVersion on resource: %s because no resource-based policy allows the lambda:GetLayerVersion action (the layer's owner grants it with AddLayerVersionPermission)", callerAcct, arn)
 }
 
 // layerRef resolves the account and name of a layer name or ARN given by
@@ -261,17 +261,23 @@ func (s *Service) getLayerVersion(ctx context.Context, acct, name string, n int6
 
 // GetLayerVersion returns one version of one of the caller's layers.
 func (s *Service) GetLayerVersion(ctx context.Context, acct, region, nameOrArn, version string) (*LayerVersion, error) {
-	name, err := s.layerRef(acct, region, nameOrArn)
+	owner, name, err := parseLayerName(nameOrArn)
 	if err != nil {
 		return nil, err
+	}
+	if owner == "" {
+		owner = acct
 	}
 	n, err := parseVersionNumber(version)
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.getLayerVersion(ctx, acct, name, n)
+	v, err := s.getLayerVersion(ctx, owner, name, n)
 	if err != nil {
 		return nil, err
+	}
+	if owner != acct && (v == nil || !s.layerGranted(ctx, acct, v)) {
+		return nil, denied(acct, nameOrArn+":"+version) // another account's layer: only as its policy allows
 	}
 	if v == nil {
 		return nil, notFound("The resource you requested does not exist.")
@@ -285,16 +291,16 @@ func (s *Service) GetLayerVersionByArn(ctx context.Context, acct, region, arn st
 	if m == nil || len(arn) > MaxLayerName {
 		return nil, validation("1 validation error detected: Value '%s' at 'arn' failed to satisfy constraint: Member must satisfy regular expression pattern: %s", arn, layerArnPattern)
 	}
-	if m[2] != acct {
-		return nil, denied(acct, arn)
-	}
 	n, err := parseVersionNumber(m[4])
 	if err != nil {
 		return nil, err
 	}
-	v, err := s.getLayerVersion(ctx, acct, m[3], n)
+	v, err := s.getLayerVersion(ctx, m[2], m[3], n)
 	if err != nil {
 		return nil, err
+	}
+	if m[2] != acct && (v == nil || !s.layerGranted(ctx, acct, v)) {
+		return nil, denied(acct, arn) // another account's layer: only as its policy allows
 	}
 	if v == nil || v.Region != m[1] {
 		return nil, notFound("The resource you requested does not exist.")
@@ -434,9 +440,6 @@ func (s *Service) resolveLayers(ctx context.Context, acct, region string, arns [
 		if m == nil || len(arn) > MaxLayerName {
 			return nil, validation("1 validation error detected: Value '[%s]' at 'layers' failed to satisfy constraint: Member must satisfy constraint: [Member must have length less than or equal to 140, Member must have length greater than or equal to 1, Member must satisfy regular expression pattern: %s]", strings.Join(arns, ", "), layerArnPattern)
 		}
-		if m[2] != acct {
-			return nil, denied(acct, arn)
-		}
 		layer := m[1] + ":" + m[3]
 		if prev, ok := seen[layer]; ok {
 			return nil, invalidParam("Two different versions of the same layer are not allowed to be referenced in the same function. %s and %s reference the same layer.", prev, arn)
@@ -446,9 +449,12 @@ func (s *Service) resolveLayers(ctx context.Context, acct, region string, arns [
 		if err != nil || n < 1 {
 			return nil, invalidParam("Layer version %s does not exist.", arn)
 		}
-		v, err := s.getLayerVersion(ctx, acct, m[3], n)
+		v, err := s.getLayerVersion(ctx, m[2], m[3], n)
 		if err != nil {
 			return nil, err
+		}
+		if m[2] != acct && (v == nil || !s.layerGranted(ctx, acct, v)) {
+			return nil, denied(acct, arn) // another account's layer: only as its policy allows
 		}
 		if v == nil || v.Region != m[1] {
 			return nil, invalidParam("Layer version %s does not exist.", arn)

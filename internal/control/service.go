@@ -82,6 +82,8 @@ type Service struct {
 	gc        *codeGC
 
 	net netState
+
+	access *accessState // resource policies, layer policies, function URLs (policy.go, urls.go)
 }
 
 // New opens the function buckets and loads the cache.
@@ -139,6 +141,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if err := watch(wctx, s.aliases.KV(), track(&s.cache.applied[2], s.cache.putAlias)); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := s.openAccess(ctx, wctx); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -947,6 +953,7 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 			return err
 		}
 		s.cache.putVersion(versionKey(acct, r.Name, qualifier), nil, 0)
+		s.forgetAccess(ctx, acct, r.Name, qualifier)
 		if held != nil {
 			s.sweep(ctx, blobsOf(held))
 		}
@@ -982,6 +989,7 @@ func (s *Service) DeleteFunction(ctx context.Context, acct, region, name, qualif
 	}
 	s.cache.putFn(fnKey(acct, r.Name), nil, 0)
 	s.forgetUse(acct, r.Name)
+	s.forgetAccess(ctx, acct, r.Name, "")
 	if held != nil {
 		s.releaseShares(ctx, acct, held.NetUsers, nil)
 		code = append(code, blobsOf(&held.Latest)...)
