@@ -20,6 +20,9 @@ const (
 	// TrustPolicy is a role's AssumeRolePolicyDocument: it names a
 	// Principal and no Resource.
 	TrustPolicy
+	// ResourcePolicy is attached to a resource (an SQS queue's Policy):
+	// each statement names a Principal; Resource is optional.
+	ResourcePolicy
 )
 
 // Effect of a statement.
@@ -272,6 +275,10 @@ func parseStatement(rs rawStatement, kind PolicyKind) (Statement, error) {
 		}
 		if rs.Resource != nil || rs.NotResource != nil {
 			return s, malformed("Has prohibited field Resource.")
+		}
+	case ResourcePolicy:
+		if s.Principal == nil && s.NotPrincipal == nil {
+			return s, malformed("Missing required field Principal.")
 		}
 	}
 	for opName, keys := range rs.Condition {
