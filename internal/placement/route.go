@@ -61,6 +61,7 @@ type Placement struct {
 	forwarded atomic.Uint64 // invocations sent to another host
 	served    atomic.Uint64 // invocations other hosts sent here
 	spilled   atomic.Uint64 // invocations a full home passed on
+	ran       atomic.Uint64 // invocations run on this host
 }
 
 // New builds a Placement; Serve starts answering other hosts.
@@ -133,6 +134,7 @@ func (p *Placement) Route(ctx context.Context, r *invoke.Request, cfg *control.C
 			return nil, control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded. (host %s is at its capacity)", p.self)
 		}
 		defer p.running.Add(-1)
+		p.ran.Add(1)
 		return local(ctx)
 	}
 	ranked := p.o.Members.Ranked(HomeKey(cfg.AccountID, cfg.FunctionName))
@@ -142,6 +144,7 @@ func (p *Placement) Route(ctx context.Context, r *invoke.Request, cfg *control.C
 				p.spilled.Add(1)
 				continue
 			}
+			p.ran.Add(1)
 			resp, err := local(ctx)
 			p.running.Add(-1)
 			return resp, err
@@ -254,6 +257,7 @@ func (p *Placement) serve(m *nats.Msg) {
 	}
 	defer p.running.Add(-1)
 	p.served.Add(1)
+	p.ran.Add(1)
 	ctx, cancel := context.WithDeadline(context.Background(), time.UnixMilli(w.Deadline))
 	defer cancel()
 	resp, err := p.runner.InvokeHere(ctx, &invoke.Request{
@@ -278,10 +282,10 @@ func (p *Placement) serve(m *nats.Msg) {
 	reply(wr, resp.Payload)
 }
 
-// Stats counts invocations sent to other hosts, served for them, and
-// passed on by a full home.
-func (p *Placement) Stats() (forwarded, served, spilled uint64) {
-	return p.forwarded.Load(), p.served.Load(), p.spilled.Load()
+// Stats counts invocations sent to other hosts, served for them, passed
+// on by a full home, and run here (Event ones included).
+func (p *Placement) Stats() (forwarded, served, spilled, ran uint64) {
+	return p.forwarded.Load(), p.served.Load(), p.spilled.Load(), p.ran.Load()
 }
 
 // Close stops answering and waits for the invocations being served.

@@ -139,6 +139,7 @@ type HostStatus struct {
 	Forwarded    uint64 `json:"forwarded"`
 	Served       uint64 `json:"served"`
 	Spilled      uint64 `json:"spilled"`
+	Ran          uint64 `json:"ran"`
 }
 
 // ClusterStatus is the answer of GET /_lambdaplane/cluster.
@@ -148,18 +149,30 @@ type ClusterStatus struct {
 	Quorate  bool         `json:"quorate"`
 	Replicas int          `json:"replicas"`
 	Hosts    []HostStatus `json:"hosts"`
+	// Streams is every stream and bucket of the store with its replicas.
+	Streams []StreamStatus `json:"streams"`
+}
+
+// StreamStatus is one stream's (or bucket's) replication.
+type StreamStatus struct {
+	Name     string `json:"name"`
+	Replicas int    `json:"replicas"` // configured
+	Leader   string `json:"leader,omitempty"`
+	// Current counts the replicas that are current: the leader plus every
+	// follower that is caught up.
+	Current int `json:"current"`
 }
 
 type localStatus struct {
 	Environments, Busy         int
-	Forwarded, Served, Spilled uint64
+	Forwarded, Served, Spilled, Ran uint64
 }
 
 func (s *Server) localStatus() localStatus {
 	st := s.sched.Stats()
 	l := localStatus{Environments: st.Environments, Busy: st.Busy}
 	if s.cluster != nil && s.cluster.place != nil {
-		l.Forwarded, l.Served, l.Spilled = s.cluster.place.Stats()
+		l.Forwarded, l.Served, l.Spilled, l.Ran = s.cluster.place.Stats()
 	}
 	return l
 }
@@ -196,10 +209,34 @@ func (s *Server) clusterStatus(ctx context.Context) ClusterStatus {
 				return
 			}
 			hs := &out.Hosts[i]
-			hs.Reachable, hs.Environments, hs.Busy, hs.Forwarded, hs.Served, hs.Spilled = true, l.Environments, l.Busy, l.Forwarded, l.Served, l.Spilled
+			hs.Reachable, hs.Environments, hs.Busy, hs.Forwarded, hs.Served, hs.Spilled, hs.Ran = true, l.Environments, l.Busy, l.Forwarded, l.Served, l.Spilled, l.Ran
 		}()
 	}
 	wg.Wait()
+	out.Streams = s.streamStatus(ctx)
+	return out
+}
+
+func (s *Server) streamStatus(ctx context.Context) []StreamStatus {
+	var out []StreamStatus
+	lister := s.st.JetStream().ListStreams(ctx)
+	for info := range lister.Info() {
+		st := StreamStatus{Name: info.Config.Name, Replicas: info.Config.Replicas}
+		if info.Cluster != nil {
+			st.Leader = info.Cluster.Leader
+			if st.Leader != "" {
+				st.Current = 1
+			}
+			for _, p := range info.Cluster.Replicas {
+				if p.Current && !p.Offline {
+					st.Current++
+				}
+			}
+		} else {
+			st.Current = 1
+		}
+		out = append(out, st)
+	}
 	return out
 }
 

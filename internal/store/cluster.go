@@ -152,3 +152,68 @@ func (s *Store) settle(ctx context.Context, o Options) error {
 	}
 	return nil
 }
+
+// replicated is the JetStream context every package gets from the store:
+// a stream, bucket or object store created without a replica count gets
+// the store's (so no package can create a single-copy stream on a
+// cluster by forgetting to ask).
+type replicated struct {
+	jetstream.JetStream
+	n int
+}
+
+func (r replicated) CreateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateStream(ctx, c)
+}
+
+func (r replicated) CreateOrUpdateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateOrUpdateStream(ctx, c)
+}
+
+func (r replicated) UpdateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.UpdateStream(ctx, c)
+}
+
+func (r replicated) CreateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateKeyValue(ctx, c)
+}
+
+func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateOrUpdateKeyValue(ctx, c)
+}
+
+func (r replicated) UpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.UpdateKeyValue(ctx, c)
+}
+
+func (r replicated) CreateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateObjectStore(ctx, c)
+}
+
+func (r replicated) CreateOrUpdateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	if c.Replicas == 0 {
+		c.Replicas = r.n
+	}
+	return r.JetStream.CreateOrUpdateObjectStore(ctx, c)
+}

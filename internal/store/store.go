@@ -147,8 +147,15 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 	return s, nil
 }
 
-// JetStream exposes the JetStream context for streams (queues, logs).
-func (s *Store) JetStream() jetstream.JetStream { return s.js }
+// JetStream exposes the JetStream context for streams (queues, logs). A
+// stream or bucket created through it without a replica count gets the
+// store's (Replicas).
+func (s *Store) JetStream() jetstream.JetStream {
+	if s.replicas > 1 {
+		return replicated{s.js, s.replicas}
+	}
+	return s.js
+}
 
 // Conn exposes the NATS connection.
 func (s *Store) Conn() *nats.Conn { return s.nc }
