@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/destinations"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -135,6 +136,12 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 	if meta != nil {
 		attempt = int(meta.NumDelivered)
 	}
+	allowed, maxAge := q.limits(&ev)
+	if maxAge > 0 && time.Since(ev.Enqueued) > maxAge {
+		q.finish(m, &ev, &destinations.Outcome{Condition: destinations.EventAgeExceeded, Attempts: attempt - 1,
+			ErrorMessage: fmt.Sprintf("Event age exceeded the function's MaximumEventAgeInSeconds (%d)", int(maxAge/time.Second))})
+		return
+	}
 	// Keep the message ours while the function runs.
 	hbCtx, stopHB := context.WithCancel(q.ctx)
 	go func() {
@@ -154,24 +161,24 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 	stopHB()
 	var ce *control.Error
 	switch {
-	case err == nil && resp.logErr != nil && attempt < maxAttempts:
+	case err == nil && resp.logErr != nil && attempt < allowed:
 		// Acknowledged means its log is stored: run it again instead.
 		s.log.Warn("storing an Event invoke's log failed; the event runs again", "function", ev.Function, "requestId", ev.RequestID, "attempt", attempt, "err", resp.logErr)
 		_ = m.NakWithDelay(s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)])
 		return
 	case err == nil && resp.FunctionError == "":
-		if aerr := m.DoubleAck(q.ctx); aerr != nil {
-			s.log.Warn("async ack failed; the event may run again", "requestId", ev.RequestID, "err", aerr)
-		}
+		q.finish(m, &ev, &destinations.Outcome{Condition: destinations.Success, Attempts: attempt, StatusCode: resp.Status,
+			ExecutedVersion: resp.ExecutedVersion, ResponsePayload: resp.Payload})
 	case err == nil:
-		if attempt < maxAttempts {
+		if attempt < allowed {
 			delay := s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)]
 			s.log.Info("async invoke failed; will retry", "function", ev.Function, "requestId", ev.RequestID, "attempt", attempt, "retryIn", delay)
 			_ = m.NakWithDelay(delay)
 			return
 		}
-		s.log.Warn("async invoke failed after all retries; event discarded", "function", ev.Function, "requestId", ev.RequestID, "attempts", attempt)
-		_ = m.DoubleAck(q.ctx)
+		s.log.Warn("async invoke failed after all retries", "function", ev.Function, "requestId", ev.RequestID, "attempts", attempt)
+		q.finish(m, &ev, &destinations.Outcome{Condition: destinations.RetriesExhausted, Attempts: attempt, StatusCode: resp.Status,
+			ExecutedVersion: resp.ExecutedVersion, FunctionError: resp.FunctionError, ResponsePayload: resp.Payload, ErrorMessage: errorMessage(resp.Payload)})
 	case errors.As(err, &ce) && ce.Code == "TooManyRequestsException":
 		_ = m.NakWithDelay(s.o.ThrottleDelay)
 	case errors.As(err, &ce) && ce.Code == "ResourceNotFoundException":
@@ -181,12 +188,12 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 		// Shutting down: hand it back so it runs again right after a restart.
 		_ = m.Nak()
 	default:
-		if attempt < maxAttempts {
+		if attempt < allowed {
 			_ = m.NakWithDelay(s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)])
 			return
 		}
-		s.log.Error("async invoke could not run; event discarded", "function", ev.Function, "requestId", ev.RequestID, "err", err)
-		_ = m.DoubleAck(q.ctx)
+		s.log.Error("async invoke could not run after all retries", "function", ev.Function, "requestId", ev.RequestID, "err", err)
+		q.finish(m, &ev, &destinations.Outcome{Condition: destinations.RetriesExhausted, Attempts: attempt, ErrorMessage: err.Error()})
 	}
 }
 

@@ -103,6 +103,9 @@ type Options struct {
 	// AccountSlots, when set (a cluster), counts the account concurrency
 	// limit cluster-wide instead of on this host alone.
 	AccountSlots AccountSlots
+	// Destinations, when set, gives Event invocations their retry and
+	// age limits and receives their outcomes (destinations.go).
+	Destinations AsyncDestinations
 }
 
 // Placement runs a synchronous invocation where it belongs: here, by

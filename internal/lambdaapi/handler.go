@@ -14,6 +14,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/destinations"
 	"github.com/lambdaplane/lambdaplane/internal/esm"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/lambdaops"
@@ -28,6 +29,8 @@ type Handler struct {
 	log   *slog.Logger
 	ops   map[string]func(*call) // operation name → handler
 	esm   *esm.Service
+	// eventInvoke: function event invoke configs.
+	eventInvoke *destinations.Configs
 }
 
 // Deps are what the Lambda service is built from.
@@ -37,13 +40,16 @@ type Deps struct {
 	Logs      *logs.Store
 	Log       *slog.Logger
 	ESM       *esm.Service // event source mappings
+	// EventInvoke stores the function event invoke configs.
+	EventInvoke *destinations.Configs
 }
 
 // New builds the Lambda service.
 func New(d Deps) *Handler {
-	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM}
+	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM, eventInvoke: d.EventInvoke}
 	h.addCoreOps()
 	h.addESMOps()
+	h.addEventInvokeOps()
 	return h
 }
 
