@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -152,6 +153,11 @@ func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) 
 		}
 		resource = "*"
 		segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		if len(segs) == 3 && segs[1] == "tags" { // TagResource, UntagResource, ListTags: the ARN
+			if arn, err := url.PathUnescape(segs[2]); err == nil && arn != "" {
+				resource = arn
+			}
+		}
 		if len(segs) >= 3 && segs[1] == "functions" {
 			name, err := url.PathUnescape(segs[2])
 			if err == nil && name != "" {
@@ -166,10 +172,35 @@ func iamRequest(service string, r *http.Request, body []byte, id auth.Identity) 
 			}
 		}
 		return lambdaops.Action(op), resource, true
+	case "sqs":
+		// SQS authorizes itself: the resource is the queue its QueueUrl
+		// names, and another account's queue needs the queue's Policy.
+		return "", "", false
 	case "sts":
 		// STS authorizes itself: GetCallerIdentity needs no permission,
 		// AssumeRole is decided with the role's trust policy.
 		return "", "", false
+	case "logs":
+		// The log group the request names, else all of the account's.
+		var in struct{ LogGroupName, LogGroupIdentifier string }
+		_ = json.Unmarshal(body, &in)
+		region := id.Region
+		if region == "" {
+			region = "us-east-1"
+		}
+		name := in.LogGroupName
+		if name == "" {
+			name = in.LogGroupIdentifier
+		}
+		switch {
+		case strings.HasPrefix(name, "arn:"):
+			resource = strings.TrimSuffix(name, ":*") + ":*"
+		case name != "":
+			resource = "arn:aws:logs:" + region + ":" + id.AccountID + ":log-group:" + name + ":*"
+		default:
+			resource = "arn:aws:logs:" + region + ":" + id.AccountID + ":log-group:*"
+		}
+		return "logs:" + op, resource, true
 	case "iam":
 		form, _ := url.ParseQuery(string(body))
 		resource = "*"
@@ -222,6 +253,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if h, ok := s.extra[r.URL.Path]; ok {
 		h.ServeHTTP(w, r)
+		return
+	}
+	if u := s.unservedScope(r); u != nil {
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		u.write(sw, r)
+		s.requests.WithLabelValues(OpUnserved, OpUnserved, strconv.Itoa(sw.status)).Inc()
 		return
 	}
 	svc := s.pick(r)
@@ -279,7 +316,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	op = s.operationLabel(svc.Name(), r, body)
 	if id.Restricted() && s.authz != nil {
 		if action, resource, ok := iamRequest(svc.Name(), r, body, id); ok {
-			if err := s.authz.Authorize(r.Context(), id, action, resource, nil); err != nil {
+			var cond map[string][]string
+			if c, ok := conditioner(svc); ok {
+				cond = c.Conditions(r.Context(), r, id, body)
+			}
+			if err := s.authz.Authorize(r.Context(), id, action, resource, cond); err != nil {
 				svc.WriteError(sw, r, err)
 				return
 			}
@@ -331,7 +372,7 @@ func bodyLimit(service, op string) int64 {
 	switch op {
 	case "CreateFunction", "UpdateFunctionCode", "PublishLayerVersion":
 		return MaxBody
-	case "Invoke":
+	case "Invoke", "InvokeWithResponseStream":
 		return MaxInvokeBody
 	}
 	return MaxSmallBody
@@ -349,6 +390,43 @@ func (s *Server) operationLabel(service string, r *http.Request, body []byte) st
 		return op
 	}
 	return OpUnknown
+}
+
+// Conditioner is implemented by services whose requests carry IAM
+// condition keys only the service can know (Lambda: aws:ResourceTag/…,
+// aws:RequestTag/…, aws:TagKeys); the front passes them to the Authorizer.
+type Conditioner interface {
+	Conditions(ctx context.Context, r *http.Request, id auth.Identity, body []byte) map[string][]string
+}
+
+// conditioner finds the Conditioner of svc, or of the service it wraps
+// (a wrapper has Unwrap() Service).
+func conditioner(svc Service) (Conditioner, bool) {
+	for range 4 {
+		if c, ok := svc.(Conditioner); ok {
+			return c, true
+		}
+		u, ok := svc.(interface{ Unwrap() Service })
+		if !ok {
+			return nil, false
+		}
+		svc = u.Unwrap()
+	}
+	return nil, false
+}
+
+// unservedScope is the answer to a request signed for a service
+// lambdaplane does not serve (nil if it serves it, or the path is
+// Lambda's).
+func (s *Server) unservedScope(r *http.Request) *unserved {
+	name := auth.ScopeService(r)
+	if name == "" || strings.HasPrefix(r.URL.Path, "/20") || strings.HasPrefix(r.URL.Path, "/_lambdaplane/") {
+		return nil
+	}
+	if _, ok := s.services[name]; ok {
+		return nil
+	}
+	return s.unservedFor(name)
 }
 
 // pick finds the service: the credential scope when it names a served
@@ -384,6 +462,12 @@ const MetricRequests = "lambdaplane_api_requests_total"
 // it; the request metric keeps only the Actions a service serves.
 func Operation(service string, r *http.Request, body []byte) string {
 	if service != "lambda" {
+		if t := r.Header.Get("X-Amz-Target"); t != "" { // JSON protocols: Prefix_Version.Operation
+			if _, op, ok := strings.Cut(t, "."); ok {
+				return boundedName(op)
+			}
+			return "Unknown"
+		}
 		if a := r.URL.Query().Get("Action"); a != "" {
 			return boundedName(a)
 		}

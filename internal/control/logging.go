@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 )
 
 // LoggingConfig is a function's LoggingConfig: the format of its records
@@ -134,20 +135,26 @@ func applyLogging(c *Config, in *LoggingInput) error {
 	return nil
 }
 
+// GroupFunction is a function writing to a log group.
+type GroupFunction struct {
+	Name    string
+	Created time.Time
+}
+
 // LogGroupFunctions maps the account's log groups that functions write to
-// onto those functions' names (sorted), from the cache.
-func (s *Service) LogGroupFunctions(acct string) map[string][]string {
-	out := map[string][]string{}
+// onto those functions (sorted by name), from the cache.
+func (s *Service) LogGroupFunctions(acct string) map[string][]GroupFunction {
+	out := map[string][]GroupFunction{}
 	s.cache.mu.RLock()
 	for _, c := range s.cache.fns {
 		if c.v != nil && c.v.Latest.AccountID == acct {
 			g := c.v.Latest.LogGroupName()
-			out[g] = append(out[g], c.v.Latest.FunctionName)
+			out[g] = append(out[g], GroupFunction{Name: c.v.Latest.FunctionName, Created: c.v.Created})
 		}
 	}
 	s.cache.mu.RUnlock()
-	for _, names := range out {
-		sort.Strings(names)
+	for _, fs := range out {
+		sort.Slice(fs, func(i, j int) bool { return fs[i].Name < fs[j].Name })
 	}
 	return out
 }

@@ -48,6 +48,7 @@ type Deps struct {
 func New(d Deps) *Handler {
 	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM, eventInvoke: d.EventInvoke}
 	h.addCoreOps()
+	h.addTagOps()
 	h.addESMOps()
 	h.addEventInvokeOps()
 	return h
@@ -169,7 +170,11 @@ func (h *Handler) addCoreOps() {
 }
 
 func (h *Handler) unknown(c *call) {
-	c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: "Unknown operation: " + c.r.Method + " " + c.r.URL.Path})
+	if ops := lambdaops.PathKnown(c.r.URL.EscapedPath()); len(ops) > 0 {
+		c.fail(&control.Error{Code: "UnknownOperationException", Status: 405, Message: fmt.Sprintf("No Lambda operation is %s %s: the path exists but not with this method (it serves %s)", c.r.Method, c.r.URL.Path, strings.Join(ops, ", "))})
+		return
+	}
+	c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: fmt.Sprintf("No Lambda operation has the path %s %s: check the API version date and resource path against the Lambda API reference", c.r.Method, c.r.URL.Path)})
 }
 
 // splitPath splits an escaped path into unescaped segments, ignoring a
@@ -207,6 +212,9 @@ func (h *Handler) function(c *call, name string, rest []string) {
 		}
 		if fn.ReservedConcurrency != nil {
 			out["Concurrency"] = map[string]int{"ReservedConcurrentExecutions": *fn.ReservedConcurrency}
+		}
+		if len(fn.Tags) > 0 {
+			out["Tags"] = fn.Tags
 		}
 		c.json(200, out)
 	case len(rest) == 0 && m == http.MethodDelete:

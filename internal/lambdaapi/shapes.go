@@ -65,7 +65,7 @@ func toWire(c *control.Config) *functionConfiguration {
 		PackageType:                c.PackageType, Architectures: c.Architectures,
 		EphemeralStorage: map[string]int{"Size": c.EphemeralStorage},
 		SnapStart:        map[string]string{"ApplyOn": "None", "OptimizationStatus": "Off"},
-		LoggingConfig:    map[string]string{"LogFormat": "Text", "LogGroup": "/aws/lambda/" + c.FunctionName},
+		LoggingConfig:    loggingWire(c),
 	}
 	if len(c.Environment) > 0 {
 		f.Environment = &envOut{Variables: c.Environment}
@@ -144,4 +144,17 @@ type layersListItem struct {
 	LayerName             string           `json:"LayerName"`
 	LayerArn              string           `json:"LayerArn"`
 	LatestMatchingVersion *layerVersionOut `json:"LatestMatchingVersion"`
+}
+
+// loggingWire is the function's LoggingConfig as Lambda returns it.
+func loggingWire(c *control.Config) map[string]string {
+	l := c.Logging()
+	out := map[string]string{"LogFormat": l.LogFormat, "LogGroup": l.LogGroup}
+	if l.ApplicationLogLevel != "" {
+		out["ApplicationLogLevel"] = l.ApplicationLogLevel
+	}
+	if l.SystemLogLevel != "" {
+		out["SystemLogLevel"] = l.SystemLogLevel
+	}
+	return out
 }

@@ -248,6 +248,9 @@ type clusterFront struct {
 	s *Server
 }
 
+// Unwrap is the Lambda service (the front asks it for condition keys).
+func (f clusterFront) Unwrap() api.Service { return f.Service }
+
 func (f clusterFront) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
 	if r.URL.Path == "/_lambdaplane/cluster" {
 		if r.Method != http.MethodGet {

@@ -24,6 +24,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/lambdaapi"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
+	"github.com/lambdaplane/lambdaplane/internal/logsapi"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
@@ -57,6 +58,7 @@ type Server struct {
 	ctl        *control.Service
 	sched      *invoke.Scheduler
 	logs       *logs.Store
+	logsAPI    *logsapi.Service // CloudWatch Logs
 	front      *api.Server
 	http       *http.Server
 	ln         net.Listener
@@ -281,7 +283,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	verifier.SetRegion(cfg.Region)
 	verifier.SetSessions(stsSvc)
-	s.front = api.New(verifier, log, reg, clusterFront{lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
+	if s.logsAPI, err = logsapi.New(ctx, logsapi.Options{Store: s.st, Logs: logStore, Functions: s.ctl, Logger: log, Holder: cfg.HostID}); err != nil {
+		return nil, err
+	}
+	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
@@ -395,6 +400,9 @@ func (s *Server) Close() error {
 			s.sched.Close()
 		}
 		s.cluster.close()
+		if s.logsAPI != nil {
+			s.logsAPI.Close()
+		}
 		if s.logs != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.logs.Close(ctx)

@@ -1,0 +1,402 @@
+package logsapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// Pattern is a compiled CloudWatch Logs filter pattern.
+//
+//   - "" matches every event.
+//   - Terms: every plain term (a word or a "quoted phrase") must occur in
+//     the message, no -term may, and if there are ?terms at least one of
+//     them must. Matching is case-sensitive, on substrings, as on
+//     CloudWatch Logs.
+//   - JSON patterns, for messages that are JSON objects:
+//     { $.level = "ERROR" && ($.latency > 100 || $.user.name = "a*") },
+//     with = != < > <= >=, IS TRUE/FALSE/NULL, NOT EXISTS, selectors with
+//     .field and [index], and * wildcards in string values.
+type Pattern struct {
+	all, none, any []string // plain, excluded and OR terms
+	json           node     // nil unless a JSON pattern
+	empty          bool
+}
+
+// PatternError is a filter pattern that does not parse.
+type PatternError struct{ Msg string }
+
+func (e *PatternError) Error() string { return e.Msg }
+
+func patternErr(format string, a ...any) error { return &PatternError{Msg: fmt.Sprintf(format, a...)} }
+
+// Compile parses a filter pattern.
+func Compile(src string) (*Pattern, error) {
+	s := strings.TrimSpace(src)
+	if s == "" || s == `""` {
+		return &Pattern{empty: true}, nil
+	}
+	if strings.HasPrefix(s, "{") {
+		if !strings.HasSuffix(s, "}") {
+			return nil, patternErr("Invalid filter pattern %q: a JSON pattern must end with }", src)
+		}
+		p := &jparser{src: src, s: strings.TrimSpace(s[1 : len(s)-1])}
+		n, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		p.skip()
+		if p.s != "" {
+			return nil, patternErr("Invalid filter pattern %q: unexpected %q", src, p.s)
+		}
+		return &Pattern{json: n}, nil
+	}
+	if strings.HasPrefix(s, "[") {
+		return nil, patternErr("Invalid filter pattern %q: lambdaplane matches terms, \"phrases\", -exclusions, ?alternatives and JSON patterns ({ $.field = value }); space-delimited patterns ([field, ...]) are not available", src)
+	}
+	p := &Pattern{}
+	for s != "" {
+		kind := byte(0)
+		if s[0] == '-' || s[0] == '?' {
+			kind, s = s[0], s[1:]
+		}
+		var term string
+		if strings.HasPrefix(s, `"`) {
+			end := strings.IndexByte(s[1:], '"')
+			if end < 0 {
+				return nil, patternErr("Invalid filter pattern %q: unterminated quoted phrase", src)
+			}
+			term, s = s[1:1+end], s[2+end:]
+		} else {
+			end := strings.IndexFunc(s, unicode.IsSpace)
+			if end < 0 {
+				end = len(s)
+			}
+			term, s = s[:end], s[end:]
+		}
+		s = strings.TrimLeftFunc(s, unicode.IsSpace)
+		if term == "" {
+			if kind != 0 {
+				return nil, patternErr("Invalid filter pattern %q: %c must be followed by a term", src, kind)
+			}
+			continue
+		}
+		switch kind {
+		case '-':
+			p.none = append(p.none, term)
+		case '?':
+			p.any = append(p.any, term)
+		default:
+			p.all = append(p.all, term)
+		}
+	}
+	if len(p.all)+len(p.any)+len(p.none) == 0 {
+		p.empty = true
+	}
+	return p, nil
+}
+
+// Match reports whether a log event's message matches.
+func (p *Pattern) Match(msg string) bool {
+	if p.empty {
+		return true
+	}
+	if p.json != nil {
+		var v any
+		m := strings.TrimSpace(msg)
+		if !strings.HasPrefix(m, "{") || json.Unmarshal([]byte(m), &v) != nil {
+			return false
+		}
+		return p.json.eval(v)
+	}
+	for _, t := range p.all {
+		if !strings.Contains(msg, t) {
+			return false
+		}
+	}
+	for _, t := range p.none {
+		if strings.Contains(msg, t) {
+			return false
+		}
+	}
+	if len(p.any) == 0 {
+		return true
+	}
+	for _, t := range p.any {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// JSON patterns.
+
+type node interface{ eval(doc any) bool }
+
+type andNode struct{ l, r node }
+type orNode struct{ l, r node }
+
+func (n andNode) eval(d any) bool { return n.l.eval(d) && n.r.eval(d) }
+func (n orNode) eval(d any) bool  { return n.l.eval(d) || n.r.eval(d) }
+
+type step struct {
+	field string
+	index int // -1: a field step
+}
+
+type cmpNode struct {
+	sel   []step
+	op    string // = != < > <= >= istrue isfalse isnull notexists exists
+	str   string
+	num   float64
+	isNum bool
+}
+
+func (n cmpNode) eval(d any) bool {
+	v, ok := lookup(d, n.sel)
+	switch n.op {
+	case "notexists":
+		return !ok
+	case "exists":
+		return ok
+	case "isnull":
+		return ok && v == nil
+	case "istrue":
+		b, isB := v.(bool)
+		return ok && isB && b
+	case "isfalse":
+		b, isB := v.(bool)
+		return ok && isB && !b
+	}
+	if !ok {
+		return false
+	}
+	if n.isNum {
+		f, isF := v.(float64)
+		if !isF {
+			if s, isS := v.(string); isS {
+				var err error
+				if f, err = strconv.ParseFloat(s, 64); err != nil {
+					return n.op == "!="
+				}
+			} else {
+				return n.op == "!="
+			}
+		}
+		switch n.op {
+		case "=":
+			return f == n.num
+		case "!=":
+			return f != n.num
+		case "<":
+			return f < n.num
+		case ">":
+			return f > n.num
+		case "<=":
+			return f <= n.num
+		case ">=":
+			return f >= n.num
+		}
+		return false
+	}
+	var s string
+	switch t := v.(type) {
+	case string:
+		s = t
+	case float64:
+		s = strconv.FormatFloat(t, 'f', -1, 64)
+	case bool:
+		s = strconv.FormatBool(t)
+	default:
+		return n.op == "!="
+	}
+	eq := s == n.str
+	if strings.Contains(n.str, "*") {
+		eq, _ = path.Match(strings.NewReplacer(`\`, `\\`, "?", `\?`, "[", `\[`).Replace(n.str), s)
+	}
+	if n.op == "=" {
+		return eq
+	}
+	return !eq
+}
+
+func lookup(d any, sel []step) (any, bool) {
+	cur := d
+	for _, st := range sel {
+		if st.index >= 0 {
+			arr, ok := cur.([]any)
+			if !ok || st.index >= len(arr) {
+				return nil, false
+			}
+			cur = arr[st.index]
+			continue
+		}
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[st.field]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+type jparser struct {
+	src string
+	s   string
+}
+
+func (p *jparser) skip() { p.s = strings.TrimLeftFunc(p.s, unicode.IsSpace) }
+
+func (p *jparser) eat(tok string) bool {
+	p.skip()
+	if strings.HasPrefix(p.s, tok) {
+		p.s = p.s[len(tok):]
+		return true
+	}
+	return false
+}
+
+func (p *jparser) errf(format string, a ...any) error {
+	return patternErr("Invalid filter pattern %q: %s", p.src, fmt.Sprintf(format, a...))
+}
+
+func (p *jparser) or() (node, error) {
+	l, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for p.eat("||") {
+		r, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		l = orNode{l, r}
+	}
+	return l, nil
+}
+
+func (p *jparser) and() (node, error) {
+	l, err := p.unary()
+	if err != nil {
+		return nil, err
+	}
+	for p.eat("&&") {
+		r, err := p.unary()
+		if err != nil {
+			return nil, err
+		}
+		l = andNode{l, r}
+	}
+	return l, nil
+}
+
+func (p *jparser) unary() (node, error) {
+	if p.eat("(") {
+		n, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		if !p.eat(")") {
+			return nil, p.errf("missing )")
+		}
+		return n, nil
+	}
+	return p.comparison()
+}
+
+func (p *jparser) comparison() (node, error) {
+	p.skip()
+	if !strings.HasPrefix(p.s, "$") {
+		return nil, p.errf("expected a selector such as $.field at %q", p.s)
+	}
+	p.s = p.s[1:]
+	var sel []step
+	for {
+		switch {
+		case strings.HasPrefix(p.s, "."):
+			p.s = p.s[1:]
+			end := strings.IndexFunc(p.s, func(r rune) bool {
+				return !(unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' || r == '-' || r == '@' || r == ':')
+			})
+			if end < 0 {
+				end = len(p.s)
+			}
+			if end == 0 {
+				return nil, p.errf("expected a field name after '.' at %q", p.s)
+			}
+			sel = append(sel, step{field: p.s[:end], index: -1})
+			p.s = p.s[end:]
+			continue
+		case strings.HasPrefix(p.s, "["):
+			end := strings.IndexByte(p.s, ']')
+			if end < 0 {
+				return nil, p.errf("missing ] in selector")
+			}
+			i, err := strconv.Atoi(strings.TrimSpace(p.s[1:end]))
+			if err != nil || i < 0 {
+				return nil, p.errf("array index %q is not a number", p.s[1:end])
+			}
+			sel = append(sel, step{index: i})
+			p.s = p.s[end+1:]
+			continue
+		}
+		break
+	}
+	if len(sel) == 0 {
+		return nil, p.errf("selector $ needs a field, e.g. $.level")
+	}
+	n := cmpNode{sel: sel}
+	p.skip()
+	upper := strings.ToUpper(p.s)
+	for _, kw := range []struct{ word, op string }{{"IS TRUE", "istrue"}, {"IS FALSE", "isfalse"}, {"IS NULL", "isnull"}, {"NOT EXISTS", "notexists"}, {"EXISTS", "exists"}} {
+		if strings.HasPrefix(upper, kw.word) {
+			p.s = p.s[len(kw.word):]
+			n.op = kw.op
+			return n, nil
+		}
+	}
+	for _, op := range []string{"!=", "<=", ">=", "=", "<", ">"} {
+		if strings.HasPrefix(p.s, op) {
+			n.op = op
+			p.s = p.s[len(op):]
+			break
+		}
+	}
+	if n.op == "" {
+		return nil, p.errf("expected an operator (=, !=, <, >, <=, >=, IS, NOT EXISTS) at %q", p.s)
+	}
+	p.skip()
+	switch {
+	case strings.HasPrefix(p.s, `"`):
+		end := strings.IndexByte(p.s[1:], '"')
+		if end < 0 {
+			return nil, p.errf("unterminated string value")
+		}
+		n.str, p.s = p.s[1:1+end], p.s[2+end:]
+	default:
+		end := strings.IndexFunc(p.s, func(r rune) bool { return unicode.IsSpace(r) || r == ')' || r == '&' || r == '|' })
+		if end < 0 {
+			end = len(p.s)
+		}
+		if end == 0 {
+			return nil, p.errf("expected a value after %s", n.op)
+		}
+		word := p.s[:end]
+		p.s = p.s[end:]
+		if f, err := strconv.ParseFloat(word, 64); err == nil {
+			n.num, n.isNum = f, true
+		} else {
+			n.str = word
+		}
+	}
+	if !n.isNum && n.op != "=" && n.op != "!=" {
+		return nil, p.errf("%s compares numbers; %q is not a number", n.op, n.str)
+	}
+	return n, nil
+}
