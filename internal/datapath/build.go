@@ -23,12 +23,25 @@ func groupKey(id string) string {
 // desired state (pure). Interfaces of type lambda (Hyperplane ENIs) are
 // owned by the router itself: no namespace or link, an address of the
 // router (see netdev.LambdaSpec).
-func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
+func Build(ds *vpc.DesiredState) []netdev.VPCSpec { return BuildFor(ds, nil) }
+
+// BuildFor is Build as host v.Self of a cluster sees it (hosts.go): only
+// the VPCs that live here, only the interfaces homed here, Hyperplane ENIs
+// homed elsewhere as marks routed to their home, and each VPC's tunnel to
+// its routers on the other live hosts. A nil view is a single host.
+func BuildFor(ds *vpc.DesiredState, v *View) []netdev.VPCSpec {
 	if ds == nil {
 		return nil
 	}
 	out := make([]netdev.VPCSpec, 0, len(ds.VPCs))
-	for _, dv := range ds.VPCs {
+	for i := range ds.VPCs {
+		dv := &ds.VPCs[i]
+		var pv *peerView
+		if v != nil {
+			if pv = newPeerView(v, dv); !pv.builds(v.Self) {
+				continue
+			}
+		}
 		s := netdev.VPCSpec{ID: dv.ID, CIDR: dv.CIDR, InternetGateway: dv.InternetGatewayID != ""}
 		subs := map[string]vpc.DesiredSubnet{}
 		for _, sub := range dv.Subnets {
@@ -39,6 +52,13 @@ func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
 				ss.Default = netdev.RouteIGW
 			case vpc.RouteNAT:
 				ss.Default, ss.NAT = netdev.RouteNAT, sub.DefaultRoute.NATAddress
+				if pv != nil {
+					if here, via := pv.homeOf(natInterface(dv, sub.DefaultRoute.NATGatewayID)); !here {
+						if ss.NATVia = via; !via.IsValid() {
+							ss.Default, ss.NAT = netdev.RouteBlackhole, netip.Addr{} // its home is dead: until re-homed
+						}
+					}
+				}
 			case vpc.RouteBlackhole:
 				ss.Default = netdev.RouteBlackhole
 			}
@@ -49,8 +69,17 @@ func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
 			if !ok || !di.Address.Is4() {
 				continue
 			}
+			if pv != nil {
+				here, via := pv.homeOf(di.ID)
+				if !here && (di.Type != vpc.InterfaceTypeLambda || !via.IsValid()) {
+					continue // built on its home (or, with its home dead, nowhere until re-homed)
+				}
+			}
 			if di.Type == vpc.InterfaceTypeLambda {
 				ls := netdev.LambdaSpec{ID: di.ID, Addr: di.Address, SubnetID: di.SubnetID}
+				if pv != nil {
+					_, ls.Home = pv.homeOf(di.ID)
+				}
 				for _, g := range di.GroupIDs {
 					ls.Groups = append(ls.Groups, groupKey(g))
 				}
@@ -76,6 +105,9 @@ func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
 				Ingress: rules(g.Ingress), Egress: rules(g.Egress)}
 			s.Groups = append(s.Groups, sg)
 		}
+		if pv != nil {
+			s.Tunnel = pv.tunnel()
+		}
 		slices.SortFunc(s.Subnets, func(a, b netdev.SubnetSpec) int { return strings.Compare(a.ID, b.ID) })
 		slices.SortFunc(s.Interfaces, func(a, b netdev.IfaceSpec) int { return strings.Compare(a.ID, b.ID) })
 		slices.SortFunc(s.Lambdas, func(a, b netdev.LambdaSpec) int { return strings.Compare(a.ID, b.ID) })
@@ -83,6 +115,16 @@ func Build(ds *vpc.DesiredState) []netdev.VPCSpec {
 		out = append(out, s)
 	}
 	return out
+}
+
+// natInterface is the interface id of a NAT gateway of dv ("" if none).
+func natInterface(dv *vpc.DesiredVPC, natID string) string {
+	for _, n := range dv.NATGateways {
+		if n.ID == natID {
+			return n.InterfaceID
+		}
+	}
+	return ""
 }
 
 func rules(rs []vpc.DesiredRule) []nft.SGRule {

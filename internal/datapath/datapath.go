@@ -27,6 +27,8 @@ type Config struct {
 	// converged again; a namespace of ours removed from /run/netns starts
 	// a pass at once. Default 3s; negative disables repairs.
 	RepairInterval time.Duration
+	// Hosts is the cluster membership (hosts.go); nil: a single host.
+	Hosts Hosts
 }
 
 // DefaultRepairInterval is Config.RepairInterval's default.
@@ -144,6 +146,12 @@ func (r *Reconciler) Repair(ctx context.Context) error {
 func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(), failed bool) {
 	defer close(r.done)
 	defer unsub()
+	var hostsC <-chan struct{}
+	if r.cfg.Hosts != nil {
+		c, hunsub := r.cfg.Hosts.Subscribe()
+		defer hunsub()
+		hostsC = c
+	}
 	resync := time.NewTicker(r.cfg.Resync)
 	defer resync.Stop()
 	var repairC <-chan time.Time
@@ -161,6 +169,8 @@ func (r *Reconciler) loop(ctx context.Context, ch <-chan struct{}, unsub func(),
 		case <-ctx.Done():
 			return
 		case <-ch:
+		case <-hostsC:
+			r.log.Info("cluster membership changed; converging the VPC routers", "view", ViewOf(r.cfg.Hosts).String())
 		case <-r.kick:
 		case <-retry:
 		case <-resync.C:
@@ -215,7 +225,7 @@ func (r *Reconciler) sync(ctx context.Context, desired func(context.Context) (*v
 		if force {
 			r.vpcs.Invalidate()
 		}
-		err = r.vpcs.Apply(ctx, Build(ds))
+		err = r.vpcs.Apply(ctx, BuildFor(ds, ViewOf(r.cfg.Hosts)))
 	}
 	r.mu.Lock()
 	r.lastErr = err

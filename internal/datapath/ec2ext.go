@@ -148,6 +148,13 @@ func (e *EC2) attach(ctx context.Context, account string, p url.Values) (any, er
 	if n.Status == vpc.StatusInUse {
 		return nil, &vpc.Error{Code: vpc.CodeInterfaceInUse, Message: "Interface: " + eni + " in use."}
 	}
+	// The instance runs on the host that serves the call: its interface
+	// is homed (built) here.
+	if h := e.r.cfg.Hosts; h != nil && n.Home != h.Self().ID {
+		if err := e.m.SetInterfaceHome(ctx, account, eni, h.Self().ID); err != nil {
+			return nil, err
+		}
+	}
 	wctx, cancel := context.WithTimeout(ctx, attachWait)
 	defer cancel()
 	path, err := e.r.WaitInterface(wctx, eni)

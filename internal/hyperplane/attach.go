@@ -225,7 +225,7 @@ func (m *Manager) Rebalance(ctx context.Context) error {
 			continue
 		}
 		for _, en := range l {
-			if en.extra && en.attached == 0 && en.conns == 0 && !en.deleting && len(l) > 1 {
+			if en.extra && en.attached == 0 && en.conns == 0 && !en.deleting && len(l) > 1 && m.mayDelete(en.home) {
 				en.deleting = true
 				shrink = append(shrink, en)
 				break // one per round: capacity shrinks gently

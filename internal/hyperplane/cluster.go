@@ -307,8 +307,8 @@ func (m *Manager) deleteIfUnused(en *entry) {
 	}()
 }
 
-// Rehome moves every ENI whose home is not alive to the host home(key)
-// names (the leader calls it when a host dies): same ENI id, same
+// Rehome moves every ENI whose home is not alive to the host home(ENI id)
+// names (its record and its interface's) (the leader calls it when a host dies): same ENI id, same
 // address, new home. It returns the ENIs moved. Records without a home
 // are left alone (a single host's).
 func (m *Manager) Rehome(ctx context.Context, alive func(host string) bool, home func(key string) string) ([]string, error) {
@@ -323,7 +323,7 @@ func (m *Manager) Rehome(ctx context.Context, alive func(host string) bool, home
 		if r.Home == "" || alive(r.Home) {
 			continue
 		}
-		to := home(recKey(r.AccountID, r.ID))
+		to := home(r.ID)
 		if to == "" {
 			errs = append(errs, fmt.Errorf("hyperplane: rehome %s: no live host", r.ID))
 			continue
@@ -341,6 +341,9 @@ func (m *Manager) Rehome(ctx context.Context, alive func(host string) bool, home
 		if err != nil {
 			errs = append(errs, fmt.Errorf("hyperplane: rehome %s: %w", r.ID, err))
 			continue
+		}
+		if err := m.cfg.Model.SetInterfaceHome(ctx, r.AccountID, r.ID, to); err != nil && !vpc.IsCode(err, vpc.CodeInterfaceNotFound) {
+			errs = append(errs, fmt.Errorf("hyperplane: rehome %s: %w", r.ID, err))
 		}
 		m.log.Info("ENI re-homed", "eni", r.ID, "from", r.Home, "to", to)
 		moved = append(moved, r.ID)

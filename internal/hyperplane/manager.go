@@ -491,7 +491,7 @@ func (m *Manager) create(ctx context.Context, account, user string, t target, pe
 	n, err := m.cfg.Model.CreateInterface(ctx, account, vpc.InterfaceRequest{
 		ID: id, SubnetID: t.subnet.ID, GroupIDs: t.groups, InterfaceType: vpc.InterfaceTypeLambda,
 		Description: "AWS Lambda VPC ENI-" + functionName(user) + "-" + newUUID(),
-		RequesterID: account + requesterSuffix,
+		RequesterID: account + requesterSuffix, Home: m.cfg.HostID,
 	})
 	if err != nil {
 		return nil, errors.Join(fromModel(err, t.subnet.ID, t.groups), m.recs.Delete(context.WithoutCancel(ctx), recKey(account, id)))

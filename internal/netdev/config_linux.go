@@ -25,6 +25,10 @@ type Config struct {
 	// host nft table masquerades the uplink net and keeps environments away
 	// from host services); otherwise a namespace path such as /run/netns/foo.
 	UplinkNetns string
+	// UnderlayNetns is where this host's underlay address lives (a path;
+	// "" is the process's own namespace): VPC tunnels' UDP sockets are
+	// opened there (see tunnel_linux.go).
+	UnderlayNetns string
 	// UplinkNet is the uplink's link net; the service router takes its first
 	// address, the outside end the second. Default 169.254.255.0/30.
 	UplinkNet netip.Prefix

@@ -14,7 +14,9 @@ import (
 
 // VPC tunnels. The routers of one VPC on several hosts are joined by a
 // VXLAN device "vx" in each router namespace, written from records the
-// way flannel's VXLAN backend does it (no multicast, no learning):
+// way flannel's VXLAN backend does it (no multicast, no learning). The
+// device carries the packet mark's low 16 bits (VXLAN GBP): a Hyperplane
+// ENI's mark crosses to its home with the environment's packets.
 //
 //	host h1 (underlay 198.18.0.1)              host h2 (underlay 198.18.0.2)
 //	router <p1>-v<vpc>                          router <p2>-v<vpc>
@@ -49,6 +51,14 @@ type TunnelSpec struct {
 	// MTU of the underlay (default 1500); the device gets 50 less.
 	UnderlayMTU int
 	Peers       []TunnelPeer // sorted by Underlay
+}
+
+// Equal reports whether two specs are the same.
+func (s TunnelSpec) Equal(o TunnelSpec) bool {
+	return s.VNI == o.VNI && s.Local == o.Local && s.UnderlayMTU == o.UnderlayMTU &&
+		slices.EqualFunc(s.Peers, o.Peers, func(a, b TunnelPeer) bool {
+			return a.Underlay == b.Underlay && slices.Equal(a.Routes, b.Routes)
+		})
 }
 
 // TunnelPeer is another host's router of the VPC: its underlay address
@@ -115,10 +125,10 @@ func SetTunnel(underlayNetns, routerNetns string, s TunnelSpec) error {
 	if underlayNetns == "" {
 		underlayNetns = hostNetnsPath()
 	}
-	return setTunnel(underlayNetns, rh, rns, s)
+	return setTunnel(underlayNetns, routerNetns, rh, rns, s)
 }
 
-func setTunnel(underlayNetns string, rh *netlink.Handle, rns netns.NsHandle, s TunnelSpec) error {
+func setTunnel(underlayNetns, routerPath string, rh *netlink.Handle, rns netns.NsHandle, s TunnelSpec) error {
 	mtu := s.UnderlayMTU
 	if mtu == 0 {
 		mtu = 1500
@@ -127,7 +137,7 @@ func setTunnel(underlayNetns string, rh *netlink.Handle, rns netns.NsHandle, s T
 	l, err := rh.LinkByName(TunnelLinkName)
 	if err == nil {
 		vx, ok := l.(*netlink.Vxlan)
-		if !ok || vx.VxlanId != int(s.VNI) || !vx.SrcAddr.Equal(s.Local.AsSlice()) || vx.Port != TunnelPort || vx.Learning {
+		if !ok || vx.VxlanId != int(s.VNI) || !vx.SrcAddr.Equal(s.Local.AsSlice()) || vx.Port != TunnelPort || vx.Learning || !vx.GBP {
 			if err := delLink(rh, TunnelLinkName); err != nil {
 				return err
 			}
@@ -151,7 +161,7 @@ func setTunnel(underlayNetns string, rh *netlink.Handle, rns netns.NsHandle, s T
 		vx := &netlink.Vxlan{
 			LinkAttrs: netlink.LinkAttrs{Name: TunnelLinkName, MTU: mtu - tunnelOverhead, HardwareAddr: mac,
 				Namespace: netlink.NsFd(int(rns))},
-			VxlanId: int(s.VNI), SrcAddr: s.Local.AsSlice(), Port: TunnelPort, Learning: false,
+			VxlanId: int(s.VNI), SrcAddr: s.Local.AsSlice(), Port: TunnelPort, Learning: false, GBP: true,
 		}
 		err = uh.LinkAdd(vx)
 		uh.Close()
@@ -169,7 +179,11 @@ func setTunnel(underlayNetns string, rh *netlink.Handle, rns netns.NsHandle, s T
 	if l.Attrs().MTU != mtu-tunnelOverhead {
 		errs = append(errs, rh.LinkSetMTU(l, mtu-tunnelOverhead))
 	}
-	errs = append(errs, ensureUp(rh, l))
+	// Loose reverse-path filtering on the tunnel: a reply SNATed back at
+	// an ENI's home may come from an address routed to a link here.
+	errs = append(errs, inNetns(routerPath, func() error {
+		return writeSysctls([]sysctl{{"net.ipv4.conf." + TunnelLinkName + ".rp_filter", "2"}})
+	}), ensureUp(rh, l))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("netdev: configure %s: %w", TunnelLinkName, err)
 	}
@@ -296,4 +310,101 @@ func ignoreMissing(err error) error {
 		return nil
 	}
 	return err
+}
+
+// Hyperplane ENIs homed on other hosts: an environment here attached to
+// one is marked as usual (env2eni), and its traffic, arriving on the
+// hyperplane link, is routed by "iif hp fwmark <mark>" (before main, so
+// even a destination in the VPC goes to the home first, where it is
+// SNATed) to a table per home: default via the home's underlay address
+// into the tunnel. Replies come back through the tunnel and go out of the
+// hyperplane link by the main table (the service CIDR's route).
+const (
+	remoteRulePref  = 32000
+	remoteTableBase = 1 << 24
+)
+
+// remoteTable is the table of the routes to one home host.
+func remoteTable(home netip.Addr) int {
+	b := home.As4()
+	return remoteTableBase | int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+}
+
+func (v *VPCs) ensureTunnel(rt *vpcRouter, s VPCSpec) error {
+	if len(s.Tunnel.Peers) == 0 {
+		return delLink(rt.h, TunnelLinkName)
+	}
+	if err := s.Tunnel.Validate(); err != nil {
+		return err
+	}
+	under := v.r.cfg.UnderlayNetns
+	if under == "" {
+		under = hostNetnsPath()
+	}
+	return setTunnel(under, rt.path, rt.h, rt.ns, s.Tunnel)
+}
+
+// ensureRemoteRouting converges the rules and tables of remote ENIs.
+func (v *VPCs) ensureRemoteRouting(rt *vpcRouter, s VPCSpec, rules []netlink.Rule) error {
+	type rk struct {
+		mark  uint32
+		table int
+	}
+	want := map[rk]bool{}
+	homes := map[int]netip.Addr{}
+	for _, l := range s.Lambdas {
+		if !l.Local() {
+			t := remoteTable(l.Home)
+			want[rk{LambdaMark(l.Addr), t}] = true
+			homes[t] = l.Home
+		}
+	}
+	var errs []error
+	have := map[rk]bool{}
+	for _, r := range rules {
+		if r.Priority != remoteRulePref {
+			continue
+		}
+		k := rk{r.Mark, r.Table}
+		if want[k] && !have[k] && r.IifName == HPLinkName {
+			have[k] = true
+			continue
+		}
+		if err := rt.h.RuleDel(&r); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete rule fwmark %#x table %d: %w", r.Mark, r.Table, err))
+		}
+		if _, ok := homes[r.Table]; !ok {
+			errs = append(errs, flushTable(rt.h, r.Table))
+		}
+	}
+	var tun netlink.Link
+	if len(homes) > 0 {
+		l, err := linkByName(rt.h, TunnelLinkName)
+		if err != nil || l == nil {
+			return errors.Join(append(errs, fmt.Errorf("remote ENIs but no %s link (%v)", TunnelLinkName, err))...)
+		}
+		tun = l
+	}
+	zero := ipNet(netip.MustParsePrefix("0.0.0.0/0"))
+	for t, home := range homes {
+		if err := rt.h.RouteReplace(&netlink.Route{Table: t, Dst: zero, LinkIndex: tun.Attrs().Index, Gw: home.AsSlice(),
+			Flags: int(netlink.FLAG_ONLINK)}); err != nil {
+			errs = append(errs, fmt.Errorf("default route of table %d via %v: %w", t, home, err))
+		}
+	}
+	for k := range want {
+		if have[k] {
+			continue
+		}
+		r := netlink.NewRule()
+		r.Family = unix.AF_INET
+		r.Mark = k.mark
+		r.Table = k.table
+		r.IifName = HPLinkName
+		r.Priority = remoteRulePref
+		if err := rt.h.RuleAdd(r); err != nil && !errors.Is(err, unix.EEXIST) {
+			errs = append(errs, fmt.Errorf("rule iif %s fwmark %#x table %d: %w", HPLinkName, k.mark, k.table, err))
+		}
+	}
+	return errors.Join(errs...)
 }

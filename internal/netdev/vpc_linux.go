@@ -323,6 +323,7 @@ func (v *VPCs) full(rt *vpcRouter, s VPCSpec) error {
 		{"internet gateway", func() error { return v.ensureIGW(rt, s) }},
 		{"hyperplane link", func() error { return v.ensureHP(rt, s) }},
 		{"interfaces", func() error { return v.ensureIfaces(rt, s) }},
+		{"tunnel", func() error { return v.ensureTunnel(rt, s) }},
 		{"routing", func() error { return v.ensureRouting(rt, s) }},
 		{"nft", func() error { return v.applyNft(rt, s, nil) }},
 	}
@@ -415,7 +416,13 @@ func (v *VPCs) delta(rt *vpcRouter, old, s VPCSpec) error {
 			return err
 		}
 	}
-	if routingChanged(old, s) {
+	tunnel := !old.Tunnel.Equal(s.Tunnel)
+	if tunnel {
+		if err := v.ensureTunnel(rt, s); err != nil {
+			return err
+		}
+	}
+	if tunnel || routingChanged(old, s) {
 		if err := v.ensureRouting(rt, s); err != nil {
 			return err
 		}
@@ -430,7 +437,9 @@ func (v *VPCs) delta(rt *vpcRouter, old, s VPCSpec) error {
 func lambdaAddrs(s VPCSpec) []netip.Addr {
 	out := make([]netip.Addr, 0, len(s.Lambdas))
 	for _, l := range s.Lambdas {
-		out = append(out, l.Addr)
+		if l.Local() {
+			out = append(out, l.Addr)
+		}
 	}
 	slices.SortFunc(out, netip.Addr.Compare)
 	return out
@@ -465,7 +474,9 @@ func (v *VPCs) ensureBase(rt *vpcRouter, s VPCSpec) error {
 		want[host32(sub.Gateway)] = true
 	}
 	for _, l := range s.Lambdas {
-		want[host32(l.Addr)] = true // Hyperplane ENI: the router's own address
+		if l.Local() {
+			want[host32(l.Addr)] = true // Hyperplane ENI: the router's own address
+		}
 	}
 	addrs, err := rt.h.AddrList(lo, netlink.FAMILY_V4)
 	if err != nil {
@@ -827,7 +838,7 @@ func (v *VPCs) ensureRouting(rt *vpcRouter, s VPCSpec) error {
 		t := tables[sub.ID]
 		want[ruleKey{src: sub.CIDR.Masked(), table: t}] = true
 		for _, l := range s.Lambdas {
-			if l.SubnetID == sub.ID {
+			if l.SubnetID == sub.ID && l.Local() {
 				want[ruleKey{mark: LambdaMark(l.Addr), table: t}] = true
 			}
 		}
@@ -839,7 +850,11 @@ func (v *VPCs) ensureRouting(rt *vpcRouter, s VPCSpec) error {
 				r = &netlink.Route{Table: t, Dst: zero, LinkIndex: igwIdx, Gw: GatewayAddr.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
 			}
 		case RouteNAT:
-			if name, ok := natLink[sub.NAT]; ok {
+			if sub.NATVia.IsValid() {
+				if l, err := linkByName(rt.h, TunnelLinkName); err == nil && l != nil {
+					r = &netlink.Route{Table: t, Dst: zero, LinkIndex: l.Attrs().Index, Gw: sub.NATVia.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
+				}
+			} else if name, ok := natLink[sub.NAT]; ok {
 				if l, err := linkByName(rt.h, name); err == nil && l != nil {
 					r = &netlink.Route{Table: t, Dst: zero, LinkIndex: l.Attrs().Index, Gw: sub.NAT.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
 				}
@@ -853,6 +868,7 @@ func (v *VPCs) ensureRouting(rt *vpcRouter, s VPCSpec) error {
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list rules: %w", err))...)
 	}
+	errs = append(errs, v.ensureRemoteRouting(rt, s, rules))
 	have := map[ruleKey]bool{}
 	for _, r := range rules {
 		if r.Priority != vpcRulePref {

@@ -239,6 +239,11 @@ func (v *VPCs) verifyRouter(rt *vpcRouter, s VPCSpec, svcLinks map[string]netlin
 			return RepairVPCLink, p.vpcEnd + " <-> " + p.svcEnd, nil
 		}
 	}
+	if len(s.Tunnel.Peers) > 0 {
+		if l := links[TunnelLinkName]; l == nil || !isUp(l) {
+			return RepairVPCLink, TunnelLinkName + " (tunnel)", nil
+		}
+	}
 	if kind, obj, err := v.verifyAddrs(rt, s, links["lo"]); err != nil || kind != "" {
 		return kind, obj, err
 	}
@@ -267,7 +272,7 @@ func (v *VPCs) verifyAddrs(rt *vpcRouter, s VPCSpec, lo netlink.Link) (RepairKin
 		}
 	}
 	for _, l := range s.Lambdas {
-		if !have[l.Addr] {
+		if l.Local() && !have[l.Addr] {
 			return RepairENIAddress, fmt.Sprintf("ENI %s address %v", l.ID, l.Addr), nil
 		}
 	}

@@ -35,8 +35,13 @@ type VPCSpec struct {
 	Interfaces      []IfaceSpec  // sorted by ID
 	Groups          []nft.SecurityGroup
 	// Lambdas are the VPC's Hyperplane ENIs (sorted by ID): addresses the
-	// router itself owns, environments' traffic is SNATed to.
+	// router itself owns, environments' traffic is SNATed to. An ENI homed
+	// on another host (Home set) is only a mark here: its environments'
+	// traffic is routed into the tunnel to its home.
 	Lambdas []LambdaSpec
+	// Tunnel joins this router to the VPC's routers on other hosts (no
+	// peers: none; a single host has none).
+	Tunnel TunnelSpec
 }
 
 // LambdaSpec is a Hyperplane ENI: its address is a local address of the
@@ -48,7 +53,13 @@ type LambdaSpec struct {
 	Addr     netip.Addr
 	SubnetID string
 	Groups   []string
+	// Home is the underlay address of the host where the ENI's address,
+	// SNAT and conntrack live when that is not this host (invalid: here).
+	Home netip.Addr
 }
+
+// Local reports whether the ENI is homed on this host.
+func (l LambdaSpec) Local() bool { return !l.Home.IsValid() }
 
 // SubnetSpec is one subnet: the router owns Gateway and routes the
 // subnet's traffic to outside destinations by Default.
@@ -58,6 +69,9 @@ type SubnetSpec struct {
 	Gateway netip.Addr
 	Default RouteKind
 	NAT     netip.Addr // Default == RouteNAT: the NAT gateway's address
+	// NATVia is the underlay address of the NAT gateway's home when that
+	// is another host: the default route leads into the tunnel.
+	NATVia netip.Addr
 }
 
 // IfaceSpec is a network interface: a veth from the router to the
@@ -157,7 +171,13 @@ func nftTable(prefix string, s VPCSpec) nft.VPCTable {
 		t.HPLink = HPLinkName
 	}
 	for _, l := range s.Lambdas {
-		t.Lambdas = append(t.Lambdas, nft.VPCLambda{Mark: LambdaMark(l.Addr), Addr: l.Addr, Chain: "l" + short14(l.ID), Groups: l.Groups})
+		if l.Local() {
+			t.Lambdas = append(t.Lambdas, nft.VPCLambda{Mark: LambdaMark(l.Addr), Addr: l.Addr, Chain: "l" + short14(l.ID), Groups: l.Groups})
+		}
+	}
+	if len(s.Tunnel.Peers) > 0 {
+		t.Tunnel = TunnelLinkName
+		t.MarkHigh = LambdaMark(s.CIDR.Addr()) & 0xffff0000
 	}
 	slices.SortFunc(t.Lambdas, func(a, b nft.VPCLambda) int { return cmp.Compare(a.Mark, b.Mark) })
 	for _, i := range s.Interfaces {
@@ -229,5 +249,7 @@ func routingChanged(old, new VPCSpec) bool {
 }
 
 func sameLambdaRouting(a, b []LambdaSpec) bool {
-	return slices.EqualFunc(a, b, func(x, y LambdaSpec) bool { return x.ID == y.ID && x.Addr == y.Addr && x.SubnetID == y.SubnetID })
+	return slices.EqualFunc(a, b, func(x, y LambdaSpec) bool {
+		return x.ID == y.ID && x.Addr == y.Addr && x.SubnetID == y.SubnetID && x.Home == y.Home
+	})
 }

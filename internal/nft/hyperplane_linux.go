@@ -87,17 +87,40 @@ func hpBaseChains(t VPCTable) []ChainSpec {
 	if t.HPLink == "" {
 		return nil
 	}
-	drop := &expr.Verdict{Kind: expr.VerdictDrop}
-	accept := &expr.Verdict{Kind: expr.VerdictAccept}
-	zero := []byte{0, 0, 0, 0}
 	mark := &expr.Meta{Key: expr.MetaKeyMARK, Register: 1}
+	zero := []byte{0, 0, 0, 0}
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	var tunIn, tunOut []Rule
+	if t.Tunnel != "" {
+		// Environments of other hosts (or their replies) arrive with the
+		// low 16 bits of their ENI's mark (GBP) plus flag bits: the mark
+		// is made whole again and kept in conntrack, as for the hp link.
+		tunIn = []Rule{
+			rule(fmt.Sprintf("iifname %s meta mark != 0 meta mark set meta mark & 0xffff | %#x", t.Tunnel, t.MarkHigh),
+				cat(ifname(expr.MetaKeyIIFNAME, t.Tunnel), mark, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+					&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: markKey(0xffff), Xor: markKey(t.MarkHigh)},
+					&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})...),
+			rule("iifname "+t.Tunnel+" meta mark != 0 ct mark set meta mark",
+				cat(ifname(expr.MetaKeyIIFNAME, t.Tunnel), mark, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
+					&expr.Ct{Key: expr.CtKeyMARK, Register: 1, SourceRegister: true})...),
+		}
+		// Marks of ENIs homed elsewhere: egress is checked at the home,
+		// so what leaves into the tunnel (from an environment here) or
+		// came out of it (SNATed at the home, going to a NAT gateway or
+		// instance here) passes.
+		tunOut = []Rule{
+			rule("iifname "+t.Tunnel+" accept", cat(ifname(expr.MetaKeyIIFNAME, t.Tunnel), accept)...),
+			rule("oifname "+t.Tunnel+" accept", cat(ifname(expr.MetaKeyOIFNAME, t.Tunnel), accept)...),
+		}
+	}
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
 	mangle := nftables.ChainPriorityMangle
 	prio150 := nftables.ChainPriority(150)
 	return []ChainSpec{
 		{
 			Name: ChainHPMark, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting,
 			Priority: mangle, Policy: policy(nftables.ChainPolicyAccept),
-			Rules: []Rule{
+			Rules: append(tunIn,
 				rule("iifname "+t.HPLink+" meta mark set ip saddr map @"+MapEnvENI,
 					cat(ifname(expr.MetaKeyIIFNAME, t.HPLink), loadIP(offSaddr),
 						&expr.Lookup{SourceRegister: 1, SetName: MapEnvENI, DestRegister: 1, IsDestRegSet: true},
@@ -110,18 +133,18 @@ func hpBaseChains(t VPCTable) []ChainSpec {
 				rule("ct mark != 0 meta mark set ct mark",
 					&expr.Ct{Key: expr.CtKeyMARK, Register: 1}, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
 					&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1}),
-			},
+			),
 		},
 		{
 			Name: ChainHPOut, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPostrouting,
 			Priority: &prio150, Policy: policy(nftables.ChainPolicyAccept),
-			Rules: []Rule{
+			Rules: append([]Rule{
 				rule("ct state established,related accept", cat(ctStateIn(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...),
 				rule("meta mark vmap @"+MapENIEgress, mark,
 					&expr.Lookup{SourceRegister: 1, SetName: MapENIEgress, IsDestRegSet: true}),
+			}, append(tunOut,
 				rule("meta mark != 0 counter name "+CounterHPDropped+" drop",
-					mark, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero}, objCounter(CounterHPDropped), drop),
-			},
+					mark, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero}, objCounter(CounterHPDropped), drop))...),
 		},
 	}
 }

@@ -107,6 +107,13 @@ type VPCTable struct {
 	HPLink   string
 	Lambdas  []VPCLambda
 	Attached []VPCAttach
+	// Tunnel is the VXLAN link to the VPC's routers on other hosts ("" =
+	// none). With HPLink, environments' traffic crosses it carrying its
+	// ENI's mark (VXLAN GBP: the low 16 bits), and MarkHigh (the VPC
+	// CIDR's upper 16 bits; a VPC is at most a /16) restores the rest on
+	// arrival. See hyperplane_linux.go.
+	Tunnel   string
+	MarkHigh uint32
 }
 
 func memberSet(group string) string { return "m_" + group }
@@ -548,7 +555,8 @@ func sameComments(a, b []Rule) bool {
 func DiffVPC(old, new VPCTable) VPCDelta {
 	d := VPCDelta{AddSets: map[string][]netip.Addr{}, AddElems: map[string][]netip.Addr{}, DelElems: map[string][]netip.Addr{}, SetRules: map[string][]Rule{}}
 	if old.Name != new.Name || old.IGWLink != new.IGWLink || old.IGW != new.IGW || !slices.Equal(old.IGWBlock, new.IGWBlock) ||
-		old.HPLink != new.HPLink || !sameLambdas(old.Lambdas, new.Lambdas) {
+		old.HPLink != new.HPLink || !sameLambdas(old.Lambdas, new.Lambdas) ||
+		old.Tunnel != new.Tunnel || old.MarkHigh != new.MarkHigh {
 		// Hyperplane ENIs change at function create/update, never per
 		// invoke: a rebuild (which keeps env2eni from Attached) is fine.
 		d.Replace = true

@@ -19,6 +19,7 @@ type DesiredVPC struct {
 	AccountID string
 	ID        string
 	CIDR      netip.Prefix
+	VNI       uint32
 	// InternetGatewayID is the attached internet gateway ("" if none).
 	InternetGatewayID string
 	Subnets           []DesiredSubnet
@@ -72,6 +73,7 @@ type DesiredInterface struct {
 	Type     string // interface | lambda | nat_gateway
 	Status   string
 	GroupIDs []string
+	Home     string // "" on a single host
 }
 
 // DesiredSecurityGroup is a group as the firewall sees it: its members'
@@ -185,7 +187,7 @@ func BuildDesired(s *Snapshot) *DesiredState {
 		}
 		idx[vk{v.AccountID, v.ID}] = len(out.VPCs)
 		mainRT[vk{v.AccountID, v.ID}] = v.MainRouteTableID
-		out.VPCs = append(out.VPCs, DesiredVPC{AccountID: v.AccountID, ID: v.ID, CIDR: p})
+		out.VPCs = append(out.VPCs, DesiredVPC{AccountID: v.AccountID, ID: v.ID, CIDR: p, VNI: v.VNI})
 	}
 	vpcOf := func(acct, id string) *DesiredVPC {
 		if i, ok := idx[vk{acct, id}]; ok {
@@ -251,7 +253,7 @@ func BuildDesired(s *Snapshot) *DesiredState {
 			continue
 		}
 		dv.Interfaces = append(dv.Interfaces, DesiredInterface{ID: n.ID, SubnetID: n.SubnetID, Address: a, MAC: n.MAC,
-			Type: n.InterfaceType, Status: n.Status, GroupIDs: slices.Clone(n.Groups)})
+			Type: n.InterfaceType, Status: n.Status, GroupIDs: slices.Clone(n.Groups), Home: n.Home})
 		for _, g := range n.Groups {
 			members[vk{n.AccountID, g}] = append(members[vk{n.AccountID, g}], a)
 		}

@@ -22,6 +22,7 @@ const (
 	bucketRouteTabs  = "vpc_route_tables"
 	bucketIGWs       = "vpc_internet_gateways"
 	bucketNATs       = "vpc_nat_gateways"
+	bucketVNIs       = "vpc_vnis"
 )
 
 // Model is the VPC model over the store. It is safe for concurrent use, also
@@ -36,12 +37,14 @@ type Model struct {
 	rtbs   *store.Table[RouteTable]
 	igws   *store.Table[InternetGateway]
 	nats   *store.Table[NatGateway]
+	vnis   *store.Table[vniIndex]
 	log    *slog.Logger
 	now    func() time.Time
 	mu     sync.Mutex
 	nextID int
 	subscr map[int]chan struct{}
 	mirror *mirror // set by Watch: Desired reads it instead of the store
+	home   string  // SetHome: the home of interfaces created here
 }
 
 // Open opens (creating when needed) the model's tables in st, and
@@ -68,6 +71,7 @@ func Open(ctx context.Context, st *store.Store, log *slog.Logger) (*Model, error
 	open(bucketRouteTabs, func() (e error) { m.rtbs, e = store.NewTable[RouteTable](ctx, st, bucketRouteTabs); return })
 	open(bucketIGWs, func() (e error) { m.igws, e = store.NewTable[InternetGateway](ctx, st, bucketIGWs); return })
 	open(bucketNATs, func() (e error) { m.nats, e = store.NewTable[NatGateway](ctx, st, bucketNATs); return })
+	open(bucketVNIs, func() (e error) { m.vnis, e = store.NewTable[vniIndex](ctx, st, bucketVNIs); return })
 	if err != nil {
 		return nil, err
 	}

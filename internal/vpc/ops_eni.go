@@ -1,6 +1,7 @@
 package vpc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/netip"
@@ -30,6 +31,8 @@ type InterfaceRequest struct {
 	// crash in between leaves a record of nothing rather than an interface
 	// nobody knows. Empty: a new ID.
 	ID string
+	// Home is the interface's home host; empty: the model's (SetHome).
+	Home string
 }
 
 // CreateInterface creates a network interface in a subnet, taking an address
@@ -80,6 +83,7 @@ func (m *Model) CreateInterface(ctx context.Context, accountID string, req Inter
 		AvailabilityZone: sub.AvailabilityZone, MAC: newMAC(), Groups: groups, InterfaceType: typ,
 		Status: status, Description: req.Description, RequesterID: req.RequesterID,
 		RequesterManaged: req.RequesterID != "", Tags: cleanTags(req.Tags), Created: m.now().UTC(),
+		Home: cmp.Or(req.Home, m.Home()),
 	}
 	ip, err := m.allocate(ctx, accountID, sub.ID, n.ID, want)
 	if err != nil {

@@ -51,8 +51,12 @@ func (m *Model) CreateVPC(ctx context.Context, accountID string, req VPCRequest)
 		MainAssociationID: NewID(PrefixAssociation), Created: now,
 		Routes: []Route{{DestinationCidrBlock: v.CidrBlock, GatewayID: "local", Origin: "CreateRouteTable"}},
 	}
+	if v.VNI, err = m.allocVNI(ctx, accountID, v.ID); err != nil {
+		return nil, err
+	}
 	nameKey := groupNameKey(accountID, v.ID, DefaultGroupName)
 	if _, err := m.names.Create(ctx, nameKey, &nameIndex{GroupID: sg.ID}); err != nil {
+		_ = m.vnis.Delete(ctx, vniKey(v.VNI))
 		return nil, err
 	}
 	if _, err := m.sgs.Create(ctx, key(accountID, sg.ID), sg); err != nil {

@@ -214,6 +214,9 @@ func (m *Model) finishDeleteVPC(ctx context.Context, v *VPC) error {
 			errs = append(errs, m.nats.Delete(ctx, key(v.AccountID, n.ID)))
 		}
 	}
+	if v.VNI != 0 {
+		errs = append(errs, m.vnis.Delete(ctx, vniKey(v.VNI)))
+	}
 	errs = append(errs, m.vpcs.Delete(ctx, key(v.AccountID, v.ID)))
 	return errors.Join(errs...)
 }

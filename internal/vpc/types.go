@@ -23,6 +23,9 @@ type VPC struct {
 	Subnets                map[string]string `json:"subnets,omitempty"`
 	Tags                   []Tag             `json:"tags,omitempty"`
 	Created                time.Time         `json:"created"`
+	// VNI is the VPC's VXLAN network identifier, unique in the store
+	// (cluster.go): its routers on several hosts are joined by it.
+	VNI uint32 `json:"vni,omitempty"`
 }
 
 // Subnet is an address range of a VPC in one availability zone.
@@ -103,6 +106,11 @@ type NetworkInterface struct {
 	RequesterManaged bool      `json:"managed,omitempty"`
 	Tags             []Tag     `json:"tags,omitempty"`
 	Created          time.Time `json:"created"`
+	// Home is the host where the interface lives (its namespace, or for a
+	// Hyperplane ENI its address, SNAT and conntrack): the host that
+	// created or attached it, or the one the leader moved it to when its
+	// home died. "" on a single host.
+	Home string `json:"home,omitempty"`
 }
 
 // Route targets as stored: GatewayID "local" or an igw- id, or NatGatewayID.
