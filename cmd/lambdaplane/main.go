@@ -153,6 +153,7 @@ func serve(args []string) error {
 	var svc, uplink, uplinkNet string
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9009", "API listen address")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", server.DefaultMetricsListen, "Prometheus /metrics listen address, apart from the API (off = none)")
+	fs.StringVar(&c.URLListen, "url-listen", server.DefaultURLListen, "function URL listen address: http://<url-id>.lambda-url.<region>.localhost:<port>/ (off = none)")
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", time.Minute, "a request body must arrive within this plus its length at 128 KB/s (request headers: 10s)")
 	fs.IntVar(&c.MaxUnauthConns, "max-unauthenticated-connections", server.DefaultMaxUnauthConns, "API connections that have not yet completed an authenticated request; more wait to be accepted (-1 = no limit)")
 	fs.StringVar(&c.DataDir, "data", ".lambdaplane", "data directory (store, credentials, code)")

@@ -248,6 +248,10 @@ type Request struct {
 	RequestID          string // set for async re-deliveries
 	TraceID            string
 	ExcludeFromLimiter bool
+	// Stream, when set, receives a response the function streams as it
+	// arrives (InvokeWithResponseStream, streaming function URLs); such
+	// an invocation always runs on this host.
+	Stream runtimeapi.StreamSink
 
 	async bool // an Event invocation run by the async queue
 	here  bool // placed on this host already (InvokeHere)
@@ -266,6 +270,8 @@ type Response struct {
 	RequestID       string
 	// Host is the id of the host whose environment ran it.
 	Host string
+	// Streamed: the payload went to Request.Stream.
+	Streamed bool
 
 	// logErr: an Event invoke's log could not be stored (its event is
 	// then not acknowledged, so it runs again).
@@ -330,7 +336,7 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 			return nil, err
 		}
 	}
-	if s.o.Placement != nil && !r.here {
+	if s.o.Placement != nil && !r.here && r.Stream == nil {
 		return s.o.Placement.Route(ctx, r, cfg, func(ctx context.Context) (*Response, error) {
 			if cfg.VpcConfig != nil {
 				s.o.Control.Touch(r.AccountID, cfg.FunctionName)
@@ -668,7 +674,7 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	res, err := e.rapi.InvokeWhile(ictx, &runtimeapi.Invocation{
 		RequestID: r.RequestID, Payload: r.Payload, Deadline: deadline,
 		FunctionARN: control.QualifiedARN(cfg.Region, cfg.AccountID, cfg.FunctionName, r.Qualifier),
-		TraceID:     r.TraceID, ClientContext: r.ClientContext,
+		TraceID:     r.TraceID, ClientContext: r.ClientContext, Stream: r.Stream,
 	}, e.proc.Done(), errProcessExited)
 	dur := time.Since(t0)
 
@@ -714,6 +720,9 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	logErr := s.storeLog(r, cfg, logs.Record{Version: cfg.Version, LogStream: e.logStream, RequestID: r.RequestID, Text: text})
 
 	resp := &Response{Status: 200, ExecutedVersion: cfg.Version, RequestID: r.RequestID, logErr: logErr}
+	if res != nil {
+		resp.Streamed = res.Streamed
+	}
 	if fe != nil {
 		resp.FunctionError = "Unhandled"
 		resp.Payload = errorBody(fe)

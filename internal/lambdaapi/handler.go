@@ -29,6 +29,8 @@ type Handler struct {
 	log   *slog.Logger
 	ops   map[string]func(*call) // operation name → handler
 	esm   *esm.Service
+	// urlPort is the function URL listener's port (access.go).
+	urlPort func() int
 	// eventInvoke: function event invoke configs.
 	eventInvoke *destinations.Configs
 }
@@ -40,6 +42,8 @@ type Deps struct {
 	Logs      *logs.Store
 	Log       *slog.Logger
 	ESM       *esm.Service // event source mappings
+	// URLPort returns the function URL listener's port (0: none).
+	URLPort func() int
 	// EventInvoke stores the function event invoke configs.
 	EventInvoke *destinations.Configs
 }
@@ -50,6 +54,7 @@ func New(d Deps) *Handler {
 	h.addCoreOps()
 	h.addTagOps()
 	h.addESMOps()
+	h.addAccessOps(d.URLPort)
 	h.addEventInvokeOps()
 	return h
 }

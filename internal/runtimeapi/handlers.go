@@ -158,10 +158,21 @@ func (s *Server) handleAnswer(w http.ResponseWriter, r *http.Request, id string,
 	p.state = stateAnswering // a concurrent duplicate post now gets 400
 	s.mu.Unlock()
 
-	body, err := readBody(r, s.maxResp)
+	var body []byte
+	var err error
 	res := &Result{}
+	if !isError && p.inv.Stream != nil && strings.EqualFold(r.Header.Get(hdrResponseMode), "streaming") {
+		err = streamBody(r, p.inv.Stream)
+		res.Streamed = true
+	} else {
+		body, err = readBody(r, s.maxResp)
+	}
 	status := http.StatusAccepted
 	switch {
+	case res.Streamed && errors.Is(err, errTooLarge):
+		res.Err = &FunctionError{Type: "Function.ResponseSizeTooLarge", Message: "Response size exceeded the maximum of " + strconv.Itoa(MaxStreamBytes) + " bytes for a streamed response"}
+		res.Err.Body = marshalErrorDoc(errorDoc{ErrorType: res.Err.Type, ErrorMessage: res.Err.Message})
+		status = http.StatusRequestEntityTooLarge
 	case errors.Is(err, errTooLarge):
 		res.Err = responseTooLarge(s.maxResp)
 		status = http.StatusRequestEntityTooLarge
@@ -232,6 +243,42 @@ func (s *Server) handleInitError(w http.ResponseWriter, r *http.Request) {
 }
 
 var errTooLarge = errors.New("body too large")
+
+// hdrResponseMode marks a streamed response (aws-lambda-go, the managed
+// runtimes' streamifyResponse).
+const hdrResponseMode = "Lambda-Runtime-Function-Response-Mode"
+
+// streamBody copies a streamed (chunked) response to sink as it arrives,
+// at most MaxStreamBytes.
+func streamBody(r *http.Request, sink StreamSink) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	sink.Begin(ct)
+	buf := make([]byte, 32<<10)
+	total := 0
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			total += n
+			if total > MaxStreamBytes {
+				return errTooLarge
+			}
+			if _, werr := sink.Write(buf[:n]); werr != nil {
+				// The caller went away: drain what the runtime still sends.
+				_, _ = io.Copy(io.Discard, r.Body)
+				return nil
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
 
 // readBody reads the whole request body, or returns errTooLarge (with what
 // was read so far) once it exceeds limit bytes.

@@ -62,7 +62,24 @@ type Invocation struct {
 	// Deadline is sent as Lambda-Runtime-Deadline-Ms. If zero, the deadline
 	// of the Invoke context is used, or now + 900 s if it has none.
 	Deadline time.Time
+	// Stream, when set, receives a response the runtime streams
+	// (Lambda-Runtime-Function-Response-Mode: streaming) as it arrives;
+	// without it a streamed response is buffered like any other.
+	Stream StreamSink
 }
+
+// StreamSink receives a streamed response while the runtime sends it.
+type StreamSink interface {
+	// Begin is called once, before the first Write, with the response's
+	// Content-Type (application/octet-stream when the runtime set none).
+	Begin(contentType string)
+	// Write is called with each piece of the body as it arrives.
+	Write(p []byte) (int, error)
+}
+
+// MaxStreamBytes is the largest response a function may stream (Lambda's
+// 20 MB soft limit for response streaming).
+const MaxStreamBytes = 20 << 20
 
 // Result is the runtime's answer to one invocation: a Payload on success, or
 // Err when the runtime reported a function error (or the response was too
@@ -70,6 +87,8 @@ type Invocation struct {
 type Result struct {
 	Payload []byte
 	Err     *FunctionError
+	// Streamed: the body went to Invocation.Stream (Payload is empty).
+	Streamed bool
 }
 
 // Options configure a Server.

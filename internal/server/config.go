@@ -21,6 +21,9 @@ import (
 // API's 9009.
 const DefaultMetricsListen = "127.0.0.1:9109"
 
+// DefaultURLListen is serve's --url-listen: the function URL listener.
+const DefaultURLListen = "127.0.0.1:9010"
+
 // DefaultMaxUnauthConns bounds the API connections that have not yet
 // completed an authenticated request.
 const DefaultMaxUnauthConns = 256
@@ -90,6 +93,12 @@ type Config struct {
 	// DefaultMetricsListen).
 	MetricsListen string
 
+	// URLListen is the function URL listener: requests to
+	// http://<url-id>.lambda-url.<region>.localhost:<port>/ are routed by
+	// Host; "" or "off" = none (serve's --url-listen defaults to
+	// DefaultURLListen).
+	URLListen string
+
 	// API listener bounds: the request headers must arrive within
 	// ReadHeaderTimeout (default 10s) and a body within ReadTimeout
 	// (default 1m) plus its length at 128 KB/s; a keep-alive connection
@@ -141,6 +150,9 @@ func (c *Config) Defaults() error {
 	}
 	if c.MetricsListen == "off" {
 		c.MetricsListen = ""
+	}
+	if c.URLListen == "off" {
+		c.URLListen = ""
 	}
 	if c.ReadHeaderTimeout == 0 {
 		c.ReadHeaderTimeout = 10 * time.Second

@@ -128,7 +128,7 @@ func claimHost(dir string, h Holder, auto bool) (_ *hostClaim, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("prefix lock: %w", err)
 	}
-	if err := flock(f, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := lockPrefixFile(f, path); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			return nil, &ConflictError{Flag: "--prefix", Value: h.Prefix, Holder: readHolder(path)}
@@ -178,6 +178,29 @@ func claimHost(dir string, h Holder, auto bool) (_ *hostClaim, err error) {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return &hostClaim{dir: dir, path: path, f: f, holder: h, serviceCIDR: want}, nil
+}
+
+// deadHolderGrace is how long a claim whose recorded server is dead may
+// still be held: a child the killed server had just forked holds the
+// file's descriptor until its exec closes it.
+const deadHolderGrace = 3 * time.Second
+
+// lockPrefixFile takes the prefix claim's flock without waiting, except
+// while the server the file names is dead (then the holder is one of its
+// children on its way to exec, and the flock is released in a moment).
+func lockPrefixFile(f *os.File, path string) error {
+	deadline := time.Now().Add(deadHolderGrace)
+	for {
+		err := flock(f, unix.LOCK_EX|unix.LOCK_NB)
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			return err
+		}
+		h, ok := readHolderOK(path)
+		if !ok || h.PID <= 0 || unix.Kill(h.PID, 0) != unix.ESRCH || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // otherHolders returns the claims of running servers other than own, and

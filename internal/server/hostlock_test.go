@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func mustClaim(t *testing.T, dir string, h Holder, auto bool) *hostClaim {
@@ -162,5 +165,52 @@ func TestHostUplinkNetClaimed(t *testing.T) {
 	}
 	if _, err := claimHost(dir, Holder{PID: pid, Prefix: "u4", DataDir: "/d/u4", ServiceCIDR: "10.4.0.0/16"}, false); err != nil {
 		t.Errorf("uplink in a namespace: %v", err)
+	}
+}
+
+// A claim file still locked by a child of a killed server (it names a dead
+// pid) is waited for; one whose server lives is refused at once.
+func TestClaimHostWaitsForDeadServersChild(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "prefix-lpw.lock")
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	for _, tc := range []struct {
+		pid      int
+		wantWait bool
+	}{{dead, true}, {os.Getpid(), false}} {
+		b, _ := json.Marshal(Holder{PID: tc.pid, Prefix: "lpw", DataDir: "/old"})
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		child, err := os.Open(path) // the child's inherited descriptor
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := flock(child, unix.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		go func() { time.Sleep(300 * time.Millisecond); child.Close() }()
+		start := time.Now()
+		c, err := claimHost(dir, Holder{PID: os.Getpid(), Prefix: "lpw", DataDir: t.TempDir(), ServiceCIDR: "100.99.0.0/16"}, false)
+		took := time.Since(start)
+		if tc.wantWait {
+			if err != nil {
+				t.Fatalf("holder pid %d dead: claim refused after %v: %v", tc.pid, took, err)
+			}
+			if took < 250*time.Millisecond {
+				t.Fatalf("claim took %v: it cannot have waited for the child", took)
+			}
+			c.release()
+			continue
+		}
+		var ce *ConflictError
+		if !errors.As(err, &ce) || took > 200*time.Millisecond {
+			t.Fatalf("holder pid %d alive: got %v after %v, want a conflict at once", tc.pid, err, took)
+		}
+		time.Sleep(350 * time.Millisecond)
 	}
 }

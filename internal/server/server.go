@@ -45,6 +45,9 @@ type Server struct {
 	// MetricsEndpoint is the Prometheus listener, http://host:port (scrape
 	// MetricsEndpoint + "/metrics"); "" when Cfg.MetricsListen is off.
 	MetricsEndpoint string
+	// URLEndpoint is the function URL listener, http://host:port; "" when
+	// Cfg.URLListen is off.
+	URLEndpoint string
 
 	log        *slog.Logger
 	st         *store.Store
@@ -63,6 +66,7 @@ type Server struct {
 	http       *http.Server
 	ln         net.Listener
 	metrics    *http.Server
+	fnURLs     *urlListener // function URLs (urls.go)
 	closeMu    sync.Once
 	closeErr   error
 	host       *hostClaim    // the host-wide claim of Cfg.Prefix and Cfg.ServiceCIDR
@@ -286,7 +290,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if s.logsAPI, err = logsapi.New(ctx, logsapi.Options{Store: s.st, Logs: logStore, Functions: s.ctl, Logger: log, Holder: cfg.HostID}); err != nil {
 		return nil, err
 	}
-	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
+	if err := s.serveURLs(verifier, authz); err != nil {
+		return nil, err
+	}
+	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
@@ -392,6 +399,7 @@ func (s *Server) Close() error {
 		if s.metrics != nil {
 			_ = s.metrics.Close()
 		}
+		s.closeURLs()
 		s.disk.close()
 		if s.cluster != nil && s.cluster.place != nil {
 			s.cluster.place.Close() // forwarded invokes finish first

@@ -290,6 +290,7 @@ func Start(t testing.TB, opts ...Option) *Env {
 		UplinkNet:    UplinkNet(),
 		// Metrics have a listener of their own (MetricsEndpoint).
 		MetricsListen: "127.0.0.1:0",
+		URLListen:     "127.0.0.1:0",
 		// Servers of this and other test packages run at once: each takes
 		// a service CIDR no other running server holds.
 		AutoServiceCIDR: true,
