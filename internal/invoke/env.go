@@ -44,6 +44,7 @@ type env struct {
 	key       poolKey
 	cfg       *control.Config
 	logStream string
+	creds     *Credentials // its execution role's (credentials.go); nil: none
 
 	net     *netdev.EnvNet
 	attach  *hyperplane.Attachment
@@ -290,6 +291,7 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 		"LANG=en_US.UTF-8",
 		"HOME=/tmp",
 	)
+	out = append(out, s.credsEnviron(e)...)
 	if rt.Interpreter != "" {
 		out = append(out, "AWS_EXECUTION_ENV=AWS_Lambda_"+c.Runtime)
 	}
@@ -339,8 +341,13 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 		release()
 		return nil, nil, err
 	}
+	creds, err := s.credentials(ctx, cfg)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
 	now := time.Now()
-	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now), release: release}
+	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now), release: release, creds: creds}
 	e.hooks = []hook{netnsHook{}, vpcHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
 	for i, h := range e.hooks {
 		t := time.Now()

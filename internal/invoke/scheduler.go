@@ -95,6 +95,12 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 	OTLPEndpoint   string
 
+	// Credentials issues each new environment's execution-role
+	// credentials (nil: environments get none); EndpointURL is the
+	// platform endpoint environments are told (AWS_ENDPOINT_URL; "" none).
+	Credentials CredentialSource
+	EndpointURL string
+
 	// HostID names this host in every response (X-Lambdaplane-Host).
 	HostID string
 	// Placement, when set (a cluster), decides which host runs each
@@ -447,6 +453,10 @@ func (s *Scheduler) takeIdle(key poolKey) *env {
 		case <-e.proc.Done():
 			s.forget(e)
 		default:
+			if credsExpiring(e, time.Now()) {
+				s.forget(e)
+				continue
+			}
 			return e
 		}
 	}

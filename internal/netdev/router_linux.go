@@ -33,6 +33,9 @@ type Router struct {
 	cfg  Config
 	log  *slog.Logger
 	ipam *ipam
+	// apiAddr is the platform endpoint's address (apiendpoint_linux.go),
+	// the first of the service CIDR, never an environment's.
+	apiAddr netip.Addr
 
 	// kmu orders kernel work: Setup and Close hold it exclusively, building
 	// and destroying environments hold it shared.
@@ -76,14 +79,18 @@ func NewRouter(cfg Config) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	ip := newIPAM(c.ServiceCIDR)
+	apiAddr := ip.first
+	ip.reserve(apiAddr)
 	return &Router{
-		cfg:   c,
-		log:   c.Logger.With("component", "netdev", "prefix", c.Prefix),
-		ipam:  newIPAM(c.ServiceCIDR),
-		svcNs: netns.None(),
-		taken: map[string]*EnvNet{},
-		allow: c.EgressAllow,
-		kick:  make(chan struct{}, 1),
+		cfg:     c,
+		log:     c.Logger.With("component", "netdev", "prefix", c.Prefix),
+		ipam:    ip,
+		apiAddr: apiAddr,
+		svcNs:   netns.None(),
+		taken:   map[string]*EnvNet{},
+		allow:   c.EgressAllow,
+		kick:    make(chan struct{}, 1),
 	}, nil
 }
 
@@ -228,6 +235,7 @@ func (r *Router) setupRest(ctx context.Context) error {
 		{"uplink", r.ensureUplink},
 		{"host", r.ensureHost},
 		{"nft", r.ensureNft},
+		{"api endpoint", r.ensureAPI},
 		{"environments", r.reconcileEnvs},
 	}
 	for _, s := range steps {
@@ -347,7 +355,8 @@ func (r *Router) applyHost() (changed bool, err error) {
 }
 
 func (r *Router) svcSpec(allow []netip.Prefix) (nft.TableSpec, error) {
-	return nft.SvcTable(nft.SvcConfig{Table: r.cfg.Prefix, ServiceCIDR: r.cfg.ServiceCIDR, Uplink: UplinkName, EgressAllow: allow})
+	return nft.SvcTable(nft.SvcConfig{Table: r.cfg.Prefix, ServiceCIDR: r.cfg.ServiceCIDR, Uplink: UplinkName, EgressAllow: allow,
+		APIAddr: r.apiAddr, APIPort: APIPort, APILink: apiLinkName})
 }
 
 func (r *Router) ensureNft() error {

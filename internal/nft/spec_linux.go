@@ -95,6 +95,13 @@ type SvcConfig struct {
 	Uplink      string         // uplink interface name inside the service router
 	EgressAllow []netip.Prefix // operator allow-list, wins over EgressBlock
 	EgressBlock []netip.Prefix // nil = DefaultEgressBlock()
+	// APIAddr, when valid, is the platform endpoint: environments (and
+	// VPCs' internet gateways) may open TCP connections to APIAddr:APIPort
+	// through APILink, the link of the endpoint's namespace, which itself
+	// may originate nothing.
+	APIAddr netip.Addr
+	APIPort uint16
+	APILink string
 }
 
 // SvcTable returns the service router's table:
@@ -107,6 +114,9 @@ type SvcConfig struct {
 //	  chain forward { type filter hook forward priority filter; policy drop;
 //	    ct state established,related accept
 //	    ct state invalid drop
+//	    iifname <api> drop                        # the API endpoint only answers
+//	    ip daddr <api addr> tcp dport <port> oifname <api> accept
+//	    oifname <api> drop
 //	    ip daddr <svc> drop                       # envs cannot reach each other
 //	    ip saddr <svc> jump vpc
 //	    ip saddr <svc> ip daddr @egress_allow oifname <uplink> accept
@@ -138,6 +148,31 @@ func SvcTable(c SvcConfig) (TableSpec, error) {
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	ctEstRel := ctStateIn(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED)
 	fromSvc := ipPrefix(offSaddr, svc, false)
+	forward := []Rule{
+		rule("ct state established,related accept", cat(ctEstRel, accept)...),
+		rule("ct state invalid drop", cat(ctStateIn(expr.CtStateBitINVALID), drop)...),
+	}
+	if c.APIAddr.IsValid() {
+		if !c.APIAddr.Is4() || c.APILink == "" || c.APIPort == 0 {
+			return TableSpec{}, fmt.Errorf("nft: the API endpoint needs an IPv4 address, a port and a link (got %v, %d, %q)", c.APIAddr, c.APIPort, c.APILink)
+		}
+		forward = append(forward,
+			rule(fmt.Sprintf("iifname %s drop", c.APILink), cat(ifname(expr.MetaKeyIIFNAME, c.APILink), drop)...),
+			rule(fmt.Sprintf("ip daddr %v tcp dport %d oifname %s accept", c.APIAddr, c.APIPort, c.APILink),
+				cat(ipPrefix(offDaddr, netip.PrefixFrom(c.APIAddr, 32), false), tcpDport(c.APIPort), ifname(expr.MetaKeyOIFNAME, c.APILink), accept)...),
+			rule(fmt.Sprintf("oifname %s drop", c.APILink), cat(ifname(expr.MetaKeyOIFNAME, c.APILink), drop)...),
+		)
+	}
+	forward = append(forward,
+		rule(fmt.Sprintf("ip daddr %v drop", svc), cat(ipPrefix(offDaddr, svc, false), drop)...),
+		rule(fmt.Sprintf("ip saddr %v jump %s", svc, ChainVPC), cat(fromSvc, &expr.Verdict{Kind: expr.VerdictJump, Chain: ChainVPC})...),
+		rule(fmt.Sprintf("ip saddr %v ip daddr @%s oifname %s accept", svc, SetEgressAllow, c.Uplink),
+			cat(fromSvc, ipInSet(offDaddr, SetEgressAllow), ifname(expr.MetaKeyOIFNAME, c.Uplink), accept)...),
+		rule(fmt.Sprintf("ip saddr %v ip daddr @%s counter name %s drop", svc, SetEgressBlock, CounterEgressBlocked),
+			cat(fromSvc, ipInSet(offDaddr, SetEgressBlock), objCounter(CounterEgressBlocked), drop)...),
+		rule(fmt.Sprintf("ip saddr %v oifname %s accept", svc, c.Uplink),
+			cat(fromSvc, ifname(expr.MetaKeyOIFNAME, c.Uplink), accept)...),
+	)
 	return TableSpec{
 		Name:     c.Table,
 		Counters: []string{CounterEgressBlocked},
@@ -153,18 +188,7 @@ func SvcTable(c SvcConfig) (TableSpec, error) {
 			{
 				Name: ChainForward, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookForward,
 				Priority: nftables.ChainPriorityFilter, Policy: policy(nftables.ChainPolicyDrop),
-				Rules: []Rule{
-					rule("ct state established,related accept", cat(ctEstRel, accept)...),
-					rule("ct state invalid drop", cat(ctStateIn(expr.CtStateBitINVALID), drop)...),
-					rule(fmt.Sprintf("ip daddr %v drop", svc), cat(ipPrefix(offDaddr, svc, false), drop)...),
-					rule(fmt.Sprintf("ip saddr %v jump %s", svc, ChainVPC), cat(fromSvc, &expr.Verdict{Kind: expr.VerdictJump, Chain: ChainVPC})...),
-					rule(fmt.Sprintf("ip saddr %v ip daddr @%s oifname %s accept", svc, SetEgressAllow, c.Uplink),
-						cat(fromSvc, ipInSet(offDaddr, SetEgressAllow), ifname(expr.MetaKeyOIFNAME, c.Uplink), accept)...),
-					rule(fmt.Sprintf("ip saddr %v ip daddr @%s counter name %s drop", svc, SetEgressBlock, CounterEgressBlocked),
-						cat(fromSvc, ipInSet(offDaddr, SetEgressBlock), objCounter(CounterEgressBlocked), drop)...),
-					rule(fmt.Sprintf("ip saddr %v oifname %s accept", svc, c.Uplink),
-						cat(fromSvc, ifname(expr.MetaKeyOIFNAME, c.Uplink), accept)...),
-				},
+				Rules: forward,
 			},
 			{
 				Name: ChainInput, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookInput,

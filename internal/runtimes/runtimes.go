@@ -99,6 +99,18 @@ func Default() *Table {
 	return t
 }
 
+// The AWS SDKs the managed runtimes carry, as on Lambda, found last (a
+// function's own copy, in its package or a layer, wins). Both are host
+// directories under /usr, which every sandbox sees read-only.
+const (
+	// PythonSDKDir is Debian's python3 dist-packages: boto3 and botocore
+	// (python3-boto3) and their dependencies.
+	PythonSDKDir = "/usr/lib/python3/dist-packages"
+	// NodeSDKDir holds the JavaScript SDK v3 clients (@aws-sdk/client-*)
+	// scripts/setup.sh installs from npm.
+	NodeSDKDir = "/usr/local/lib/lambdaplane/nodejs/node_modules"
+)
+
 // Python returns the entry for a Python runtime id ("python3.X") run by the
 // interpreter at interp with this package's runtime interface client.
 // sys.path is ordered as on AWS: the task root, the layer's
@@ -122,6 +134,7 @@ func Python(id, interp string) Runtime {
 				OptDir + "/python/lib/python" + ver + "/site-packages",
 				OptDir + "/python",
 				RuntimeDir,
+				PythonSDKDir,
 			}, ":"),
 			"PYTHONUNBUFFERED=1",
 			// /var/task is read-only: do not try to write __pycache__.
@@ -146,6 +159,7 @@ func Node(id, interp string) Runtime {
 				OptDir + "/nodejs/node_modules",
 				RuntimeDir + "/node_modules",
 				TaskRoot,
+				NodeSDKDir,
 			}, ":"),
 		},
 	}

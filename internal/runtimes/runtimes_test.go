@@ -46,14 +46,14 @@ func TestDefaultTable(t *testing.T) {
 	if want := []string{"/usr/bin/python3.11", "-S", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
 		t.Errorf("python3.11 bootstrap = %q", py.Bootstrap)
 	}
-	if !containsEnv(py.Env, "PYTHONPATH=/var/task:/opt/python/lib/python3.11/site-packages:/opt/python:/var/runtime") {
+	if !containsEnv(py.Env, "PYTHONPATH=/var/task:/opt/python/lib/python3.11/site-packages:/opt/python:/var/runtime:/usr/lib/python3/dist-packages") {
 		t.Errorf("python3.11 env = %q", py.Env)
 	}
 	node := tab.runtimes["nodejs20.x"]
 	if want := []string{"/usr/bin/node", "/var/runtime/nodejs/bootstrap.js"}; !reflect.DeepEqual(node.Bootstrap, want) {
 		t.Errorf("nodejs20.x bootstrap = %q", node.Bootstrap)
 	}
-	if !containsEnv(node.Env, "NODE_PATH=/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/task") {
+	if !containsEnv(node.Env, "NODE_PATH=/opt/nodejs/node20/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/task:/usr/local/lib/lambdaplane/nodejs/node_modules") {
 		t.Errorf("nodejs20.x env = %q", node.Env)
 	}
 	for _, id := range []string{"provided.al2023", "provided.al2"} {
@@ -132,7 +132,7 @@ func TestLoadFile(t *testing.T) {
 	if want := []string{"/usr/bin/python3.12", "-S", "-u", "/var/runtime/python/bootstrap.py"}; !reflect.DeepEqual(py.Bootstrap, want) {
 		t.Errorf("python3.12 bootstrap = %q", py.Bootstrap)
 	}
-	for _, kv := range []string{"PYTHONPATH=/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime", "PYTHONDONTWRITEBYTECODE=0", "EXTRA=1"} {
+	for _, kv := range []string{"PYTHONPATH=/var/task:/opt/python/lib/python3.12/site-packages:/opt/python:/var/runtime:/usr/lib/python3/dist-packages", "PYTHONDONTWRITEBYTECODE=0", "EXTRA=1"} {
 		if !containsEnv(py.Env, kv) {
 			t.Errorf("python3.12 env %q lacks %s", py.Env, kv)
 		}
@@ -141,7 +141,7 @@ func TestLoadFile(t *testing.T) {
 		t.Errorf("configured env did not override the default: %q", py.Env)
 	}
 	node, _ := tab.Lookup("nodejs22.x")
-	if !containsEnv(node.Env, "NODE_PATH=/opt/nodejs/node22/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/task") {
+	if !containsEnv(node.Env, "NODE_PATH=/opt/nodejs/node22/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/task:/usr/local/lib/lambdaplane/nodejs/node_modules") {
 		t.Errorf("nodejs22.x env = %q", node.Env)
 	}
 	if r, _ := tab.Lookup("provided"); !reflect.DeepEqual(r.Bootstrap, []string{"/var/task/bootstrap"}) || !containsEnv(r.Env, "X=y") {
@@ -240,7 +240,7 @@ func TestRelocate(t *testing.T) {
 	if want := []string{"/usr/bin/python3.11", "-S", "-u", "/tmp/r/python/bootstrap.py"}; !reflect.DeepEqual(r.Bootstrap, want) {
 		t.Errorf("bootstrap = %q", r.Bootstrap)
 	}
-	if !containsEnv(r.Env, "PYTHONPATH=/tmp/t:/tmp/o/python/lib/python3.11/site-packages:/tmp/o/python:/tmp/r") {
+	if !containsEnv(r.Env, "PYTHONPATH=/tmp/t:/tmp/o/python/lib/python3.11/site-packages:/tmp/o/python:/tmp/r:/usr/lib/python3/dist-packages") {
 		t.Errorf("env = %q", r.Env)
 	}
 	if !containsEnv(r.Env, "PATH=/usr/local/bin:/usr/bin:/bin:/tmp/o/bin") {

@@ -57,6 +57,7 @@ type Server struct {
 	hyperplane *hyperplane.Manager
 	roles      *iam.Roles
 	sts        *sts.Service
+	fnAPI      *http.Server // the API inside the service network (endpoint.go)
 	sandbox    *sandbox.Manager
 	ctl        *control.Service
 	sched      *invoke.Scheduler
@@ -267,6 +268,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
 		HostID: cfg.HostID, Placement: place, AccountSlots: slots,
+		Credentials: newRoleCredentials(stsSvc).get, EndpointURL: s.router.APIEndpoint(),
 	})
 	if err != nil {
 		return nil, err
@@ -316,6 +318,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			log.Error("API server stopped", "err", err)
 		}
 	}()
+	if err := s.serveFunctionEndpoint(); err != nil {
+		return nil, fmt.Errorf("serve the API to functions: %w", err)
+	}
 	if err := s.serveMetrics(reg); err != nil {
 		return nil, err
 	}
@@ -400,6 +405,7 @@ func (s *Server) Close() error {
 			_ = s.metrics.Close()
 		}
 		s.closeURLs()
+		s.closeFunctionEndpoint()
 		s.disk.close()
 		if s.cluster != nil && s.cluster.place != nil {
 			s.cluster.place.Close() // forwarded invokes finish first
