@@ -497,6 +497,14 @@ func (m *Manager) create(ctx context.Context, account, user string, t target, pe
 		return nil, errors.Join(fromModel(err, t.subnet.ID, t.groups), m.recs.Delete(context.WithoutCancel(ctx), recKey(account, id)))
 	}
 	r.Addr = n.PrivateIP
+	if m.clustered() {
+		// The other hosts index the ENI from its record (their watch):
+		// written again with its address, now that the interface exists.
+		if _, _, err := m.recs.Update(ctx, recKey(account, id), func(cur *record) error { cur.Addr = n.PrivateIP; return nil }); err != nil {
+			return nil, errors.Join(newErr(ReasonInternalError, err, "Recording network interface %s failed: %v", id, err),
+				m.deleteENI(context.WithoutCancel(ctx), account, n.ID))
+		}
+	}
 	en := m.entryOf(r, n.PrivateIP)
 	if err := m.waitBuilt(ctx, en.eni); err != nil {
 		return nil, errors.Join(err, m.deleteENI(context.WithoutCancel(ctx), account, n.ID))
