@@ -608,6 +608,16 @@ type scanResult struct {
 	last  uint64      // the last sequence read
 	seen  []uint64    // every sequence read, ascending
 	gaps  [][2]uint64 // runs of sequences skipped between reads
+	next  uint64      // the sequence after the last message a read returned (any, even past the range)
+}
+
+// nextAfter is where the next read starts: after the last message any read
+// returned, or at seq if none did.
+func (r *scanResult) nextAfter(seq uint64) uint64 {
+	if r.next > seq {
+		return r.next
+	}
+	return seq
 }
 
 func (r *scanResult) saw(seq uint64) {
@@ -712,6 +722,9 @@ const scanStall = time.Second
 
 const scanBatch = 5000
 
+// scanBatchBytes bounds the bytes of one direct-get batch.
+const scanBatchBytes = 4 << 20
+
 func (s *Store) scanGet(ctx context.Context, stream string, first, last uint64, r *scanResult) error {
 	for seq := first; seq <= last; {
 		req, _ := json.Marshal(map[string]any{"seq": seq, "next_by_subj": ">"})
@@ -752,41 +765,80 @@ func (s *Store) scanDirect(ctx context.Context, stream string, first, last uint6
 		return err
 	}
 	defer sub.Unsubscribe()
+	// A batch is bounded in bytes too (object-store chunks are 128 KiB), so
+	// what one request returns fits the subscription.
+	if err := sub.SetPendingLimits(-1, 4*scanBatchBytes); err != nil {
+		return err
+	}
 	for seq := first; seq <= last; {
-		req, _ := json.Marshal(map[string]any{"seq": seq, "next_by_subj": ">", "batch": scanBatch})
-		if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
-			return err
+		req, _ := json.Marshal(map[string]any{"seq": seq, "next_by_subj": ">", "batch": scanBatch, "max_bytes": scanBatchBytes})
+		got, err := s.directBatch(ctx, sub, stream, inbox, req, seq, last, r)
+		if errors.Is(err, errNoDirectAnswer) {
+			// Right after a start that recovered the stream (a kill during
+			// the previous start), the stream may not answer direct gets
+			// yet: read the rest through the API, which always answers.
+			s.log.Warn("stream does not answer direct gets; reading it back message by message", "stream", stream, "from", seq)
+			return s.scanGet(ctx, stream, r.nextAfter(seq), last, r)
 		}
-		got := 0
-		for {
-			rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			m, err := sub.NextMsgWithContext(rctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("direct get from %d: %w", seq, err)
-			}
-			if status := m.Header.Get("Status"); status != "" {
-				// 204 ends a batch, 404 says nothing is left.
-				if status != "204" && status != "404" {
-					return fmt.Errorf("direct get from %d: %s %s", seq, status, m.Header.Get("Description"))
-				}
-				break
-			}
-			q, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-			if err != nil || q < seq {
-				return fmt.Errorf("direct get from %d: bad sequence header %q", seq, m.Header.Get(jetstream.SequenceHeader))
-			}
-			if q <= last {
-				r.saw(q)
-			}
-			seq = q + 1
-			got++
+		if err != nil {
+			return err
 		}
 		if got == 0 {
 			break
 		}
+		seq = r.nextAfter(seq)
 	}
 	return nil
+}
+
+// errNoDirectAnswer: a direct-get batch request was never answered.
+var errNoDirectAnswer = errors.New("no answer to direct get")
+
+// directBatch sends one direct-get batch request (again, a few times, if
+// nothing at all comes back) and records what it returns; got counts the
+// messages.
+func (s *Store) directBatch(ctx context.Context, sub *nats.Subscription, stream, inbox string, req []byte, seq, last uint64, r *scanResult) (got int, err error) {
+	for attempt := 0; ; attempt++ {
+		if err := s.nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, req); err != nil {
+			return 0, err
+		}
+		answered := false
+		for {
+			wait := 2 * time.Second
+			if answered {
+				wait = 10 * time.Second
+			}
+			rctx, cancel := context.WithTimeout(ctx, wait)
+			m, err := sub.NextMsgWithContext(rctx)
+			cancel()
+			if err != nil {
+				if !answered && ctx.Err() == nil {
+					break // retry the request
+				}
+				return got, fmt.Errorf("direct get from %d: %w", seq, err)
+			}
+			answered = true
+			if status := m.Header.Get("Status"); status != "" {
+				// 204 ends a batch, 404 says nothing is left.
+				if status != "204" && status != "404" {
+					return got, fmt.Errorf("direct get from %d: %s %s", seq, status, m.Header.Get("Description"))
+				}
+				return got, nil
+			}
+			q, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+			if err != nil || q < seq {
+				return got, fmt.Errorf("direct get from %d: bad sequence header %q", seq, m.Header.Get(jetstream.SequenceHeader))
+			}
+			if q <= last {
+				r.saw(q)
+			}
+			r.next = q + 1
+			got++
+		}
+		if attempt >= 2 {
+			return 0, errNoDirectAnswer
+		}
+	}
 }
 
 // natsLogger passes the embedded server's warnings and errors (the file

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -389,5 +390,80 @@ func TestOverwrittenStreamBlockIsRefused(t *testing.T) {
 			dl := mustRefuse(t, dir, "QUEUE")
 			t.Logf("refusal:\n%v", dl)
 		})
+	}
+}
+
+// A large object store (hundreds of 128 KiB chunks, more than one direct
+// get batch may carry) is read back at start in bounded batches: an
+// unbounded batch overran the subscription and the start waited out its
+// timeout, then refused the store.
+func TestLargeObjectStoreIsReadBack(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := s.Objects(ctx, "code")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := make([]byte, 96<<20)
+	for i := range blob {
+		blob[i] = byte(i * 7)
+	}
+	if _, err := obj.PutBytes(ctx, "big", blob); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("reopen after a clean close: %v", err)
+	}
+	s.Close()
+	// As after a crash: the ledger does not vouch for the streams, so
+	// every message is read back.
+	l, err := readLedger(filepath.Join(dir, "nats", ledgerFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Clean = false
+	if err := writeLedger(filepath.Join(dir, "nats", ledgerFile), l); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	s, err = Open(ctx, Options{DataDir: dir})
+	if err != nil {
+		t.Fatalf("reopen with every message read back: %v (after %v)", err, time.Since(start))
+	}
+	s.Close()
+	if took := time.Since(start); took > 8*time.Second {
+		t.Fatalf("reading 96 MiB of objects back took %v", took)
+	}
+}
+
+// A stream that does not answer direct gets (as one can right after a
+// start that recovered it) is read back through the API instead.
+func TestScanFallsBackWhenDirectGetIsNotAnswered(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.JetStream().CreateStream(ctx, jetstream.StreamConfig{Name: "NODIRECT", Subjects: []string{"nodirect.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 25; i++ {
+		if _, err := s.JetStream().Publish(ctx, fmt.Sprintf("nodirect.%d", i), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &scanResult{}
+	if err := s.scanDirect(ctx, "NODIRECT", 1, 25, r); err != nil {
+		t.Fatal(err)
+	}
+	if r.count != 25 || len(r.gaps) != 0 {
+		t.Fatalf("read back %d messages (gaps %v), want 25", r.count, r.gaps)
 	}
 }
