@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/store"
 )
 
@@ -60,6 +61,12 @@ func (s *Service) checkRole(ctx context.Context, acct, role string, vpc bool) er
 		return invalidParam("The role defined for the function cannot be assumed by Lambda: %s is not a role of account %s.", role, acct)
 	}
 	ok, err := s.o.Roles.TrustsService(ctx, role, "lambda.amazonaws.com")
+	var ie *iam.Error
+	if err != nil && !errors.As(err, &ie) {
+		// The store did not answer (e.g. a host cut off from its cluster):
+		// a failure of ours, not a bad role.
+		return fmt.Errorf("read execution role %s: %w", role, err)
+	}
 	if err != nil || !ok {
 		return invalidParam("The role defined for the function cannot be assumed by Lambda. Create %s with a trust policy allowing lambda.amazonaws.com to sts:AssumeRole (aws iam create-role --assume-role-policy-document ...).", role)
 	}

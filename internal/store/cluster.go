@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -166,54 +167,86 @@ func (r replicated) CreateStream(ctx context.Context, c jetstream.StreamConfig) 
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateStream(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return r.JetStream.CreateStream(ctx, c) })
 }
 
 func (r replicated) CreateOrUpdateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateOrUpdateStream(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return r.JetStream.CreateOrUpdateStream(ctx, c) })
 }
 
 func (r replicated) UpdateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.UpdateStream(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return r.JetStream.UpdateStream(ctx, c) })
 }
 
 func (r replicated) CreateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateKeyValue(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, c) })
 }
 
 func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateOrUpdateKeyValue(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateOrUpdateKeyValue(ctx, c) })
 }
 
 func (r replicated) UpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.UpdateKeyValue(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, c) })
 }
 
 func (r replicated) CreateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateObjectStore(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) { return r.JetStream.CreateObjectStore(ctx, c) })
 }
 
 func (r replicated) CreateOrUpdateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return r.JetStream.CreateOrUpdateObjectStore(ctx, c)
+	return retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) { return r.JetStream.CreateOrUpdateObjectStore(ctx, c) })
+}
+
+// retry repeats a stream or bucket creation that timed out: while a
+// cluster forms or elects (a member just started, a peer was killed) the
+// first requests can go unanswered for seconds. Each attempt has 10 s,
+// all of them together 2 minutes (or ctx).
+func retry[T any](ctx context.Context, fn func(context.Context) (T, error)) (T, error) {
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		v, err := fn(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Now().After(deadline) || !transient(err) {
+			return v, err
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+// transient: the cluster did not answer in time (no meta or stream leader
+// yet), as opposed to a refusal.
+func transient(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 10008: JetStream temporarily unavailable; 503s while electing.
+		return apiErr.ErrorCode == 10008 || apiErr.Code == 503
+	}
+	return false
 }

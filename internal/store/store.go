@@ -177,7 +177,7 @@ func (s *Store) Close() {
 
 // Bucket opens (creating if needed) a KV bucket of JSON records.
 func (s *Store) Bucket(ctx context.Context, name string) (jetstream.KeyValue, error) {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := s.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:       name,
 		History:      1,
 		Storage:      jetstream.FileStorage,
@@ -192,7 +192,7 @@ func (s *Store) Bucket(ctx context.Context, name string) (jetstream.KeyValue, er
 
 // Objects opens (creating if needed) an object store for large blobs.
 func (s *Store) Objects(ctx context.Context, name string) (jetstream.ObjectStore, error) {
-	os, err := s.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	os, err := s.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:   name,
 		Storage:  jetstream.FileStorage,
 		Replicas: s.replicas,

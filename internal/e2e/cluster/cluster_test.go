@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	middleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
-	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/lambdaplane/lambdaplane/internal/client"
 	"github.com/lambdaplane/lambdaplane/internal/cluster"
@@ -155,26 +155,7 @@ func TestCluster(t *testing.T) {
 	t.Logf("three hosts ready in %s", time.Since(t0).Round(time.Millisecond))
 	all := []int{0, 1, 2}
 
-	t.Run("Forms", func(t *testing.T) {
-		harness.Eventually(t, 60*time.Second, "3/3 hosts alive and every stream with 3 current replicas on every host", func() bool {
-			for i := range c.Hosts {
-				st, err := c.Status(i)
-				if err != nil || aliveCount(st) != 3 || st.Leader == "" || !st.Quorate {
-					return false
-				}
-				for _, s := range st.Streams {
-					if s.Replicas != 3 || s.Current != 3 {
-						t.Logf("h%d: stream %s: %d replicas configured, %d current", i+1, s.Name, s.Replicas, s.Current)
-						return false
-					}
-				}
-				if len(st.Streams) < 5 {
-					return false
-				}
-			}
-			return true
-		})
-	})
+	t.Run("Forms", func(t *testing.T) { waitReplicated(t, c, time.Minute) })
 
 	t.Run("AnyHostAndUpdates", func(t *testing.T) {
 		create(t, c, 0, "anyhost")
@@ -420,15 +401,7 @@ func TestCluster(t *testing.T) {
 		if err := c.Hosts[li].WaitReady(2 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		harness.Eventually(t, 30*time.Second, "the restarted host rejoins (3/3 alive everywhere)", func() bool {
-			for i := range c.Hosts {
-				st, err := c.Status(i)
-				if err != nil || aliveCount(st) != 3 {
-					return false
-				}
-			}
-			return true
-		})
+		waitReplicated(t, c, 90*time.Second)
 		for _, n := range nsBefore {
 			if !netnsExists(n) {
 				t.Errorf("after %s restarted, namespace %s of another host is gone", leader, n)
@@ -512,4 +485,42 @@ func netnsExists(name string) bool {
 		}
 	}
 	return false
+}
+
+// waitReplicated waits until every host sees 3/3 hosts alive, a leader, and
+// every stream and bucket with 3 replicas, all current.
+func waitReplicated(t *testing.T, c *clusterharness.Cluster, timeout time.Duration) {
+	t.Helper()
+	last := ""
+	deadline := time.Now().Add(timeout)
+	for {
+		ok := true
+		for i := range c.Hosts {
+			st, err := c.Status(i)
+			if err != nil {
+				ok, last = false, fmt.Sprintf("h%d: %v", i+1, err)
+				break
+			}
+			if aliveCount(st) != 3 || st.Leader == "" || !st.Quorate || len(st.Streams) < 5 {
+				ok, last = false, fmt.Sprintf("h%d: %d alive, leader %q, quorate %v, %d streams", i+1, aliveCount(st), st.Leader, st.Quorate, len(st.Streams))
+				break
+			}
+			for _, s := range st.Streams {
+				if s.Replicas != 3 || s.Current != 3 {
+					ok, last = false, fmt.Sprintf("h%d: stream %s: %d replicas configured, %d current", i+1, s.Name, s.Replicas, s.Current)
+					break
+				}
+			}
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster not fully replicated after %s: %s", timeout, last)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
