@@ -193,3 +193,65 @@ func TestClusterRehome(t *testing.T) {
 		t.Fatal("the other ENI went too")
 	}
 }
+
+// fakeCluster is a membership for failover: alive hosts and a leader.
+type fakeCluster struct {
+	mu     sync.Mutex
+	alive  map[string]bool
+	leader bool
+	ch     chan struct{}
+}
+
+func (c *fakeCluster) IsLeader() bool { c.mu.Lock(); defer c.mu.Unlock(); return c.leader }
+func (c *fakeCluster) Alive(h string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.alive[h]
+}
+func (c *fakeCluster) HomeOf(string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range []string{"h1", "h2"} {
+		if c.alive[h] {
+			return h
+		}
+	}
+	return ""
+}
+func (c *fakeCluster) Subscribe() (<-chan struct{}, func()) { return c.ch, func() {} }
+
+// TestFollowCluster: the leader's failover moves a dead host's interfaces
+// and ENI records to a live host after the membership change (a follower
+// moves nothing), keeping ids and addresses.
+func TestFollowCluster(t *testing.T) {
+	c := newTwoHosts(t)
+	c.m.SetHome("h2")
+	inst, err := c.m.CreateInterface(c.ctx, acctA, vpc.InterfaceRequest{SubnetID: c.subnet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.h2.Ensure(c.ctx, acctA, fnARN(acctA, 1), []string{c.subnet}, []string{c.sg(t, "a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := &fakeCluster{alive: map[string]bool{"h1": true}, ch: make(chan struct{}, 1)}
+	leader := &fakeCluster{alive: map[string]bool{"h1": true}, leader: true, ch: make(chan struct{}, 1)}
+	stop2 := c.h2.FollowCluster(follower, time.Hour)
+	defer stop2()
+	follower.ch <- struct{}{}
+	time.Sleep(200 * time.Millisecond)
+	if n, _ := c.m.GetInterface(c.ctx, acctA, inst.ID); n.Home != "h2" {
+		t.Fatalf("a follower moved %s to %q", inst.ID, n.Home)
+	}
+	stop1 := c.h1.FollowCluster(leader, time.Hour)
+	defer stop1()
+	leader.ch <- struct{}{}
+	waitFor(t, "the leader to re-home h2's records", func() bool {
+		a, _ := c.m.GetInterface(c.ctx, acctA, inst.ID)
+		b, _ := c.m.GetInterface(c.ctx, acctA, e[0].ID)
+		return a != nil && b != nil && a.Home == "h1" && b.Home == "h1" && c.h1.Home(e[0].ID) == "h1"
+	})
+	if b, _ := c.m.GetInterface(c.ctx, acctA, e[0].ID); b.PrivateIP != e[0].Addr.String() {
+		t.Errorf("re-homed ENI address %s, want %v", b.PrivateIP, e[0].Addr)
+	}
+}

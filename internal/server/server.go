@@ -55,6 +55,7 @@ type Server struct {
 	router     *netdev.Router
 	datapath   *datapath.Reconciler
 	hyperplane *hyperplane.Manager
+	failover   func() // stops Hyperplane failover (clustered)
 	roles      *iam.Roles
 	sts        *sts.Service
 	fnAPI      *http.Server // the API inside the service network (endpoint.go)
@@ -202,7 +203,14 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		return nil, err
 	}
 	done = step("reconciling VPC datapath (routers, interfaces, security groups)")
-	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log, RepairInterval: cfg.RepairInterval}); err != nil {
+	var vpcHosts datapath.Hosts // nil on a single host
+	hpHost, hpLeader := "", func() bool { return true }
+	if s.cluster != nil {
+		vc := vpcCluster{s.cluster.members}
+		vpcHosts, hpHost, hpLeader = vc, cfg.HostID, vc.IsLeader
+		model.SetHome(cfg.HostID)
+	}
+	if s.datapath, err = datapath.New(datapath.Config{Model: model, Router: s.router, Logger: log, RepairInterval: cfg.RepairInterval, Hosts: vpcHosts}); err != nil {
 		return nil, err
 	}
 	if err := s.datapath.Start(ctx); err != nil {
@@ -214,8 +222,12 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		Model: model, Datapath: s.datapath, Router: s.router, Store: s.st, Logger: log,
 		Mode: cfg.VpcMode, MaxConnsPerENI: cfg.ENIMaxConns, ENIsPerVPC: cfg.ENIsPerVPC,
 		ENIsPerAccount: cfg.ENIsPerAccount, CreateRate: cfg.ENICreateRate,
+		HostID: hpHost, IsLeader: hpLeader,
 	}); err != nil {
 		return nil, err
+	}
+	if s.cluster != nil {
+		s.failover = s.hyperplane.FollowCluster(vpcCluster{s.cluster.members}, 0)
 	}
 	done()
 	// Metrics registration point for VPC state (ENIs, addresses per subnet):
@@ -412,6 +424,9 @@ func (s *Server) Close() error {
 		}
 		if s.sched != nil {
 			s.sched.Close()
+		}
+		if s.failover != nil {
+			s.failover()
 		}
 		s.cluster.close()
 		if s.logsAPI != nil {
