@@ -84,6 +84,7 @@ type Service struct {
 	net netState
 
 	access *accessState // resource policies, layer policies, function URLs (policy.go, urls.go)
+	prov   *provState   // provisioned concurrency configurations (provisioned.go)
 }
 
 // New opens the function buckets and loads the cache.
@@ -141,6 +142,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if err := watch(wctx, s.aliases.KV(), track(&s.cache.applied[2], s.cache.putAlias)); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := s.openProvisioned(ctx, wctx); err != nil {
 		cancel()
 		return nil, err
 	}
@@ -1043,7 +1048,8 @@ func (s *Service) GetAccountSettings(acct string) *AccountSettings {
 	a.AccountLimit.CodeSizeUnzipped = s.o.CodeLimits.MaxUnzipped
 	a.AccountLimit.CodeSizeZipped = s.o.CodeLimits.MaxZipped
 	a.AccountLimit.ConcurrentExecutions = s.o.AccountLimit
-	a.AccountLimit.UnreservedConcurrentExecutions = s.o.AccountLimit - reserved
+	provUnreserved, _ := s.provisionedTotals(acct)
+	a.AccountLimit.UnreservedConcurrentExecutions = s.o.AccountLimit - reserved - provUnreserved
 	a.AccountUsage.TotalCodeSize = size
 	a.AccountUsage.FunctionCount = n
 	return &a

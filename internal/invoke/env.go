@@ -45,6 +45,8 @@ type env struct {
 	cfg       *control.Config
 	logStream string
 	creds     *Credentials // its execution role's (credentials.go); nil: none
+	// provisioned: started ahead by SetProvisioned (provisioned.go).
+	provisioned bool
 
 	net     *netdev.EnvNet
 	attach  *hyperplane.Attachment
@@ -281,7 +283,7 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 		"AWS_LAMBDA_FUNCTION_NAME="+c.FunctionName,
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(c.MemorySize),
 		"AWS_LAMBDA_FUNCTION_VERSION="+c.Version,
-		"AWS_LAMBDA_INITIALIZATION_TYPE=on-demand",
+		"AWS_LAMBDA_INITIALIZATION_TYPE="+e.initType(),
 		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+c.FunctionName,
 		"AWS_LAMBDA_LOG_STREAM_NAME="+e.logStream,
 		"AWS_LAMBDA_RUNTIME_API="+RuntimeAPIAddr,
@@ -347,7 +349,7 @@ func (s *Scheduler) coldStart(ctx context.Context, key poolKey, cfg *control.Con
 		return nil, nil, err
 	}
 	now := time.Now()
-	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now), release: release, creds: creds}
+	e := &env{id: newEnvID(), key: key, cfg: cfg, cold: true, logStream: logStreamName(cfg.Version, now), release: release, creds: creds, provisioned: isProvisioned(ctx)}
 	e.hooks = []hook{netnsHook{}, vpcHook{}, runtimeAPIHook{}, processHook{codeDir: codeDir, optDir: optDir, rt: rt}}
 	for i, h := range e.hooks {
 		t := time.Now()

@@ -148,6 +148,9 @@ type Scheduler struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 	spread atomic.Uint64 // spreads VPC environments over subnets/ENIs
+
+	provOnce sync.Once
+	prov     *provisioner // provisioned environments (provisioned.go)
 }
 
 // New builds a Scheduler and starts its reaper and async workers.
@@ -227,6 +230,7 @@ func (s *Scheduler) Close() {
 	}
 	s.wg.Wait()
 	defer s.tracing.close()
+	s.closeProvisioned()
 	s.mu.Lock()
 	envs := s.book.removeAll()
 	s.mu.Unlock()
@@ -599,7 +603,10 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 // warm environment died before the invocation was delivered.
 func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config, key poolKey, start time.Time) (*Response, error) {
 	var err error
-	e := s.takeOrWait(ctx, key)
+	e := s.takeProvisioned(key)
+	if e == nil {
+		e = s.takeOrWait(ctx, key)
+	}
 	if e == nil {
 		// An update may have superseded cfg since the invoke resolved it
 		// (its pool is gone): run on the new version's environments
@@ -629,9 +636,12 @@ func (s *Scheduler) runOnce(ctx context.Context, r *Request, cfg *control.Config
 	t0 := time.Now()
 	resp, healthy := s.execute(ctx, r, e, warm)
 	s.tracing.invocation(r, cfg, e, !warm, start, time.Now(), resp)
-	if healthy {
+	switch {
+	case e.provisioned:
+		s.releaseProvisioned(e, healthy)
+	case healthy:
 		s.release(e, e.maxMemMB+EnvOverheadMB, time.Since(t0))
-	} else {
+	default:
 		s.forget(e)
 	}
 	if resp == nil {

@@ -56,6 +56,7 @@ func New(d Deps) *Handler {
 	h.addESMOps()
 	h.addAccessOps(d.URLPort)
 	h.addEventInvokeOps()
+	h.addProvisionedOps()
 	return h
 }
 

@@ -26,6 +26,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/logsapi"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/provision"
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
 	"github.com/lambdaplane/lambdaplane/internal/store"
@@ -59,6 +60,7 @@ type Server struct {
 	roles      *iam.Roles
 	sts        *sts.Service
 	fnAPI      *http.Server // the API inside the service network (endpoint.go)
+	provision  *provision.Keeper
 	sandbox    *sandbox.Manager
 	ctl        *control.Service
 	sched      *invoke.Scheduler
@@ -289,6 +291,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
+	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, log); err != nil {
+		return nil, err
+	}
 	if s.cluster != nil {
 		if err := s.serveCluster(); err != nil {
 			return nil, err
@@ -421,6 +426,9 @@ func (s *Server) Close() error {
 		s.disk.close()
 		if s.cluster != nil && s.cluster.place != nil {
 			s.cluster.place.Close() // forwarded invokes finish first
+		}
+		if s.provision != nil {
+			s.provision.Close()
 		}
 		if s.sched != nil {
 			s.sched.Close()
