@@ -366,6 +366,114 @@ async function loadHandler(handlerString) {
 }
 
 // ---------------------------------------------------------------------------
+// Response streaming: awslambda.streamifyResponse(handler) makes the handler
+// (event, responseStream, context) => Promise; what it writes to
+// responseStream goes to the Runtime API as it is written (a chunked POST in
+// the streaming response mode), and an error after the first byte ends the
+// stream with the Lambda-Runtime-Function-Error-* trailers.
+
+const HANDLER_STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HANDLER_HIGHWATERMARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+class HttpResponseStream {
+  // from writes the HTTP status and headers (metadata: {statusCode,
+  // headers, cookies}) ahead of the body, as Lambda's function URLs read it.
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(INTEGRATION_CONTENT_TYPE);
+    const metadata = JSON.stringify(prelude || {});
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadata);
+      write(new Uint8Array(8));
+    };
+    return underlyingStream;
+  }
+}
+
+global.awslambda = {
+  streamifyResponse(handler, options) {
+    handler[HANDLER_STREAMING] = 'response';
+    if (options && Number.isInteger(options.highWaterMark)) handler[HANDLER_HIGHWATERMARK] = options.highWaterMark;
+    return handler;
+  },
+  HttpResponseStream,
+};
+
+function createResponseStream(client, id, highWaterMark) {
+  const http = require('http');
+  const { Writable } = require('stream');
+  let req = null;
+  let contentType = 'application/octet-stream';
+  let resolveDone;
+  let rejectDone;
+  const done = new Promise((resolve, reject) => {
+    resolveDone = resolve;
+    rejectDone = reject;
+  });
+  const start = () => {
+    if (req) return req;
+    req = http.request({
+      host: client.host,
+      port: client.port,
+      method: 'POST',
+      path: `${API_PREFIX}/invocation/${id}/response`,
+      agent: false,
+      headers: {
+        'Lambda-Runtime-Function-Response-Mode': 'streaming',
+        'Transfer-Encoding': 'chunked',
+        'Content-Type': contentType,
+        Trailer: 'Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body',
+      },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      res.on('end', () => resolveDone(res.statusCode));
+    });
+    req.on('error', (e) => rejectDone(e));
+    req.setNoDelay(true);
+    req.flushHeaders();
+    return req;
+  };
+  const before = () => {
+    const f = stream._onBeforeFirstWrite;
+    if (f) {
+      stream._onBeforeFirstWrite = null;
+      f((c) => req.write(c));
+    }
+  };
+  const stream = new Writable({
+    highWaterMark: highWaterMark || undefined,
+    write(chunk, encoding, cb) {
+      start();
+      before();
+      req.write(chunk, encoding, cb);
+    },
+    final(cb) {
+      start();
+      before();
+      req.end(cb);
+    },
+  });
+  stream.setContentType = (ct) => {
+    if (req) throw new Error('setContentType must be called before the first write');
+    contentType = ct;
+  };
+  stream._onBeforeFirstWrite = null;
+  stream.started = () => req !== null;
+  // fail ends a started stream with the error in trailers.
+  stream.fail = (result) => {
+    start();
+    req.addTrailers({
+      'Lambda-Runtime-Function-Error-Type': result.errorType,
+      'Lambda-Runtime-Function-Error-Body': Buffer.from(JSON.stringify(result)).toString('base64'),
+    });
+    req.end();
+  };
+  stream.done = done;
+  return stream;
+}
+
+// ---------------------------------------------------------------------------
 // Invocation
 
 function parseJSONHeader(v) {
@@ -449,6 +557,10 @@ class Runtime {
       this.complete(inv, err, result);
     };
     const context = makeContext(h, finish);
+    if (this.handler[HANDLER_STREAMING] === 'response') {
+      this.invokeStreaming(inv, event, context);
+      return;
+    }
     const callback = (err, result) => finish(err, result, context.callbackWaitsForEmptyEventLoop);
 
     let ret;
@@ -463,6 +575,57 @@ class Runtime {
     }
     // Otherwise wait for the callback; a handler that returns neither a
     // promise nor calls back completes with null once the event loop drains.
+  }
+
+  // invokeStreaming runs a streamifyResponse handler: its responseStream is
+  // the response; the invocation completes when the stream's POST does.
+  invokeStreaming(inv, event, context) {
+    const stream = createResponseStream(this.client, inv.id, this.handler[HANDLER_HIGHWATERMARK]);
+    const fail = (err) => {
+      if (inv.settled) return;
+      if (!stream.started()) {
+        inv.settled = true;
+        const r = toErrorResult(err, inv.id);
+        logError('Invoke Error', r);
+        this.client.postError(inv.id, r).then(() => this.scheduleNext(), (e) => {
+          process.stderr.write(`runtime API unreachable: ${e && e.message}\n`);
+          process.exit(1);
+        });
+        return;
+      }
+      inv.settled = true;
+      const r = toErrorResult(err, inv.id);
+      logError('Invoke Error', r);
+      stream.fail(r);
+      stream.done.then(() => this.scheduleNext(), () => this.scheduleNext());
+    };
+    stream.on('error', fail);
+    let ret;
+    try {
+      ret = this.handler(event, stream, context);
+    } catch (e) {
+      fail(e);
+      return;
+    }
+    Promise.resolve(ret).then(
+      () => {
+        if (inv.settled) return;
+        if (!stream.writableEnded) stream.end();
+        stream.on('finish', () => {});
+        stream.done.then(
+          () => {
+            if (inv.settled) return;
+            inv.settled = true;
+            this.scheduleNext();
+          },
+          (e) => {
+            process.stderr.write(`runtime API unreachable: ${e && e.message}\n`);
+            process.exit(1);
+          },
+        );
+      },
+      (e) => fail(e == null ? new Error(String(e)) : e),
+    );
   }
 
   onBeforeExit() {
