@@ -54,6 +54,8 @@ type Placer struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// stopping: runners being stopped in the background.
+	stopping sync.WaitGroup
 
 	mu      sync.Mutex
 	running map[string]*runner // key → runner
@@ -118,12 +120,19 @@ func (p *Placer) Close() {
 	rs := p.running
 	p.running = map[string]*runner{}
 	p.mu.Unlock()
+	var wg sync.WaitGroup
 	for k, r := range rs {
-		r.stop()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = p.leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(r.leaseRev))
-		cancel()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.stop()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = p.leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(r.leaseRev))
+			cancel()
+		}()
 	}
+	wg.Wait()
+	p.stopping.Wait()
 }
 
 // Running lists the keys of the mappings whose pollers run here (tests).
@@ -252,6 +261,9 @@ func (p *Placer) hold(ctx context.Context, k string, m *Mapping) {
 	r.start()
 }
 
+// stopRunner stops a mapping's pollers without holding up the loop (a
+// poller may be in a long poll, or finishing its batch) and then gives
+// the lease back.
 func (p *Placer) stopRunner(k string) {
 	p.mu.Lock()
 	r := p.running[k]
@@ -260,8 +272,14 @@ func (p *Placer) stopRunner(k string) {
 	if r == nil {
 		return
 	}
-	r.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_ = p.leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(r.leaseRev))
-	cancel()
+	r.cancel()
+	rev := r.leaseRev
+	p.stopping.Add(1)
+	go func() {
+		defer p.stopping.Done()
+		r.stop()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = p.leases.Delete(ctx, leaseKey(k), jetstream.LastRevision(rev))
+		cancel()
+	}()
 }

@@ -13,10 +13,10 @@ import (
 
 // Poll bounds.
 const (
-	longPoll       = 20 * time.Second // SQS's longest wait
-	receiveMax     = 10               // messages per ReceiveMessage
-	maxEventBytes  = 6 << 20          // a synchronous invoke's payload limit
-	eventOverhead  = 1024             // a record's fields beyond body and attributes
+	longPoll       = 5 * time.Second // each receive's wait (a new message ends it at once)
+	receiveMax     = 10              // messages per ReceiveMessage
+	maxEventBytes  = 6 << 20         // a synchronous invoke's payload limit
+	eventOverhead  = 1024            // a record's fields beyond body and attributes
 	maxThrottleGap = 5 * time.Second
 )
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/codeurl"
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/destinations"
 	"github.com/lambdaplane/lambdaplane/internal/esm"
@@ -28,6 +29,8 @@ type Handler struct {
 	logs  *logs.Store
 	log   *slog.Logger
 	ops   map[string]func(*call) // operation name → handler
+	// codeURLs signs Code.Location / Content.Location (codeurl.go).
+	codeURLs *codeurl.Signer
 	esm   *esm.Service
 	// urlPort is the function URL listener's port (access.go).
 	urlPort func() int
@@ -41,6 +44,8 @@ type Deps struct {
 	Scheduler *invoke.Scheduler
 	Logs      *logs.Store
 	Log       *slog.Logger
+	// CodeURLs signs the download URLs of code packages (nil: none).
+	CodeURLs *codeurl.Signer
 	ESM       *esm.Service // event source mappings
 	// URLPort returns the function URL listener's port (0: none).
 	URLPort func() int
@@ -53,6 +58,7 @@ func New(d Deps) *Handler {
 	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM, eventInvoke: d.EventInvoke}
 	h.addCoreOps()
 	h.addTagOps()
+	h.codeURLs = d.CodeURLs
 	h.addESMOps()
 	h.addAccessOps(d.URLPort)
 	h.addEventInvokeOps()
@@ -214,7 +220,7 @@ func (h *Handler) function(c *call, name string, rest []string) {
 		}
 		out := map[string]any{
 			"Configuration": toWire(cfg),
-			"Code":          map[string]string{"RepositoryType": "S3", "Location": "lambdaplane://code/" + cfg.CodeKey},
+			"Code":          map[string]string{"RepositoryType": "S3", "Location": h.codeLocation(c, cfg.CodeKey)},
 		}
 		if fn.ReservedConcurrency != nil {
 			out["Concurrency"] = map[string]int{"ReservedConcurrentExecutions": *fn.ReservedConcurrency}

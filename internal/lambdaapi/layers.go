@@ -18,7 +18,7 @@ func (h *Handler) layers(c *call, rest []string) {
 			c.fail(err)
 			return
 		}
-		c.json(200, layerVersionWire(v, true))
+		c.json(200, h.withLayerLocation(c, v, layerVersionWire(v, true)))
 	case len(rest) == 0 && m == http.MethodGet:
 		n, ok := c.maxItems()
 		if !ok {
@@ -48,7 +48,7 @@ func (h *Handler) layers(c *call, rest []string) {
 			c.fail(err)
 			return
 		}
-		c.json(201, layerVersionWire(v, true))
+		c.json(201, h.withLayerLocation(c, v, layerVersionWire(v, true)))
 	case len(rest) == 2 && rest[1] == "versions" && m == http.MethodGet:
 		n, ok := c.maxItems()
 		if !ok {
@@ -74,7 +74,7 @@ func (h *Handler) layers(c *call, rest []string) {
 			c.fail(err)
 			return
 		}
-		c.json(200, layerVersionWire(v, true))
+		c.json(200, h.withLayerLocation(c, v, layerVersionWire(v, true)))
 	case len(rest) == 3 && rest[1] == "versions" && m == http.MethodDelete:
 		if err := h.ctl.DeleteLayerVersion(c.ctx, c.id.AccountID, c.region(), rest[0], rest[2]); err != nil {
 			c.fail(err)

@@ -110,6 +110,10 @@ type Config struct {
 	IdleConnTimeout   time.Duration
 	MaxUnauthConns    int
 
+	// CodeURLTTL is how long the presigned Code.Location / Content.Location
+	// URLs are valid (default 10 minutes, as on Lambda).
+	CodeURLTTL time.Duration
+
 	// VPC functions.
 	VpcMode        string        // "hyperplane" (default) or "per-env-eni" (the pre-2019 model)
 	VpcIdleTimeout time.Duration // VPC functions idle this long become Inactive (default 14 days)

@@ -15,6 +15,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/backup"
+	"github.com/lambdaplane/lambdaplane/internal/codeurl"
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/datapath"
 	"github.com/lambdaplane/lambdaplane/internal/ec2api"
@@ -306,17 +307,22 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	verifier := auth.NewVerifier(s.accounts, time.Now)
 	verifier.SetRegion(cfg.Region)
 	verifier.SetSessions(stsSvc)
+	codeURLs, err := codeurl.Open(ctx, s.st, cfg.CodeURLTTL, nil)
+	if err != nil {
+		return nil, err
+	}
 	if s.logsAPI, err = logsapi.New(ctx, logsapi.Options{Store: s.st, Logs: logStore, Functions: s.ctl, Logger: log, Holder: cfg.HostID}); err != nil {
 		return nil, err
 	}
 	if err := s.serveURLs(verifier, authz); err != nil {
 		return nil, err
 	}
-	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
+	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{CodeURLs: codeURLs, URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
 	s.front.Handle(backup.Path, s.backupHandler())
+	s.front.Handle(codeurl.Path, codeURLs.Handler(s.openCode, log))
 
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w (is another server running? pass --listen)", cfg.Listen, err)

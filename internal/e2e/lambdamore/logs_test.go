@@ -1,0 +1,236 @@
+package lambdamore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/smithy-go"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
+	"github.com/lambdaplane/lambdaplane/internal/logs"
+)
+
+// printer is a Python function printing the lines of its event.
+const printer = `
+def handler(event, context):
+    for line in event.get("lines", []):
+        print(line)
+    return {"ok": True}
+`
+
+func apiErrCode(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func messages(evs []cwtypes.FilteredLogEvent) []string {
+	var out []string
+	for _, e := range evs {
+		out = append(out, strings.TrimSpace(aws.ToString(e.Message)))
+	}
+	return out
+}
+
+// TestLogsTailAndFilter: a function's invokes read back through the
+// CloudWatch Logs API: aws logs tail (plain, --format short, --follow
+// seeing a new invoke), DescribeLogGroups/Streams, GetLogEvents, and
+// FilterLogEvents with term, phrase, exclusion, OR and JSON patterns,
+// paged with nextToken; retention hides older records; errors in Logs'
+// own format.
+func TestLogsTailAndFilter(t *testing.T) {
+	e := harness.Start(t)
+	ctx := context.Background()
+	fn := "logfn"
+	e.CreateFunction(fn, "python3.11", "app.handler", harness.Zip(t, map[string]string{"app.py": printer}))
+	e.InvokeJSON(fn, map[string]any{"lines": []string{"alpha ERROR one", "beta WARN two"}})
+	e.InvokeJSON(fn, map[string]any{"lines": []string{"gamma INFO three", `{"level":"ERROR","ms":250,"msg":"json-err"}`, `{"level":"INFO","ms":5,"msg":"json-ok"}`}})
+	group := "/aws/lambda/" + fn
+	cw := cloudwatchlogs.NewFromConfig(e.AWSConfig())
+
+	// aws logs tail, plain and short.
+	out := e.MustCLI(nil, "logs", "tail", group, "--since", "10m")
+	for _, want := range []string{"START RequestId:", "alpha ERROR one", "gamma INFO three", "REPORT RequestId:"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("aws logs tail: no %q in\n%s", want, out)
+		}
+	}
+	if !regexp.MustCompile(`\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32} `).MatchString(out) {
+		t.Fatalf("aws logs tail: no log stream name YYYY/MM/DD/[$LATEST]<id> in\n%s", out)
+	}
+	short := e.MustCLI(nil, "logs", "tail", group, "--since", "10m", "--format", "short")
+	if !regexp.MustCompile(`(?m)^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2} beta WARN two$`).MatchString(short) {
+		t.Fatalf("aws logs tail --format short:\n%s", short)
+	}
+
+	// Groups and streams.
+	var groups struct {
+		LogGroups []struct {
+			LogGroupName string
+			Arn          string
+			StoredBytes  int64
+		}
+	}
+	e.MustCLI(&groups, "logs", "describe-log-groups", "--log-group-name-prefix", "/aws/lambda/log")
+	if len(groups.LogGroups) != 1 || groups.LogGroups[0].LogGroupName != group || groups.LogGroups[0].StoredBytes == 0 ||
+		groups.LogGroups[0].Arn != "arn:aws:logs:us-east-1:"+e.Srv.Account.ID+":log-group:"+group+":*" {
+		t.Fatalf("describe-log-groups: %+v", groups)
+	}
+	ds, err := cw.DescribeLogStreams(ctx, &cloudwatchlogs.DescribeLogStreamsInput{LogGroupName: aws.String(group), OrderBy: cwtypes.OrderByLastEventTime, Descending: aws.Bool(true)})
+	if err != nil || len(ds.LogStreams) != 1 {
+		t.Fatalf("DescribeLogStreams: %v %+v", err, ds)
+	}
+	stream := aws.ToString(ds.LogStreams[0].LogStreamName)
+	if !strings.HasPrefix(stream, time.Now().UTC().Format("2006/01/02")+"/[$LATEST]") {
+		t.Fatalf("stream name %q", stream)
+	}
+	var ev struct {
+		Events []struct {
+			Message   string
+			Timestamp int64
+		}
+		NextForwardToken, NextBackwardToken string
+	}
+	e.MustCLI(&ev, "logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream, "--start-from-head", "--limit", "3")
+	if len(ev.Events) != 3 || !strings.HasPrefix(ev.Events[0].Message, "START RequestId:") || ev.Events[1].Message != "alpha ERROR one\n" || !strings.HasPrefix(ev.NextForwardToken, "f/") {
+		t.Fatalf("get-log-events --start-from-head --limit 3: %+v", ev)
+	}
+	first := ev
+	e.MustCLI(&ev, "logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream, "--next-token", first.NextForwardToken, "--limit", "2")
+	if len(ev.Events) != 2 || !strings.HasPrefix(ev.Events[0].Message, "END RequestId:") || !strings.HasPrefix(ev.Events[1].Message, "REPORT RequestId:") {
+		t.Fatalf("get-log-events with the forward token: %+v", ev)
+	}
+	if _, err := cw.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String("2020/01/01/[$LATEST]nope")}); apiErrCode(err) != "ResourceNotFoundException" {
+		t.Fatalf("GetLogEvents of a missing stream: %v", err)
+	}
+
+	// FilterLogEvents patterns.
+	filter := func(p string) []string {
+		t.Helper()
+		out, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), FilterPattern: aws.String(p)})
+		if err != nil {
+			t.Fatalf("FilterLogEvents %q: %v", p, err)
+		}
+		if len(out.SearchedLogStreams) != 1 || aws.ToString(out.SearchedLogStreams[0].LogStreamName) != stream {
+			t.Fatalf("FilterLogEvents %q: searched streams %+v", p, out.SearchedLogStreams)
+		}
+		return messages(out.Events)
+	}
+	for p, want := range map[string][]string{
+		"ERROR":                   {"alpha ERROR one", `{"level":"ERROR","ms":250,"msg":"json-err"}`},
+		`"beta WARN"`:             {"beta WARN two"},
+		"?WARN ?INFO":             {"beta WARN two", "gamma INFO three", `{"level":"INFO","ms":5,"msg":"json-ok"}`},
+		"ERROR -json":             {"alpha ERROR one"},
+		`{ $.level = "ERROR" }`:   {`{"level":"ERROR","ms":250,"msg":"json-err"}`},
+		`{ $.ms < 10 || $.x = 1}`: {`{"level":"INFO","ms":5,"msg":"json-ok"}`},
+		"nothing-matches-this":    nil,
+	} {
+		if got := filter(p); strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("FilterLogEvents %q = %q, want %q", p, got, want)
+		}
+	}
+	all := filter("")
+	if len(all) != 2*3+2+3 { // START, END, REPORT per invoke and the printed lines
+		t.Fatalf("FilterLogEvents without a pattern: %d events %q", len(all), all)
+	}
+	// Paging: 4 at a time gives the same events.
+	var paged []string
+	var token *string
+	for pages := 0; ; pages++ {
+		out, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), Limit: aws.Int32(4), NextToken: token})
+		if err != nil || pages > 10 {
+			t.Fatalf("FilterLogEvents page %d: %v", pages, err)
+		}
+		paged = append(paged, messages(out.Events)...)
+		if token = out.NextToken; token == nil {
+			break
+		}
+	}
+	if strings.Join(paged, "|") != strings.Join(all, "|") {
+		t.Fatalf("paged events %q, want %q", paged, all)
+	}
+	// A time range after every record: nothing.
+	future := time.Now().Add(time.Hour).UnixMilli()
+	if out, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), StartTime: aws.Int64(future)}); err != nil || len(out.Events) != 0 {
+		t.Fatalf("FilterLogEvents from an hour ahead: %v %d events", err, len(out.Events))
+	}
+	// Errors.
+	if _, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("/aws/lambda/nope")}); apiErrCode(err) != "ResourceNotFoundException" {
+		t.Fatalf("FilterLogEvents on a missing group: %v", err)
+	}
+	if _, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), FilterPattern: aws.String(`{ $.level = `)}); apiErrCode(err) != "InvalidParameterException" || !strings.Contains(err.Error(), "$.level") {
+		t.Fatalf("FilterLogEvents with a broken pattern: %v", err)
+	}
+
+	// Retention: an event older than the group's retention is gone.
+	old := time.Now().Add(-50 * time.Hour)
+	if err := e.Srv.Logs().AppendNow(e.Srv.Account.ID, fn, logs.Record{Time: old, Version: "$LATEST", LogStream: stream, Text: []byte("ancient line\n")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := filter("ancient"); len(got) != 1 {
+		t.Fatalf("old record before any retention: %q", got)
+	}
+	e.MustCLI(nil, "logs", "put-retention-policy", "--log-group-name", group, "--retention-in-days", "1")
+	if got := filter("ancient"); len(got) != 0 {
+		t.Fatalf("a 50-hour-old record with 1-day retention: %q", got)
+	}
+	e.MustCLI(&groups, "logs", "describe-log-groups", "--log-group-name-prefix", group)
+	if _, _, code := e.CLI("logs", "put-retention-policy", "--log-group-name", group, "--retention-in-days", "2"); code == 0 {
+		t.Fatal("retention of 2 days accepted")
+	}
+	e.MustCLI(nil, "logs", "delete-retention-policy", "--log-group-name", group)
+	if got := filter("ancient"); len(got) != 1 {
+		t.Fatalf("old record after the retention policy was deleted: %q", got)
+	}
+
+	// aws logs tail --follow sees an invoke made after it started.
+	tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, "/usr/bin/aws", "--profile", "lambdaplane", "--region", "us-east-1", "--endpoint-url", e.Srv.Endpoint,
+		"logs", "tail", group, "--follow", "--since", "1m", "--format", "short")
+	cmd.Env = append(os.Environ(), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(e.Data, "credentials"),
+		"AWS_CONFIG_FILE="+filepath.Join(e.Data, "config"), "AWS_EC2_METADATA_DISABLED=true")
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	harness.Eventually(t, 10*time.Second, "tail --follow printing the earlier invokes", func() bool { return strings.Contains(buf.String(), "gamma INFO three") })
+	e.InvokeJSON(fn, map[string]any{"lines": []string{"delta after follow"}})
+	harness.Eventually(t, 12*time.Second, "tail --follow printing a new invoke", func() bool { return strings.Contains(buf.String(), "delta after follow") })
+	if n := strings.Count(buf.String(), "gamma INFO three"); n != 1 {
+		t.Fatalf("tail --follow printed an event %d times:\n%s", n, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
