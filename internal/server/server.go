@@ -65,6 +65,7 @@ type Server struct {
 	sandbox    *sandbox.Manager
 	ctl        *control.Service
 	sched      *invoke.Scheduler
+	triggers   *triggers // queues, event source mappings, destinations (queues.go)
 	logs       *logs.Store
 	logsAPI    *logsapi.Service // CloudWatch Logs
 	front      *api.Server
@@ -276,13 +277,16 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err != nil {
 		return nil, err
 	}
+	if s.triggers, err = openTriggers(ctx, s.st, cfg.Region, s.ctl, roles, log); err != nil {
+		return nil, err
+	}
 	sc, err := invoke.New(ctx, invoke.Options{
 		MemoryBudgetMB: budgetMB, WarmHeadroom: cfg.WarmHeadroom,
 		Control: s.ctl, Router: s.router, Sandbox: s.sandbox, Runtimes: rt, RuntimeDir: runtimeDir,
 		Logs: logStore, LogRate: cfg.LogRate, JetStream: s.st.JetStream(), Registry: reg, IdleTimeout: cfg.IdleTimeout,
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
-		HostID: cfg.HostID, Placement: place, AccountSlots: slots,
+		HostID: cfg.HostID, Placement: place, AccountSlots: slots, Destinations: s.triggers.dispatch,
 		Credentials: newRoleCredentials(stsSvc).get, EndpointURL: s.router.APIEndpoint(),
 	})
 	if err != nil {
@@ -292,6 +296,9 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
+	if err := s.triggers.start(ctx, s.st, sc, s.ctl, cfg.HostID, log); err != nil {
+		return nil, err
+	}
 	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, log); err != nil {
 		return nil, err
 	}
@@ -317,7 +324,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := s.serveURLs(verifier, authz); err != nil {
 		return nil, err
 	}
-	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{CodeURLs: codeURLs, URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
+	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{CodeURLs: codeURLs, URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log, ESM: s.triggers.esm, EventInvoke: s.triggers.configs}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})
@@ -436,6 +443,7 @@ func (s *Server) Close() error {
 		if s.provision != nil {
 			s.provision.Close()
 		}
+		s.triggers.close() // the pollers invoke through the scheduler
 		if s.sched != nil {
 			s.sched.Close()
 		}
