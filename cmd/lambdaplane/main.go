@@ -39,6 +39,7 @@ Usage:
                                          run CMD as an instance with its own network interface
   lambdaplane accounts create NAME       add a tenant account with its own keys
   lambdaplane accounts list              list accounts
+  lambdaplane cluster status            hosts of a cluster: alive or dead, leader, environments, store replicas
   lambdaplane backup DIR                 snapshot every stream of the running server into DIR
   lambdaplane restore DIR --data NEW     rebuild an empty data directory from a backup
   lambdaplane bench [--quick]            measure cold starts, warm invokes and memory; write RESULTS.md
@@ -58,6 +59,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "logs":
 		err = logsCmd(os.Args[2:])
+	case "cluster":
+		err = clusterCmd(os.Args[2:])
 	case "accounts":
 		err = accountsCmd(os.Args[2:])
 	case "backup":
