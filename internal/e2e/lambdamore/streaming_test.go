@@ -1,0 +1,188 @@
+package lambdamore
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
+)
+
+// streamJS streams three chunks 400 ms apart. Called through a function URL
+// (the event has rawPath) it first sets the status and headers with
+// HttpResponseStream.from; /fail fails after the first chunk.
+const streamJS = `
+exports.handler = awslambda.streamifyResponse(async (event, responseStream, context) => {
+  if (event.rawPath !== undefined) {
+    responseStream = awslambda.HttpResponseStream.from(responseStream, {
+      statusCode: 207, headers: { 'content-type': 'text/plain', 'x-stream': 'yes' }, cookies: ['s=1'],
+    });
+  }
+  for (let i = 0; i < 3; i++) {
+    responseStream.write('chunk' + i + '\n');
+    if (event.fail || event.rawPath === '/fail') throw new Error('stream broke');
+    await new Promise((r) => setTimeout(r, 400));
+  }
+  responseStream.end();
+});
+`
+
+type arrival struct {
+	at   time.Duration
+	data string
+}
+
+// TestResponseStreaming: a Node function with streamifyResponse streams its
+// answer: InvokeWithResponseStream (aws-sdk-go-v2's event-stream decoder,
+// and boto3's) receives the chunks as they are written, the first long
+// before the function ends, then InvokeComplete; a plain Invoke gets the
+// whole body; a RESPONSE_STREAM function URL sends the prelude's status,
+// headers and cookies, then the chunks as they come; an error after the
+// first chunk is reported in InvokeComplete.
+func TestResponseStreaming(t *testing.T) {
+	e := harness.Start(t)
+	ctx := context.Background()
+	e.CreateFunction("streamer", "nodejs20.x", "index.handler", harness.Zip(t, map[string]string{"index.js": streamJS}))
+
+	// Warm it so that the timings below are the stream's, not a cold start's.
+	out, err := e.Lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("streamer")})
+	if err != nil || out.FunctionError != nil || string(out.Payload) != "chunk0\nchunk1\nchunk2\n" {
+		t.Fatalf("buffered invoke of a streaming function: %v %q", err, out.Payload)
+	}
+
+	start := time.Now()
+	res, err := e.Lambda.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(`{}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(res.ExecutedVersion) != "$LATEST" {
+		t.Fatalf("executed version %q", aws.ToString(res.ExecutedVersion))
+	}
+	stream := res.GetStream()
+	var chunks []arrival
+	var complete *types.InvokeWithResponseStreamCompleteEvent
+	for ev := range stream.Events() {
+		switch v := ev.(type) {
+		case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
+			chunks = append(chunks, arrival{time.Since(start), string(v.Value.Payload)})
+		case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
+			c := v.Value
+			complete = &c
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	stream.Close()
+	end := time.Since(start)
+	var all strings.Builder
+	for _, c := range chunks {
+		all.WriteString(c.data)
+	}
+	t.Logf("InvokeWithResponseStream chunk arrivals: %v, complete at %v", chunks, end)
+	if all.String() != "chunk0\nchunk1\nchunk2\n" || complete == nil || complete.ErrorCode != nil {
+		t.Fatalf("stream = %q, complete = %+v", all.String(), complete)
+	}
+	if len(chunks) < 3 || end-chunks[0].at < 600*time.Millisecond {
+		t.Fatalf("the first chunk did not arrive before the function ended: %v (end %v)", chunks, end)
+	}
+
+	// An error after the first chunk.
+	res, err = e.Lambda.InvokeWithResponseStream(ctx, &lambda.InvokeWithResponseStreamInput{FunctionName: aws.String("streamer"), Payload: []byte(`{"fail":true}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	complete = nil
+	for ev := range res.GetStream().Events() {
+		switch v := ev.(type) {
+		case *types.InvokeWithResponseStreamResponseEventMemberPayloadChunk:
+			got += string(v.Value.Payload)
+		case *types.InvokeWithResponseStreamResponseEventMemberInvokeComplete:
+			c := v.Value
+			complete = &c
+		}
+	}
+	res.GetStream().Close()
+	if got != "chunk0\n" || complete == nil || aws.ToString(complete.ErrorCode) == "" || !strings.Contains(aws.ToString(complete.ErrorDetails), "stream broke") {
+		t.Fatalf("failed stream: %q %+v", got, complete)
+	}
+
+	// boto3 decodes the same stream.
+	py := e.Python(`
+import boto3, json, os, time
+l = boto3.client('lambda', endpoint_url=os.environ['LP_ENDPOINT'])
+t0 = time.time()
+r = l.invoke_with_response_stream(FunctionName='streamer', Payload=b'{}')
+chunks, done = [], None
+for ev in r['EventStream']:
+    if 'PayloadChunk' in ev:
+        chunks.append([time.time() - t0, ev['PayloadChunk']['Payload'].decode()])
+    if 'InvokeComplete' in ev:
+        done = [time.time() - t0, ev['InvokeComplete'].get('ErrorCode')]
+print(json.dumps({'chunks': chunks, 'done': done, 'status': r['StatusCode']}))
+`)
+	var bo struct {
+		Chunks [][]any
+		Done   []any
+		Status int
+	}
+	if err := json.Unmarshal([]byte(py), &bo); err != nil {
+		t.Fatalf("boto3: %q: %v", py, err)
+	}
+	t.Logf("boto3 invoke_with_response_stream: %s", strings.TrimSpace(py))
+	if len(bo.Chunks) < 3 || bo.Done == nil || bo.Done[1] != nil || bo.Status != 200 ||
+		bo.Done[0].(float64)-bo.Chunks[0][0].(float64) < 0.6 {
+		t.Fatalf("boto3 stream = %+v", bo)
+	}
+
+	// A streaming function URL.
+	u, err := e.Lambda.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("streamer"),
+		AuthType: types.FunctionUrlAuthTypeNone, InvokeMode: types.InvokeModeResponseStream})
+	if err != nil || u.InvokeMode != types.InvokeModeResponseStream {
+		t.Fatalf("streaming URL: %v %+v", err, u)
+	}
+	if _, err := e.Lambda.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String("streamer"), StatementId: aws.String("public"),
+		Action: aws.String("lambda:InvokeFunctionUrl"), Principal: aws.String("*"), FunctionUrlAuthType: types.FunctionUrlAuthTypeNone}); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	resp, err := urlClient.Get(aws.ToString(u.FunctionUrl) + "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks = nil
+	buf := make([]byte, 4096)
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			chunks = append(chunks, arrival{time.Since(start), string(buf[:n])})
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp.Body.Close()
+	end = time.Since(start)
+	all.Reset()
+	for _, c := range chunks {
+		all.WriteString(c.data)
+	}
+	t.Logf("streaming URL chunk arrivals: %v, end at %v", chunks, end)
+	if resp.StatusCode != 207 || resp.Header.Get("X-Stream") != "yes" || resp.Header.Get("Content-Type") != "text/plain" ||
+		resp.Header.Get("Set-Cookie") != "s=1" || len(resp.TransferEncoding) == 0 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("streaming URL response: %d %v %v", resp.StatusCode, resp.Header, resp.TransferEncoding)
+	}
+	if all.String() != "chunk0\nchunk1\nchunk2\n" || len(chunks) < 2 || end-chunks[0].at < 600*time.Millisecond {
+		t.Fatalf("streaming URL body %q arrived as %v (end %v)", all.String(), chunks, end)
+	}
+}
