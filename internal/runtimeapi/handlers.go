@@ -161,7 +161,10 @@ func (s *Server) handleAnswer(w http.ResponseWriter, r *http.Request, id string,
 	var body []byte
 	var err error
 	res := &Result{}
-	if !isError && p.inv.Stream != nil && strings.EqualFold(r.Header.Get(hdrResponseMode), "streaming") {
+	// A response in the streaming mode, or chunked (aws-lambda-go posts
+	// every response chunked, and a LambdaFunctionURLStreamingResponse
+	// is one), goes to the caller's sink as it arrives.
+	if !isError && p.inv.Stream != nil && (strings.EqualFold(r.Header.Get(hdrResponseMode), "streaming") || r.ContentLength < 0) {
 		err = streamBody(r, p.inv.Stream)
 		res.Streamed = true
 	} else {
