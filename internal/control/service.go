@@ -85,6 +85,8 @@ type Service struct {
 
 	access *accessState // resource policies, layer policies, function URLs (policy.go, urls.go)
 	prov   *provState   // provisioned concurrency configurations (provisioned.go)
+	// classic: function settings and code signing configs (classic.go)
+	classic *classicState
 }
 
 // New opens the function buckets and loads the cache.
@@ -146,6 +148,10 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	if err := s.openProvisioned(ctx, wctx); err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := s.openClassic(ctx, wctx); err != nil {
 		cancel()
 		return nil, err
 	}

@@ -63,6 +63,7 @@ func New(d Deps) *Handler {
 	h.addAccessOps(d.URLPort)
 	h.addEventInvokeOps()
 	h.addProvisionedOps()
+	h.addClassicOps() // last: it wraps core operations
 	return h
 }
 
