@@ -393,8 +393,26 @@ func TestCluster(t *testing.T) {
 		if ok != 2 || tm != 4 {
 			t.Errorf("after the kill, reserved concurrency 2 with six concurrent invokes: %d ran, %d throttled", ok, tm)
 		}
-		// Restart: it rejoins and deletes nothing of the others'.
-		nsBefore := othersNetns(c, li)
+		// Restart: it rejoins and deletes nothing of the others'. A
+		// function homed on a survivor (whichever way the ranking goes
+		// with all three back) stays warm there, and the survivors'
+		// service routers stay.
+		keep := ""
+		for n := 0; n < 200 && keep == ""; n++ {
+			name := fmt.Sprintf("keeper%d", n)
+			if h := home(c, name, all...); h != leader {
+				keep = name
+			}
+		}
+		create(t, c, others[0], keep)
+		warm := invoke(c, others[0], keep, map[string]any{}, "")
+		if warm.err != nil {
+			t.Fatalf("warm-up of %s: %v", keep, warm.err)
+		}
+		var svcs []string
+		for _, i := range others {
+			svcs = append(svcs, c.Hosts[i].Prefix+"-svc")
+		}
 		if err := c.Hosts[li].Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -402,10 +420,13 @@ func TestCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		waitReplicated(t, c, 90*time.Second)
-		for _, n := range nsBefore {
+		for _, n := range svcs {
 			if !netnsExists(n) {
-				t.Errorf("after %s restarted, namespace %s of another host is gone", leader, n)
+				t.Errorf("after %s restarted, the service router %s of another host is gone", leader, n)
 			}
+		}
+		if r := invoke(c, li, keep, map[string]any{}, ""); r.err != nil || r.cold || r.host != warm.host {
+			t.Errorf("after %s restarted, %s (warm on %s) through it: host %q, cold %v, err %v (want the warm environment on %s)", leader, keep, warm.host, r.host, r.cold, r.err, warm.host)
 		}
 		if r := invoke(c, li, "anyhost", map[string]any{}, ""); r.err != nil {
 			t.Errorf("invoke through the restarted host: %v", r.err)
@@ -464,18 +485,6 @@ func TestCluster(t *testing.T) {
 			return r.err == nil
 		})
 	})
-}
-
-// othersNetns lists the named namespaces of every host but skip.
-func othersNetns(c *clusterharness.Cluster, skip int) []string {
-	var out []string
-	for i, h := range c.Hosts {
-		if i == skip {
-			continue
-		}
-		out = append(out, clusterharness.Netns(h.Prefix)...)
-	}
-	return out
 }
 
 func netnsExists(name string) bool {

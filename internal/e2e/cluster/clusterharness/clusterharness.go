@@ -500,9 +500,15 @@ func (c *Cluster) close() {
 		}
 	}
 	if t.Failed() {
+		keep := filepath.Join(os.TempDir(), "lpcluster-logs-"+c.Tag)
+		_ = os.MkdirAll(keep, 0o755)
 		for _, h := range c.Hosts {
-			t.Logf("--- log of %s (last 80 lines):\n%s", h.ID, h.Tail(80))
+			t.Logf("--- log of %s (last 40 lines):\n%s", h.ID, h.Tail(40))
+			if b, err := os.ReadFile(h.LogPath); err == nil {
+				_ = os.WriteFile(filepath.Join(keep, h.ID+".log"), b, 0o644)
+			}
 		}
+		t.Logf("the hosts' whole logs are kept in %s", keep)
 	}
 	for i := len(c.nsNames) - 1; i >= 0; i-- {
 		_ = ipCmd("netns", "del", c.nsNames[i])
