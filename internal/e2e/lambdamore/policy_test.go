@@ -21,6 +21,7 @@ import (
 // grants it (C never), a statement on an alias grants only the alias, and
 // RemovePermission revokes.
 func TestResourcePolicy(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	ctx := context.Background()
 	a := e.Srv.Account.ID
@@ -186,6 +187,7 @@ print(json.dumps({'Policy': json.loads(p['Policy']), 'RevisionId': p['RevisionId
 // TestLayerPermission: another account may use a layer version (get it by
 // ARN, attach it to a function) exactly while the layer's policy grants it.
 func TestLayerPermission(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	ctx := context.Background()
 	b, err := e.Srv.Accounts().Create(ctx, "tenant-b")

@@ -10,7 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -72,6 +74,7 @@ func curl(t *testing.T, args ...string) (int, map[string]string, string) {
 // signature of the owner, and of another account once the policy grants
 // it; the configs list, update and delete.
 func TestFunctionURLs(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	ctx := context.Background()
 	a := e.Srv.Account.ID
@@ -122,7 +125,11 @@ func TestFunctionURLs(t *testing.T) {
 		t.Fatalf("event = %s", body)
 	}
 	// A binary body arrives base64-encoded; a text body as is.
-	_, _, body = curl(t, "-X", "POST", "-H", "Content-Type: application/octet-stream", "--data-binary", "\x00\x01bin", base+"up")
+	binFile := filepath.Join(t.TempDir(), "body.bin")
+	if err := os.WriteFile(binFile, []byte("\x00\x01bin"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, _, body = curl(t, "-X", "POST", "-H", "Content-Type: application/octet-stream", "--data-binary", "@"+binFile, base+"up")
 	_ = json.Unmarshal([]byte(body), &raw)
 	if raw["isBase64Encoded"] != true || raw["body"] != "AAFiaW4=" {
 		t.Fatalf("binary body event: %s", body)
