@@ -18,6 +18,7 @@ import (
 // TestSQS runs the mapping and async-destination scenarios on one server,
 // in parallel.
 func TestSQS(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	role := sqsRole(t, e)
 	t.Run("MappingOperations", func(t *testing.T) { t.Parallel(); mappingOperations(t, e, role) })
