@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -208,6 +209,26 @@ func TestCluster(t *testing.T) {
 		if cold != 1 || len(hosts) != 1 || hosts[want] != 100 {
 			t.Errorf("100 invokes over three APIs: %d cold starts (want 1), ran on %v (want all on %s)", cold, hosts, want)
 		}
+		// Figures (not asserted): warm invokes through the home and through
+		// a host that forwards to it.
+		hi := index(c, want)
+		fwd := (hi + 1) % 3
+		lat := func(via int) (p50, p90 time.Duration) {
+			var ds []time.Duration
+			for n := 0; n < 100; n++ {
+				t0 := time.Now()
+				if r := invoke(c, via, "sticky", map[string]any{}, types.InvocationTypeRequestResponse); r.err != nil {
+					t.Fatalf("warm invoke through h%d: %v", via+1, r.err)
+				}
+				ds = append(ds, time.Since(t0))
+			}
+			slices.Sort(ds)
+			return ds[50], ds[90]
+		}
+		h50, h90 := lat(hi)
+		f50, f90 := lat(fwd)
+		t.Logf("BENCH warm invoke through the home %s: p50 %s p90 %s; through %s (forwarded): p50 %s p90 %s; forwarding adds %s at p50",
+			want, h50, h90, c.Hosts[fwd].ID, f50, f90, f50-h50)
 	})
 
 	t.Run("Limits", func(t *testing.T) {
@@ -338,8 +359,13 @@ func TestCluster(t *testing.T) {
 		killed := time.Now()
 		c.Hosts[li].Kill()
 		var took time.Duration
+		seen := map[string]bool{}
 		for time.Since(killed) < 60*time.Second {
 			r := invoke(c, others[len(others)-1], fn, map[string]any{}, "")
+			if r.err != nil && !seen[r.err.Error()] {
+				seen[r.err.Error()] = true
+				t.Logf("%s after the kill: %v", time.Since(killed).Round(time.Millisecond), r.err)
+			}
 			if r.err == nil {
 				took = time.Since(killed)
 				if r.host == leader {
