@@ -52,3 +52,17 @@ func (s *Service) Sync(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Latest is every function's $LATEST configuration, from memory (no
+// store read): a cluster host prepares the functions it stands by for.
+func (s *Service) Latest() []*Config {
+	s.cache.mu.RLock()
+	defer s.cache.mu.RUnlock()
+	var out []*Config
+	for _, c := range s.cache.versions {
+		if c.v != nil && c.v.Version == "$LATEST" {
+			out = append(out, c.v)
+		}
+	}
+	return out
+}

@@ -16,11 +16,15 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/placement"
 	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/lambdaplane/lambdaplane/internal/sts"
 	"github.com/nats-io/nats.go"
 )
 
 // clusterParts are a cluster member's parts (nil fields on a single host).
 type clusterParts struct {
+	creds   *roleCredentials // the environments' credentials (standby primes them)
+	stop    chan struct{}
+	wg      sync.WaitGroup
 	members *cluster.Membership
 	place   *placement.Placement
 	ledger  *placement.Ledger
@@ -96,12 +100,81 @@ func (s *Server) serveCluster() error {
 		b, _ := json.Marshal(s.localStatus())
 		_ = m.Respond(b)
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	c.stop = make(chan struct{})
+	c.wg.Add(1)
+	go s.standby()
+	return nil
+}
+
+// roleCredentials makes the environments' credential source (kept, so a
+// cluster host can prime it for the functions it stands by for).
+func (s *Server) roleCredentials(st *sts.Service) *roleCredentials {
+	rc := newRoleCredentials(st)
+	if s.cluster != nil {
+		s.cluster.creds = rc
+	}
+	return rc
+}
+
+// standby prepares, ahead of need, every function this host is home or
+// next in line for: its code unpacked here and its execution role's
+// credentials issued, so that when the home dies the first invoke on this
+// host is a cold start that reads nothing from the store (whose writes
+// stall while it elects new leaders). Runs after each membership change
+// and every 10 s; cheap when everything is ready.
+func (s *Server) standby() {
+	c := s.cluster
+	defer c.wg.Done()
+	changes, unsub := c.members.Subscribe()
+	defer unsub()
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	self := s.Cfg.HostID
+	for {
+		for _, cfg := range s.ctl.Latest() {
+			select {
+			case <-c.stop:
+				return
+			default:
+			}
+			ranked := c.members.Ranked(placement.HomeKey(cfg.AccountID, cfg.FunctionName))
+			mine := false
+			for i := 0; i < len(ranked) && i < 2; i++ {
+				mine = mine || ranked[i].ID == self
+			}
+			if !mine || cfg.CodeKey == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if _, err := s.ctl.CodeDir(ctx, cfg); err != nil {
+				s.log.Debug("standby: unpacking code failed", "function", cfg.FunctionName, "err", err)
+			}
+			if c.creds != nil && cfg.Role != "" {
+				if _, err := c.creds.get(ctx, cfg); err != nil {
+					s.log.Debug("standby: credentials failed", "function", cfg.FunctionName, "err", err)
+				}
+			}
+			cancel()
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-changes:
+		case <-t.C:
+		}
+	}
 }
 
 func (c *clusterParts) close() {
 	if c == nil {
 		return
+	}
+	if c.stop != nil {
+		close(c.stop)
+		c.wg.Wait()
 	}
 	if c.status != nil {
 		_ = c.status.Unsubscribe()
@@ -164,7 +237,7 @@ type StreamStatus struct {
 }
 
 type localStatus struct {
-	Environments, Busy         int
+	Environments, Busy              int
 	Forwarded, Served, Spilled, Ran uint64
 }
 

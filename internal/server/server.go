@@ -287,7 +287,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
 		HostID: cfg.HostID, Placement: place, AccountSlots: slots, Destinations: s.triggers.dispatch,
-		Credentials: newRoleCredentials(stsSvc).get, EndpointURL: s.router.APIEndpoint(),
+		Credentials: s.roleCredentials(stsSvc).get, EndpointURL: s.router.APIEndpoint(),
 	})
 	if err != nil {
 		return nil, err
