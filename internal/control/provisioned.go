@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Provisioned concurrency configurations (PutProvisionedConcurrencyConfig
@@ -258,6 +259,27 @@ func (s *Service) SetProvisionedStatus(ctx context.Context, acct, name, qualifie
 }
 
 var errStaleGeneration = errors.New("provisioned concurrency configuration replaced")
+
+// DropProvisioned deletes a configuration whose version or alias is gone
+// (as Lambda does when they are deleted), unless it was put again since.
+func (s *Service) DropProvisioned(ctx context.Context, pc *ProvisionedConfig) error {
+	k := provKey(pc.AccountID, pc.FunctionName, pc.Qualifier)
+	_, rev, err := s.prov.table.Get(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cur := s.provisioned(k); cur == nil || cur.Generation != pc.Generation {
+		return nil
+	}
+	if err := s.prov.table.KV().Delete(ctx, k, jetstream.LastRevision(rev)); err != nil {
+		return err
+	}
+	applyTo(&s.prov.mu, s.prov.m, k, nil, 0)
+	return nil
+}
 
 // ResolveProvisioned resolves a configuration's qualifier to the
 // configuration its environments run (an alias to its version); an error

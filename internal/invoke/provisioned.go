@@ -199,6 +199,12 @@ func (s *Scheduler) takeProvisioned(key poolKey) *env {
 			continue
 		default:
 		}
+		if credsExpiring(e, time.Now()) {
+			// Replaced by the next SetProvisioned, with fresh credentials.
+			delete(pool.live, e)
+			go s.destroy(e)
+			continue
+		}
 		return e
 	}
 	return nil

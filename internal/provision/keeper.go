@@ -144,6 +144,14 @@ func (k *Keeper) keep(ctx context.Context, key string, pc *control.ProvisionedCo
 			k.sched.SetProvisioned(a.cfg, 0)
 			delete(k.active, key)
 		}
+		var ce *control.Error
+		if errors.As(err, &ce) && ce.Status == 404 {
+			// The version or alias was deleted: so is its configuration.
+			if err := k.ctl.DropProvisioned(ctx, pc); err != nil {
+				k.log.Warn("deleting the provisioned concurrency of a deleted version", "function", pc.FunctionName, "qualifier", pc.Qualifier, "err", err)
+			}
+			return
+		}
 		k.report(ctx, pc, 0, control.ProvisionedFailed, "FUNCTION_NOT_FOUND: "+err.Error())
 		return
 	}

@@ -151,4 +151,17 @@ func TestProvisionedConcurrency(t *testing.T) {
 		ready, starting, _ := e.Srv.Scheduler().ProvisionedStatus(acct, "pc", *v.Version)
 		return ready == 0 && starting == 0
 	})
+
+	// Deleting the alias deletes its configuration, as on Lambda.
+	if _, err := e.Lambda.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: aws.String("pc"), Qualifier: aws.String("live"), ProvisionedConcurrentExecutions: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Lambda.DeleteAlias(ctx, &lambda.DeleteAliasInput{FunctionName: aws.String("pc"), Name: aws.String("live")}); err != nil {
+		t.Fatal(err)
+	}
+	harness.Eventually(t, 10*time.Second, "the deleted alias's configuration gone", func() bool {
+		l, err := e.Lambda.ListProvisionedConcurrencyConfigs(ctx, &lambda.ListProvisionedConcurrencyConfigsInput{FunctionName: aws.String("pc")})
+		ready, starting, _ := e.Srv.Scheduler().ProvisionedStatus(acct, "pc", *v.Version)
+		return err == nil && len(l.ProvisionedConcurrencyConfigs) == 0 && ready == 0 && starting == 0
+	})
 }
