@@ -49,6 +49,7 @@ var registry = []Scenario{
 	vpcColdScenario,
 	eniLimitScenario,
 	addressesScenario,
+	sqsScenario,
 }
 
 // Names lists the registered scenarios.

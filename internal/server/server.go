@@ -30,6 +30,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/provision"
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
+	"github.com/lambdaplane/lambdaplane/internal/sqsapi"
 	"github.com/lambdaplane/lambdaplane/internal/store"
 	"github.com/lambdaplane/lambdaplane/internal/sts"
 	"github.com/lambdaplane/lambdaplane/internal/stsapi"
@@ -324,7 +325,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := s.serveURLs(verifier, authz); err != nil {
 		return nil, err
 	}
-	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{CodeURLs: codeURLs, URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log, ESM: s.triggers.esm, EventInvoke: s.triggers.configs}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log))
+	s.front = api.New(verifier, log, reg, s.logsAPI, clusterFront{lambdaapi.New(lambdaapi.Deps{CodeURLs: codeURLs, URLPort: s.urlPort, Control: s.ctl, Scheduler: sc, Logs: logStore, Log: log, ESM: s.triggers.esm, EventInvoke: s.triggers.configs}), s}, datapath.WrapEC2(ec2api.New(model, log), model, s.datapath), iamapi.New(roles, users, s.accounts, log), stsapi.New(stsSvc, log), sqsapi.New(s.triggers.queues, authz, log))
 	s.front.SetAuthorizer(authz)
 	s.front.SetReadTimeout(cfg.ReadTimeout)
 	s.front.Handle("/_lambdaplane/accounts", &adminHandler{accounts: s.accounts, dataDir: cfg.DataDir})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // MaxBatchBytes bounds a batch's messages together, and MaxBatch its
@@ -400,6 +401,9 @@ func (q *Queues) SendBatch(ctx context.Context, rec *Queue, ins []SendInput) ([]
 	futures := make([]jetstream.PubAckFuture, len(ins))
 	ids := make([]string, len(ins))
 	now := q.now()
+	// Standard queues' entries are published at once and their
+	// acknowledgements waited for together. (A JetStream atomic batch
+	// syncs once per batch but measured slower here: see Floor.)
 	for i := range ins {
 		if _, err := q.validate(rec, &ins[i]); err != nil {
 			errs[i] = err
@@ -438,6 +442,50 @@ func (q *Queues) SendBatch(ctx context.Context, rec *Queue, ins []SendInput) ([]
 		}
 	}
 	return results, errs, nil
+}
+
+// publishAtomic stores msgs as one JetStream atomic batch: all or none,
+// acknowledged (and synced to disk) once.
+func (q *Queues) publishAtomic(ctx context.Context, msgs []*nats.Msg) error {
+	if len(msgs) == 1 {
+		_, err := q.js.PublishMsg(ctx, msgs[0])
+		return err
+	}
+	id := nuid.Next()
+	for i, m := range msgs {
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i < len(msgs)-1 {
+			if err := q.nc.PublishMsg(m); err != nil {
+				return err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		resp, err := q.nc.RequestMsgWithContext(rctx, m)
+		if err != nil {
+			return err
+		}
+		var ack struct {
+			Error *struct {
+				Code        int    `json:"code"`
+				Description string `json:"description"`
+			} `json:"error"`
+			Count int `json:"count"`
+		}
+		if err := json.Unmarshal(resp.Data, &ack); err != nil {
+			return fmt.Errorf("batch acknowledgement: %w", err)
+		}
+		if ack.Error != nil {
+			return fmt.Errorf("batch refused: %s (%d)", ack.Error.Description, ack.Error.Code)
+		}
+		if ack.Count != len(msgs) {
+			return fmt.Errorf("batch stored %d of %d messages", ack.Count, len(msgs))
+		}
+	}
+	return nil
 }
 
 // ReceiveOptions is a receive request.

@@ -179,6 +179,7 @@ func New(ctx context.Context, cfg Config) (*Queues, error) {
 		Name: streamName, Subjects: []string{"sqs.>"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Replicas: cfg.Store.Replicas(), Duplicates: dedupWindow,
 		AllowMsgTTL: true, AllowMsgSchedules: true, AllowDirect: true, MaxMsgSize: 1 << 20,
+		AllowAtomicPublish: true,
 	}); err != nil {
 		return nil, fmt.Errorf("open the queue stream %s: %w", streamName, err)
 	}

@@ -81,7 +81,7 @@ func TestStandardQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	var again []Message
-	for i := 0; i < 50 && len(again) == 0; i++ {
+	for i := 0; i < 250 && len(again) == 0; i++ {
 		again, _ = q.Receive(ctx, rec.ARN(), 10, -1, 0)
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -104,7 +104,7 @@ func TestStandardQueue(t *testing.T) {
 	}()
 	t0 := time.Now()
 	got, err := q.Receive(ctx, rec.ARN(), 10, -1, 5*time.Second)
-	if err != nil || len(got) != 1 || time.Since(t0) > 3*time.Second {
+	if err != nil || len(got) != 1 || time.Since(t0) > 4500*time.Millisecond {
 		t.Fatalf("long poll: %v %d after %v", err, len(got), time.Since(t0))
 	}
 }

@@ -839,4 +839,3 @@ func (s *Service) listDeadLetterSources(c *call) ([]node, error) {
 	}
 	return []node{n}, nil
 }
-
