@@ -153,7 +153,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := &invoke.Request{
 		AccountID: u.AccountID, Region: u.Region, Function: u.FunctionName, Qualifier: u.Qualifier,
 		InvocationType: invoke.RequestResponse, Payload: payload, RequestID: reqID,
-		TraceID: r.Header.Get("X-Amzn-Trace-Id"),
+		TraceID: traceID(r.Header.Get("X-Amzn-Trace-Id"), reqID, s.d.Now()),
 	}
 	var sink *streamSink
 	if u.InvokeMode == control.InvokeStream {
@@ -412,4 +412,13 @@ func (s *streamSink) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+}
+
+// traceID is the caller's X-Ray header or a new root trace id.
+func traceID(h, reqID string, now time.Time) string {
+	if h != "" {
+		return h
+	}
+	hexID := strings.ReplaceAll(reqID, "-", "")
+	return fmt.Sprintf("Root=1-%08x-%s;Parent=%s;Sampled=0", now.Unix(), hexID[:24], hexID[16:32])
 }
