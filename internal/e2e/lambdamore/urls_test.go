@@ -145,6 +145,16 @@ func TestFunctionURLs(t *testing.T) {
 	if st, _, _ := curl(t, base+"fail"); st != 502 {
 		t.Fatalf("function error: %d", st)
 	}
+	// A throttle is a 429.
+	if _, err := e.Lambda.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("web"), ReservedConcurrentExecutions: aws.Int32(0)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _, _ := curl(t, base+"ping"); st != 429 {
+		t.Fatalf("throttled: %d", st)
+	}
+	if _, err := e.Lambda.DeleteFunctionConcurrency(ctx, &lambda.DeleteFunctionConcurrencyInput{FunctionName: aws.String("web")}); err != nil {
+		t.Fatal(err)
+	}
 
 	// CORS.
 	var up struct{ Cors map[string]any }
