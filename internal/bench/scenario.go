@@ -49,6 +49,7 @@ var registry = []Scenario{
 	vpcColdScenario,
 	eniLimitScenario,
 	addressesScenario,
+	esmLatencyScenario,
 	sqsScenario,
 }
 
