@@ -146,6 +146,13 @@ func (p *Placer) Running() []string {
 	return out
 }
 
+// conflict reports a revision-checked write refused: another writer's.
+func conflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, jetstream.ErrKeyExists) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
+}
+
 func leaseKey(k string) string { return "l." + k[len("m."):] }
 
 func (p *Placer) loop() {
@@ -166,7 +173,7 @@ func (p *Placer) loop() {
 // pass settles transitional states, renews or takes leases, and starts
 // or stops runners to match.
 func (p *Placer) pass() {
-	ctx, cancel := context.WithTimeout(p.ctx, p.o.Tick)
+	ctx, cancel := context.WithTimeout(p.ctx, max(p.o.Tick, LeaseTTL-p.o.Tick))
 	defer cancel()
 	entries, err := p.o.Service.table.List(ctx, "m.>")
 	if err != nil {
@@ -224,11 +231,17 @@ func (p *Placer) hold(ctx context.Context, k string, m *Mapping) {
 	if r != nil {
 		rev, err := p.leases.Update(ctx, lk, val, r.leaseRev)
 		if err != nil {
+			// Another server's write (the lease lapsed and was taken) ends
+			// it at once; a slow store only once the lease may have lapsed.
+			if !conflict(err) && time.Since(r.renewed) < LeaseTTL-p.o.Tick {
+				p.log.Warn("renewing the lease of an event source mapping failed; retrying", "uuid", m.UUID, "err", err)
+				return
+			}
 			p.log.Warn("lost the lease of an event source mapping; its pollers stop here", "uuid", m.UUID, "err", err)
 			p.stopRunner(k)
 			return
 		}
-		r.leaseRev = rev
+		r.leaseRev, r.renewed = rev, time.Now()
 		r.update(m)
 		return
 	}
@@ -239,17 +252,18 @@ func (p *Placer) hold(ctx context.Context, k string, m *Mapping) {
 			return
 		}
 		var l lease
-		if json.Unmarshal(e.Value(), &l) != nil || l.Host != p.o.HostID || l.Boot == p.boot {
+		if json.Unmarshal(e.Value(), &l) != nil || l.Host != p.o.HostID {
 			return // another server holds it
 		}
-		// An earlier boot of this host: take it back now.
+		// An earlier boot of this host, or this one after a renewal that
+		// failed: take it back now.
 		rev, err = p.leases.Update(ctx, lk, val, e.Revision())
 	}
 	if err != nil {
 		return
 	}
 	r = newRunner(p, m)
-	r.leaseRev = rev
+	r.leaseRev, r.renewed = rev, time.Now()
 	p.mu.Lock()
 	if p.ctx.Err() != nil {
 		p.mu.Unlock()

@@ -29,7 +29,8 @@ type runner struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
-	leaseRev uint64 // the placer's loop only
+	leaseRev uint64    // the placer's loop only
+	renewed  time.Time // the placer's loop only: last renewal
 
 	mu       sync.Mutex
 	workers  int // running
