@@ -26,7 +26,9 @@ type leaseReq struct {
 	Host    string `json:"h"`
 	Account string `json:"a"`
 	Limit   int    `json:"l"`
-	Want    int    `json:"w"` // slots this host wants to hold, in total
+	Need    int    `json:"n"` // slots this host must hold (in use, plus the one it asks for)
+	Want    int    `json:"w"` // slots it would like to hold, headroom included
+	Hosts   int    `json:"k"` // live hosts it sees
 }
 
 type leaseResp struct {
@@ -62,9 +64,10 @@ type Ledger struct {
 	book   map[string]map[string]held // account -> host -> lease (as ledger host)
 	limits map[string]int             // account -> limit (for renewals)
 
-	sub  *nats.Subscription
-	stop chan struct{}
-	wg   sync.WaitGroup
+	sub    *nats.Subscription
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed sync.Once
 }
 
 // NewLedger starts answering lease requests for the accounts this host
@@ -126,11 +129,12 @@ func (l *Ledger) Take(ctx context.Context, account string, limit int) bool {
 			attempt = -1 // look again without spending the request
 			continue
 		}
-		want := ls.used + 1 + headroom(limit, len(l.m.Live()))
+		need := ls.used + 1
+		want := need + headroom(limit, len(l.m.Live()))
 		ch := make(chan struct{})
 		ls.asking = ch
 		l.mu.Unlock()
-		l.ask(ctx, account, limit, want)
+		l.ask(ctx, account, limit, need, want)
 		l.mu.Lock()
 		ls.asking = nil
 		close(ch)
@@ -150,14 +154,16 @@ func (l *Ledger) Give(account string) {
 
 // ask requests a lease of want slots from the account's ledger host and
 // records the answer.
-func (l *Ledger) ask(ctx context.Context, account string, limit, want int) {
+func (l *Ledger) ask(ctx context.Context, account string, limit, need, want int) {
+	live := l.m.Live()
 	home := l.m.Ranked(LedgerKey(account))[0]
 	sent := time.Now()
+	q := leaseReq{Host: l.self, Account: account, Limit: limit, Need: need, Want: want, Hosts: len(live)}
 	var r leaseResp
 	if home.ID == l.self {
-		r = l.grant(leaseReq{Host: l.self, Account: account, Limit: limit, Want: want})
+		r = l.grant(q)
 	} else {
-		b, _ := json.Marshal(leaseReq{Host: l.self, Account: account, Limit: limit, Want: want})
+		b, _ := json.Marshal(q)
 		rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		msg, err := l.nc.RequestWithContext(rctx, ledgerSubject(home.ID), b)
 		cancel()
@@ -193,9 +199,12 @@ func (l *Ledger) answer(m *nats.Msg) {
 	_ = m.Respond(b)
 }
 
-// grant sets q.Host's lease of q.Account to at most q.Want slots, within
-// what the limit leaves after every other host's unexpired lease. A host
-// that does not see a majority of the cluster grants nothing.
+// grant sets q.Host's lease of q.Account to q.Need slots if the limit
+// leaves them after every other host's unexpired lease, plus headroom up
+// to q.Want only while that still leaves a slot free for each live host
+// (so that near the limit nobody holds slots it does not use, and an idle
+// host's slots go back within a renewal). A host that does not see a
+// majority of the cluster grants nothing.
 func (l *Ledger) grant(q leaseReq) leaseResp {
 	if !l.m.Quorate() {
 		return leaseResp{Err: "ledger host is not in the majority"}
@@ -218,7 +227,11 @@ func (l *Ledger) grant(q leaseReq) leaseResp {
 			others += v.n
 		}
 	}
-	g := min(q.Want, max(0, q.Limit-others))
+	free := max(0, q.Limit-others)
+	g := min(q.Need, free)
+	if g == q.Need && q.Want > q.Need {
+		g += max(0, min(q.Want-q.Need, free-q.Need-max(1, q.Hosts)))
+	}
 	if g == 0 {
 		delete(b, q.Host)
 	} else {
@@ -240,15 +253,14 @@ func (l *Ledger) renewer() {
 		case <-t.C:
 		}
 		type want struct {
-			account     string
-			limit, want int
+			account           string
+			limit, need, want int
 		}
 		var ws []want
 		hosts := len(l.m.Live())
 		l.mu.Lock()
 		for a, ls := range l.leases {
-			recent := time.Since(ls.lastUse) < 5*time.Second
-			if ls.granted == 0 && ls.used == 0 && !recent {
+			if ls.granted == 0 && ls.used == 0 && time.Since(ls.lastUse) > LeaseTTL {
 				delete(l.leases, a)
 				continue
 			}
@@ -256,15 +268,17 @@ func (l *Ledger) renewer() {
 				continue
 			}
 			w := ls.used
-			if ls.used > 0 || recent {
+			// Headroom only while in use: an idle host hands its slots
+			// back within a second, for the hosts that need them.
+			if ls.used > 0 {
 				w += headroom(l.limits[a], hosts)
 			}
-			ws = append(ws, want{a, l.limits[a], w})
+			ws = append(ws, want{a, l.limits[a], ls.used, w})
 		}
 		l.mu.Unlock()
 		for _, w := range ws {
 			ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
-			l.ask(ctx, w.account, w.limit, w.want)
+			l.ask(ctx, w.account, w.limit, w.need, w.want)
 			cancel()
 		}
 	}
@@ -272,9 +286,11 @@ func (l *Ledger) renewer() {
 
 // Close stops renewing (leases lapse) and answering.
 func (l *Ledger) Close() {
-	close(l.stop)
-	if l.sub != nil {
-		_ = l.sub.Unsubscribe()
-	}
-	l.wg.Wait()
+	l.closed.Do(func() {
+		close(l.stop)
+		if l.sub != nil {
+			_ = l.sub.Unsubscribe()
+		}
+		l.wg.Wait()
+	})
 }
