@@ -158,7 +158,10 @@ func TestRouteForwardsToTheHomeAndSpillsWhenFull(t *testing.T) {
 	ctx := context.Background()
 	localRan := false
 	resp, err := ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "f", Payload: []byte("x"), RequestID: "r1"}, cfg,
-		func(context.Context) (*invoke.Response, error) { localRan = true; return nil, errors.New("must not run here") })
+		func(context.Context) (*invoke.Response, error) {
+			localRan = true
+			return nil, errors.New("must not run here")
+		})
 	if err != nil || localRan || resp.Host != home || string(resp.Payload) != "ran:x" {
 		t.Fatalf("invoke through %s: resp %+v err %v ranHere %v (want run on the home %s)", other, resp, err, localRan, home)
 	}
@@ -171,7 +174,9 @@ func TestRouteForwardsToTheHomeAndSpillsWhenFull(t *testing.T) {
 	// The home is full (capacity 1, one running): the next host runs it.
 	ps[home].running.Add(1)
 	resp, err = ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "f", RequestID: "r3"}, cfg,
-		func(context.Context) (*invoke.Response, error) { return &invoke.Response{Status: 200, Host: other}, nil })
+		func(context.Context) (*invoke.Response, error) {
+			return &invoke.Response{Status: 200, Host: other}, nil
+		})
 	ps[home].running.Add(-1)
 	if err != nil || resp.Host != other {
 		t.Fatalf("with the home full: resp %+v err %v (want it spilled to %s)", resp, err, other)
@@ -179,7 +184,9 @@ func TestRouteForwardsToTheHomeAndSpillsWhenFull(t *testing.T) {
 	// A home gone without membership noticing: "no responders", the next.
 	ps[home].Close()
 	resp, err = ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "f", RequestID: "r4"}, cfg,
-		func(context.Context) (*invoke.Response, error) { return &invoke.Response{Status: 200, Host: other}, nil })
+		func(context.Context) (*invoke.Response, error) {
+			return &invoke.Response{Status: 200, Host: other}, nil
+		})
 	if err != nil || resp.Host != other {
 		t.Fatalf("with the home gone: resp %+v err %v (want it run on %s)", resp, err, other)
 	}
