@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -190,14 +191,4 @@ func functionRSSKB(b *testing.B, prefix string) int {
 	return total
 }
 
-func rssKB() int {
-	b, _ := os.ReadFile("/proc/self/status")
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "VmRSS:") {
-			f := strings.Fields(l)
-			v, _ := strconv.Atoi(f[1])
-			return v
-		}
-	}
-	return 0
-}
+func rssKB() int { return harness.RSSKB() }

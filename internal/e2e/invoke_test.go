@@ -118,7 +118,10 @@ func TestInvokeOutcomes(t *testing.T) {
 	})
 }
 
-// TestAccountsIsolated: one account can never see, invoke or change another's functions.
+// TestAccountsIsolated: one account can never see, invoke or change
+// another's functions unless a resource policy grants it: by ARN it is
+// refused as on AWS (AccessDeniedException: no resource-based policy
+// allows the action).
 func TestAccountsIsolated(t *testing.T) {
 	e := startServer(t)
 	ctx := context.Background()
@@ -132,13 +135,13 @@ func TestAccountsIsolated(t *testing.T) {
 	}
 	e.createProbe("shared-name")
 	arnA := "arn:aws:lambda:us-east-1:" + e.srv.Account.ID + ":function:shared-name"
-	if _, err := lb.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(arnA)}); apiCode(err) != "ResourceNotFoundException" {
+	if _, err := lb.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(arnA)}); apiCode(err) != "AccessDeniedException" {
 		t.Fatalf("B got A's function: %v", err)
 	}
-	if _, err := lb.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(arnA)}); apiCode(err) != "ResourceNotFoundException" {
+	if _, err := lb.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(arnA)}); apiCode(err) != "AccessDeniedException" {
 		t.Fatalf("B invoked A's function: %v", err)
 	}
-	if _, err := lb.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(arnA)}); apiCode(err) != "ResourceNotFoundException" {
+	if _, err := lb.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(arnA)}); apiCode(err) != "AccessDeniedException" {
 		t.Fatalf("B deleted A's function: %v", err)
 	}
 	l, err := lb.ListFunctions(ctx, &lambda.ListFunctionsInput{})

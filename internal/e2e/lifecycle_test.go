@@ -4,8 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
@@ -65,8 +64,8 @@ func TestNoLeakAfterCycles(t *testing.T) {
 	var ns, links, cgroups []string
 	eventually(t, 20*time.Second, "kernel objects back to the idle pool", func() bool {
 		ns, links, cgroups = kernelObjects(t, e.prefix)
-		// svc + the pre-built pool; links: the host side of the uplink lives in the test namespace.
-		return len(cgroups) == 0 && len(ns) <= 1+e.srv.Cfg.PoolSize
+		// svc, api + the pre-built pool; links: the host side of the uplink lives in the test namespace.
+		return len(cgroups) == 0 && len(ns) <= 2+e.srv.Cfg.PoolSize
 	})
 	t.Logf("after %d cycles: %d namespaces %v, links %v, cgroups %v", cycles, len(ns), ns, links, cgroups)
 	eventually(t, 10*time.Second, "goroutines back to the baseline", func() bool {
@@ -119,36 +118,51 @@ func startBinary(t *testing.T, data, prefix, listen string, uplink string) *serv
 	return p
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+// binServer is a `lambdaplane serve` process of a test with its own data
+// directory, prefix, listen address and uplink net, stopped (SIGTERM) and
+// its prefix swept when the test ends; restart keeps all four.
+type binServer struct {
+	*serverProc
+	data, prefix, listen, uplink string
+	creds                        aws.CredentialsProvider // the root keys the server wrote
 }
+
+func startBinServer(t *testing.T) *binServer {
+	t.Helper()
+	requireRoot(t)
+	b := &binServer{data: t.TempDir(), prefix: "r" + randHex(4), listen: freePort(t), uplink: uplinkNet().String()}
+	b.serverProc = startBinary(t, b.data, b.prefix, b.listen, b.uplink)
+	t.Cleanup(func() {
+		if b.cmd.ProcessState == nil {
+			b.cmd.Process.Signal(syscall.SIGTERM)
+			b.cmd.Wait()
+		}
+		netdev.Cleanup(b.prefix)
+	})
+	b.creds = readCreds(t, filepath.Join(b.data, "credentials"))
+	return b
+}
+
+// restart starts the binary again on the same data, prefix and addresses
+// (the caller stopped or killed the previous process).
+func (b *binServer) restart(t *testing.T) {
+	b.serverProc = startBinary(t, b.data, b.prefix, b.listen, b.uplink)
+}
+
+func (b *binServer) lambda() *lambda.Client {
+	return lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(b.endpoint), Credentials: b.creds})
+}
+
+func freePort(t *testing.T) string { return harness.FreePort(t) }
 
 // TestRestartKeepsQueuedEvents: SIGKILL the server with Event invokes queued;
 // after a restart every event runs, none that completed runs again, the
 // function is still there and nothing of the old process is left in the kernel.
 func TestRestartKeepsQueuedEvents(t *testing.T) {
-	requireRoot(t)
-	data := t.TempDir()
-	prefix := "r" + randHex(4)
-	listen := freePort(t)
-	uplink := uplinkNet().String()
-	p := startBinary(t, data, prefix, listen, uplink)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			p.cmd.Wait()
-		}
-		netdev.Cleanup(prefix)
-	}()
-	creds := readCreds(t, filepath.Join(data, "credentials"))
-	lc := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
+	b := startBinServer(t)
+	lc := b.lambda()
 	ctx := context.Background()
-	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
+	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(b.endpoint), Credentials: b.creds})
 	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("r"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
 	if err != nil {
 		t.Fatal(err)
@@ -166,18 +180,18 @@ func TestRestartKeepsQueuedEvents(t *testing.T) {
 		}
 	}
 	logsOf := func() string {
-		out, _ := exec.Command(filepath.Join(binDir, "lambdaplane"), "logs", "slow", "--data", data).Output()
+		out, _ := exec.Command(filepath.Join(binDir, "lambdaplane"), "logs", "slow", "--data", b.data).Output()
 		return string(out)
 	}
 	// Let a few complete, then kill without warning.
 	eventually(t, 30*time.Second, "some events done", func() bool { return strings.Count(logsOf(), "event-marker-") >= 2 })
 	before := logsOf()
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := b.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
+	b.cmd.Wait()
 
-	p = startBinary(t, data, prefix, listen, uplink)
+	b.restart(t)
 	eventually(t, 60*time.Second, "every queued event ran", func() bool {
 		l := logsOf()
 		for i := 0; i < n; i++ {
@@ -200,43 +214,23 @@ func TestRestartKeepsQueuedEvents(t *testing.T) {
 		t.Fatalf("function lost across SIGKILL: %v", err)
 	}
 	// No namespace from the killed process survives the restart's reconcile:
-	// what is left is the new server's (svc, pool of 2, its environments).
+	// what is left is the new server's (svc, api, pool of 2, its environments).
 	eventually(t, 20*time.Second, "stale environments reconciled", func() bool {
-		envs := int(metricValue(scrapeURL(t, p.metrics), invoke.MetricEnvironments, nil))
-		ns, _, _ := netdev.ListPrefixed(prefix)
-		return len(ns) <= 1+2+envs
+		envs := int(metricValue(scrapeURL(t, b.metrics), invoke.MetricEnvironments, nil))
+		ns, _, _ := netdev.ListPrefixed(b.prefix)
+		return len(ns) <= 2+2+envs
 	})
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.cmd.Wait(); err != nil {
 		t.Errorf("clean shutdown: %v", err)
 	}
-	ns, links, cgroups := kernelObjects(t, prefix)
+	ns, links, cgroups := kernelObjects(t, b.prefix)
 	if len(ns)+len(links)+len(cgroups) != 0 {
 		t.Fatalf("leftovers after SIGTERM: %v %v %v", ns, links, cgroups)
 	}
 }
 
-func readCreds(t *testing.T, path string) aws.CredentialsProvider {
-	t.Helper()
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var id, secret string
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, "=")
-		if !ok {
-			continue
-		}
-		switch strings.TrimSpace(k) {
-		case "aws_access_key_id":
-			id = strings.TrimSpace(v)
-		case "aws_secret_access_key":
-			secret = strings.TrimSpace(v)
-		}
-	}
-	return credentials.NewStaticCredentialsProvider(id, secret, "")
-}
+func readCreds(t *testing.T, path string) aws.CredentialsProvider { return harness.ReadCreds(t, path) }
 
 // TestExternalNATS: --nats-url keeps state in an external JetStream server.
 func TestExternalNATS(t *testing.T) {

@@ -3,7 +3,7 @@ package e2e
 import (
 	"context"
 	"errors"
-	"net/http"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"strings"
 	"testing"
 	"time"
@@ -14,8 +14,6 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 )
@@ -27,51 +25,13 @@ func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
 
 func scrapeURL(t *testing.T, endpoint string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(endpoint + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
-	}
-	return mf
+	return harness.ScrapeMetrics(t, endpoint)
 }
 
 // metricValue sums the counters, gauges or histogram counts of name whose
 // labels include want.
 func metricValue(mf map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
-	f := mf[name]
-	if f == nil {
-		return 0
-	}
-	var total float64
-	for _, m := range f.Metric {
-		ok := true
-		for k, v := range want {
-			found := false
-			for _, lp := range m.Label {
-				if lp.GetName() == k && lp.GetValue() == v {
-					found = true
-				}
-			}
-			ok = ok && found
-		}
-		if !ok {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			total += m.Counter.GetValue()
-		case m.Gauge != nil:
-			total += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			total += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return total
+	return harness.MetricValue(mf, name, want)
 }
 
 // TestMetricsCountWhatHappened runs a known sequence of invokes and checks

@@ -1,18 +1,14 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -150,41 +146,9 @@ func TestVPCActiveOnlyWithDatapath(t *testing.T) {
 // server; after each, a VPC function reaches the same redis, data intact,
 // without the instance being restarted.
 func TestInstanceSurvivesRestart(t *testing.T) {
-	requireRoot(t)
-	data := t.TempDir()
-	prefix := "r" + randHex(4)
-	listen := freePort(t)
-	uplink := uplinkNet().String()
-	p := startBinary(t, data, prefix, listen, uplink)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			p.cmd.Wait()
-		}
-		netdev.Cleanup(prefix)
-	}()
-	ctx := context.Background()
-	creds := readCreds(t, filepath.Join(data, "credentials"))
-	v, _ := creds.Retrieve(ctx)
-	lc := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	ec := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("vpc"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ic.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String("vpc"), PolicyArn: aws.String("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")}); err != nil {
-		t.Fatal(err)
-	}
-	n := makeNetwork(t, ec, "10.0.0.0/16", "10.0.1.0/24")
-	e := &env{t: t, srv: &server.Server{Endpoint: p.endpoint}}
-	redis := e.runRedis(t, v.AccessKeyID, v.SecretAccessKey, n.subnet, n.sgDB) + ":6379"
-	if _, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("app"), Runtime: "provided.al2023",
-		Handler: aws.String("bootstrap"), Role: role.Role.Arn, Code: &types.FunctionCode{ZipFile: probeZip}, Timeout: aws.Int32(10),
-		VpcConfig: &types.VpcConfig{SubnetIds: []string{n.subnet}, SecurityGroupIds: []string{n.sgApp}}}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitState(t, lc, "app", types.StateActive)
+	b := startBinServer(t)
+	a := b.vpcAppWithRedis(t)
+	lc, redis := a.lc, a.redis
 	replies := func(cmds ...string) string {
 		m, _, err := invokeProbe(t, lc, "app", map[string]any{"action": "redis", "addr": redis, "cmds": cmds})
 		if err != nil || m == nil {
@@ -195,25 +159,25 @@ func TestInstanceSurvivesRestart(t *testing.T) {
 	eventually(t, 20*time.Second, "redis written before the restarts", func() bool { return replies("SET survived yes") == "[+OK]" })
 
 	// SIGTERM: a clean shutdown leaves the instance's namespace in place.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.cmd.Wait(); err != nil {
+	if err := b.cmd.Wait(); err != nil {
 		t.Fatalf("clean shutdown: %v", err)
 	}
-	ns, _, err := netdev.ListPrefixed(prefix)
-	if err != nil || len(ns) != 1 || ns[0][len(prefix)+1] != 'i' {
+	ns, _, err := netdev.ListPrefixed(b.prefix)
+	if err != nil || len(ns) != 1 || ns[0][len(b.prefix)+1] != 'i' {
 		t.Fatalf("after SIGTERM with an instance running, namespaces %v (%v): want only the instance's", ns, err)
 	}
-	p = startBinary(t, data, prefix, listen, uplink)
+	b.restart(t)
 	eventually(t, 30*time.Second, "the same redis after a SIGTERM restart", func() bool { return replies("GET survived") == "[yes]" })
 
 	// SIGKILL: nothing is torn down; the restart adopts it all.
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := b.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
-	p = startBinary(t, data, prefix, listen, uplink)
+	b.cmd.Wait()
+	b.restart(t)
 	eventually(t, 30*time.Second, "the same redis after a SIGKILL restart", func() bool { return replies("GET survived") == "[yes]" })
 }
 

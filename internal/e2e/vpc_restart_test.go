@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
-	"github.com/lambdaplane/lambdaplane/internal/netdev"
 	"github.com/lambdaplane/lambdaplane/internal/server"
 )
 
@@ -23,41 +21,9 @@ import (
 // interface with the same address, there is still exactly one, and the
 // function reaches the same redis (whose instance kept its connectivity).
 func TestVPCRestartAfterSIGKILL(t *testing.T) {
-	requireRoot(t)
-	data := t.TempDir()
-	prefix := "r" + randHex(4)
-	listen := freePort(t)
-	uplink := uplinkNet().String()
-	p := startBinary(t, data, prefix, listen, uplink)
-	defer func() {
-		if p.cmd.ProcessState == nil {
-			p.cmd.Process.Signal(syscall.SIGTERM)
-			p.cmd.Wait()
-		}
-		netdev.Cleanup(prefix)
-	}()
-	ctx := context.Background()
-	creds := readCreds(t, filepath.Join(data, "credentials"))
-	v, _ := creds.Retrieve(ctx)
-	lc := lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	ec := ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(p.endpoint), Credentials: creds})
-	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("vpc"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := ic.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String("vpc"), PolicyArn: aws.String("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")}); err != nil {
-		t.Fatal(err)
-	}
-	n := makeNetwork(t, ec, "10.0.0.0/16", "10.0.1.0/24")
-	e := &env{t: t, srv: &server.Server{Endpoint: p.endpoint}}
-	redis := e.runRedis(t, v.AccessKeyID, v.SecretAccessKey, n.subnet, n.sgDB) + ":6379"
-	if _, err := lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("app"), Runtime: "provided.al2023",
-		Handler: aws.String("bootstrap"), Role: role.Role.Arn, Code: &types.FunctionCode{ZipFile: probeZip}, Timeout: aws.Int32(10),
-		VpcConfig: &types.VpcConfig{SubnetIds: []string{n.subnet}, SecurityGroupIds: []string{n.sgApp}}}); err != nil {
-		t.Fatal(err)
-	}
-	e.waitState(t, lc, "app", types.StateActive)
+	b := startBinServer(t)
+	a := b.vpcAppWithRedis(t)
+	e, lc, ec, n, redis := a.e, a.lc, a.ec, a.net, a.redis
 	eventually(t, 20*time.Second, "redis written before the kill", func() bool {
 		m, _, _ := invokeProbe(t, lc, "app", map[string]any{"action": "redis", "addr": redis, "cmds": []string{"SET survived yes"}})
 		return m != nil && fmt.Sprint(m["replies"]) == "[+OK]"
@@ -67,11 +33,11 @@ func TestVPCRestartAfterSIGKILL(t *testing.T) {
 		t.Fatalf("%d lambda ENIs before the kill", len(before))
 	}
 
-	if err := p.cmd.Process.Kill(); err != nil {
+	if err := b.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Wait()
-	p = startBinary(t, data, prefix, listen, uplink)
+	b.cmd.Wait()
+	b.restart(t)
 
 	after := e.lambdaENIs(t, ec, n.subnet)
 	if len(after) != 1 || *after[0].NetworkInterfaceId != *before[0].NetworkInterfaceId || *after[0].PrivateIpAddress != *before[0].PrivateIpAddress {
@@ -81,8 +47,8 @@ func TestVPCRestartAfterSIGKILL(t *testing.T) {
 		m, _, _ := invokeProbe(t, lc, "app", map[string]any{"action": "redis", "addr": redis, "cmds": []string{"GET survived"}})
 		return m != nil && fmt.Sprint(m["replies"]) == "[yes]"
 	})
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if err := b.cmd.Wait(); err != nil {
 		t.Errorf("clean shutdown: %v", err)
 	}
 }
@@ -127,4 +93,41 @@ func TestVPCNoLeakAfterCycles(t *testing.T) {
 	} else {
 		t.Logf("hyperplane after the cycles: %+v", st)
 	}
+}
+
+// vpcApp is what vpcAppWithRedis made.
+type vpcApp struct {
+	e     *env
+	lc    *lambda.Client
+	ec    *ec2.Client
+	net   network
+	redis string // host:port
+}
+
+// vpcAppWithRedis makes, on a binServer, a role "vpc" that may manage
+// network interfaces, a VPC with a subnet, a redis instance in it and an
+// Active VPC function "app" whose security group may reach it.
+func (b *binServer) vpcAppWithRedis(t *testing.T) vpcApp {
+	t.Helper()
+	ctx := context.Background()
+	v, _ := b.creds.Retrieve(ctx)
+	a := vpcApp{lc: b.lambda(), ec: ec2.New(ec2.Options{Region: "us-east-1", BaseEndpoint: aws.String(b.endpoint), Credentials: b.creds})}
+	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String(b.endpoint), Credentials: b.creds})
+	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("vpc"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ic.AttachRolePolicy(ctx, &iam.AttachRolePolicyInput{RoleName: aws.String("vpc"), PolicyArn: aws.String("arn:aws:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole")}); err != nil {
+		t.Fatal(err)
+	}
+	a.net = makeNetwork(t, a.ec, "10.0.0.0/16", "10.0.1.0/24")
+	a.e = &env{t: t, srv: &server.Server{Endpoint: b.endpoint}}
+	a.redis = a.e.runRedis(t, v.AccessKeyID, v.SecretAccessKey, a.net.subnet, a.net.sgDB) + ":6379"
+	if _, err := a.lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("app"), Runtime: "provided.al2023",
+		Handler: aws.String("bootstrap"), Role: role.Role.Arn, Code: &types.FunctionCode{ZipFile: probeZip}, Timeout: aws.Int32(10),
+		VpcConfig: &types.VpcConfig{SubnetIds: []string{a.net.subnet}, SecurityGroupIds: []string{a.net.sgApp}}}); err != nil {
+		t.Fatal(err)
+	}
+	a.e.waitState(t, a.lc, "app", types.StateActive)
+	return a
 }

@@ -3,8 +3,8 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,14 +154,7 @@ func (e *env) freeAddresses(t testing.TB, c *ec2.Client, subnet string) int32 {
 }
 
 func invokeProbe(t testing.TB, lc *lambda.Client, name string, ev map[string]any) (map[string]any, *lambda.InvokeOutput, error) {
-	b, _ := json.Marshal(ev)
-	out, err := lc.Invoke(context.Background(), &lambda.InvokeInput{FunctionName: aws.String(name), Payload: b})
-	if err != nil {
-		return nil, nil, err
-	}
-	var m map[string]any
-	json.Unmarshal(out.Payload, &m)
-	return m, out, nil
+	return harness.InvokeProbe(t, lc, name, ev)
 }
 
 // TestVPCFunctionReachesRedis is the heart of the 2019 model, end to end

@@ -1,4 +1,4 @@
-package e2e
+package durability
 
 import (
 	"archive/zip"
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -73,7 +74,7 @@ import (
 //
 //	LAMBDAPLANE_CRASH_ROUNDS=300 go test ./internal/e2e -run TestCrashRounds -timeout 60m -v
 func TestCrashRounds(t *testing.T) {
-	requireRoot(t)
+	harness.RequireRoot(t)
 	rounds := 6
 	if testing.Short() {
 		rounds = 3
@@ -207,19 +208,19 @@ type objModel struct {
 
 func newCrashHarness(t *testing.T) *crashHarness {
 	h := &crashHarness{
-		t: t, data: t.TempDir(), prefix: "r" + randHex(4), listen: freePort(t), uplink: uplinkNet().String(), metrics: freePort(t),
+		t: t, data: t.TempDir(), prefix: "r" + harness.RandHex(4), listen: harness.FreePort(t), uplink: harness.UplinkNet().String(), metrics: harness.FreePort(t),
 		seen: map[string]int{}, fns: map[string]*fnModel{}, tags: map[string]bool{},
 		vpcs: map[string]*objModel{}, subnets: map[string]*objModel{}, groups: map[string]*objModel{}, rules: map[int32]*objModel{},
 	}
 	h.logF = filepath.Join(t.TempDir(), "serve.log")
-	ln, err := listenIn(internetNS, internetIP+":0")
+	ln, err := harness.ListenIn(harness.InternetNS, harness.InternetIP+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.recorder, h.recorderAddr = ln, ln.Addr().String()
 	go h.record()
 	for i := range 6 {
-		z, err := withFile(probeZip, "variant.txt", fmt.Sprintf("variant %d\n", i))
+		z, err := withFile(harness.ProbeZip, "variant.txt", fmt.Sprintf("variant %d\n", i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -365,7 +366,7 @@ func (h *crashHarness) start(killEarly bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	creds := readCreds(h.t, filepath.Join(h.data, "credentials"))
+	creds := harness.ReadCreds(h.t, filepath.Join(h.data, "credentials"))
 	// Connections of this server process only; writers send each request
 	// once (an answer is an acknowledgement, no answer leaves it unknown),
 	// the checks' reads may be retried.
@@ -387,8 +388,8 @@ func (h *crashHarness) spawn() {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "=== round %d: start %s ===\n", h.round, time.Now().Format(time.StampMilli))
-	cmd := exec.Command(filepath.Join(binDir, "lambdaplane"), "serve", "--data", h.data, "--prefix", h.prefix, "--listen", h.listen,
-		"--uplink", "netns:"+internetNS, "--uplink-net", h.uplink, "--service-cidr", "auto", "--pool-size", "2",
+	cmd := exec.Command(filepath.Join(harness.BinDir, "lambdaplane"), "serve", "--data", h.data, "--prefix", h.prefix, "--listen", h.listen,
+		"--uplink", "netns:"+harness.InternetNS, "--uplink-net", h.uplink, "--service-cidr", "auto", "--pool-size", "2",
 		"--async-redelivery", "2s", "--async-retry-backoff", "200ms,400ms", "--log-level", "info", "--metrics-listen", h.metrics)
 	cmd.Stdout, cmd.Stderr = logf, logf // files: Wait does not wait for children holding them
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
@@ -459,7 +460,7 @@ func (h *crashHarness) setup() {
 	t := h.t
 	ctx, cancel := h.ctx()
 	defer cancel()
-	creds := readCreds(t, filepath.Join(h.data, "credentials"))
+	creds := harness.ReadCreds(t, filepath.Join(h.data, "credentials"))
 	ic := iam.New(iam.Options{Region: "us-east-1", BaseEndpoint: aws.String("http://" + h.listen), Credentials: creds})
 	role, err := ic.CreateRole(ctx, &iam.CreateRoleInput{RoleName: aws.String("vpc"), AssumeRolePolicyDocument: aws.String(server.LambdaTrustPolicy)})
 	if err != nil {
@@ -510,7 +511,7 @@ func (h *crashHarness) setup() {
 		h.freeAtStart[*s.SubnetId] = *s.AvailableIpAddressCount
 	}
 	if _, err := h.lc.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("ev"), Runtime: "provided.al2023",
-		Handler: aws.String("bootstrap"), Role: aws.String(h.role()), Code: &types.FunctionCode{ZipFile: probeZip}, Timeout: aws.Int32(10)}); err != nil {
+		Handler: aws.String("bootstrap"), Role: aws.String(h.role()), Code: &types.FunctionCode{ZipFile: harness.ProbeZip}, Timeout: aws.Int32(10)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -1059,7 +1060,7 @@ func (h *crashHarness) verifyFunctions() {
 	}
 	// One function runs (a VPC one attaches to its ENI).
 	if f := h.pickFn(); f != nil {
-		m, out, err := invokeProbe(h.t, h.lc, f.name, map[string]any{"name": "after-" + strconv.Itoa(h.round)})
+		m, out, err := harness.InvokeProbe(h.t, h.lc, f.name, map[string]any{"name": "after-" + strconv.Itoa(h.round)})
 		if err != nil || out.FunctionError != nil || m["hello"] != "after-"+strconv.Itoa(h.round) {
 			h.errorf("%s: invoke after the restart: %v %v %s", f.name, err, m, payloadOf(out))
 		}
@@ -1287,7 +1288,7 @@ func (h *crashHarness) verifyEvents() {
 func (h *crashHarness) storedLogs(fn string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(binDir, "lambdaplane"), "logs", fn, "--data", h.data).Output()
+	out, err := exec.CommandContext(ctx, filepath.Join(harness.BinDir, "lambdaplane"), "logs", fn, "--data", h.data).Output()
 	if err != nil {
 		h.t.Logf("round %d: lambdaplane logs %s: %v", h.round, fn, err)
 	}
@@ -1456,9 +1457,9 @@ func (h *crashHarness) verifyKernel() {
 				}
 			}
 		}
-		envs := int(metricValue(scrapeURL(h.t, "http://"+h.metrics), invoke.MetricEnvironments, nil))
-		if others := len(ns) - routerNS; others > 1+2+envs {
-			problems = append(problems, fmt.Sprintf("%d namespaces besides VPC routers (%v) for the service router, a pool of 2 and %d environments", others, ns, envs))
+		envs := int(harness.MetricValue(harness.ScrapeMetrics(h.t, "http://"+h.metrics), invoke.MetricEnvironments, nil))
+		if others := len(ns) - routerNS; others > 2+2+envs {
+			problems = append(problems, fmt.Sprintf("%d namespaces besides VPC routers (%v) for the service router, the API endpoint, a pool of 2 and %d environments", others, ns, envs))
 		}
 		if len(problems) == 0 {
 			return
@@ -1515,7 +1516,7 @@ func (h *crashHarness) final() {
 		}
 	}
 	// Lambda ENIs go once no function uses them.
-	eventually(t, 60*time.Second, "no lambda ENI left", func() bool {
+	harness.Eventually(t, 60*time.Second, "no lambda ENI left", func() bool {
 		out, err := h.ec.DescribeNetworkInterfaces(ctx, &ec2.DescribeNetworkInterfacesInput{})
 		return err == nil && len(out.NetworkInterfaces) == 0
 	})
@@ -1555,7 +1556,7 @@ func (h *crashHarness) final() {
 			t.Errorf("delete %s: %v", *v.VpcId, err)
 		}
 	}
-	eventually(t, 30*time.Second, "VPC router namespaces removed", func() bool {
+	harness.Eventually(t, 30*time.Second, "VPC router namespaces removed", func() bool {
 		ns, _, _ := netdev.ListPrefixed(h.prefix)
 		return !slices.ContainsFunc(ns, func(n string) bool { return strings.HasPrefix(n, h.prefix+"-v") })
 	})
@@ -1576,7 +1577,7 @@ func (h *crashHarness) final() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _ := exec.Command("ip", "-n", filepath.Base(internetNS), "-o", "link").Output()
+	out, _ := exec.Command("ip", "-n", filepath.Base(harness.InternetNS), "-o", "link").Output()
 	for _, l := range strings.Split(string(out), "\n") {
 		if strings.Contains(l, h.prefix+"-") {
 			left = append(left, "link in the uplink namespace: "+l)

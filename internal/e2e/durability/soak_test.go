@@ -1,9 +1,10 @@
-package e2e
+package durability
 
 import (
 	"bufio"
 	"context"
 	"fmt"
+	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -53,9 +54,9 @@ func heapAfterGC() uint64 {
 
 // metricsLines counts the sample lines of /metrics and those naming a
 // function whose name starts with prefix.
-func metricsLines(t *testing.T, e *env, prefix string) (total, naming int) {
+func metricsLines(t *testing.T, e *harness.Env, prefix string) (total, naming int) {
 	t.Helper()
-	resp, err := http.Get(e.srv.MetricsEndpoint + "/metrics")
+	resp, err := http.Get(e.Srv.MetricsEndpoint + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,11 +107,11 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 	// heap (a map doubling) spreads over the cycles.
 	const soakMaxPerCycle = 2048.0
 	cycles := soakCycles(t)
-	e := startServer(t)
+	e := harness.Start(t)
 	ctx := context.Background()
 
-	e.createProbe("soak-warm")
-	e.invokeJSON("soak-warm", map[string]any{"name": "warm"})
+	e.CreateProbe("soak-warm")
+	e.InvokeJSON("soak-warm", map[string]any{"name": "warm"})
 	var warm, warmErrs atomic.Int64
 	var firstErr atomic.Value
 	var load sync.Mutex // held by each warm invoke; the sampler holds it to pause them
@@ -128,7 +129,7 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 			case <-tick.C:
 			}
 			load.Lock()
-			out, err := e.lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("soak-warm"), Payload: []byte(`{"name":"w"}`)})
+			out, err := e.Lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("soak-warm"), Payload: []byte(`{"name":"w"}`)})
 			load.Unlock()
 			if err == nil && out.FunctionError != nil {
 				err = fmt.Errorf("function error %s: %s", *out.FunctionError, out.Payload)
@@ -145,9 +146,9 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 
 	cycle := func(i int) {
 		name := fmt.Sprintf("soakc-%d", i)
-		e.createProbe(name)
-		e.invokeJSON(name, map[string]any{"name": name})
-		if _, err := e.lambda.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)}); err != nil {
+		e.CreateProbe(name)
+		e.InvokeJSON(name, map[string]any{"name": name})
+		if _, err := e.Lambda.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)}); err != nil {
 			t.Fatalf("delete %s: %v", name, err)
 		}
 	}
@@ -174,7 +175,7 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 				f.Close()
 			}
 		}
-		xs, ys, rss = append(xs, float64(done)), append(ys, float64(h)), append(rss, float64(rssKB())/1024)
+		xs, ys, rss = append(xs, float64(done)), append(ys, float64(h)), append(rss, float64(harness.RSSKB())/1024)
 		t.Logf("after %d cycles: heap %.1f MiB (cold-start history excluded), RSS %.1f MiB", done, float64(h)/(1<<20), rss[len(rss)-1])
 	}
 	sample(0)
@@ -204,7 +205,7 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 	if per > soakMaxPerCycle {
 		t.Errorf("live heap grows %.0f bytes per create/invoke/delete cycle (bound %.0f)", per, soakMaxPerCycle)
 	}
-	trees, _ := filepath.Glob(filepath.Join(e.data, "code", "*"))
+	trees, _ := filepath.Glob(filepath.Join(e.Data, "code", "*"))
 	if len(trees) > 1 {
 		t.Errorf("extracted code trees left: %d (want only the warm function's): %v", len(trees), trees)
 	}
@@ -213,9 +214,9 @@ func TestSoakDeletedFunctionsFreed(t *testing.T) {
 // coldStartHistoryBytes is about what the scheduler's ring of the last
 // 4,096 cold starts holds (bounded; it fills over the first 4,096 cold
 // starts, which a soak of fewer cycles would take for growth).
-func coldStartHistoryBytes(e *env) uint64 {
+func coldStartHistoryBytes(e *harness.Env) uint64 {
 	var n uint64
-	for _, c := range e.srv.Scheduler().ColdStarts() {
+	for _, c := range e.Srv.Scheduler().ColdStarts() {
 		n += uint64(unsafe.Sizeof(c)) + uint64(cap(c.Phases))*uint64(unsafe.Sizeof(invoke.Phase{}))
 	}
 	return n
