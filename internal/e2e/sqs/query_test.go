@@ -20,6 +20,7 @@ func cliFails(t *testing.T, e *harness.Env, code string, args ...string) {
 // TestCLI: every operation from /usr/bin/aws (the Query protocol; botocore
 // checks the MD5s of what it sends and receives) and its errors.
 func TestCLI(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	var cq struct{ QueueUrl string }
 	e.MustCLI(&cq, "sqs", "create-queue", "--queue-name", "cli-q", "--attributes", "VisibilityTimeout=20", "--tags", "team=x")
@@ -123,6 +124,7 @@ func TestCLI(t *testing.T) {
 // TestBoto3: boto3 (Query protocol) with a FIFO queue: order, dedup, the
 // modeled exceptions, and a long poll woken by a send.
 func TestBoto3(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	out := e.Python(`
 import boto3, os, threading, time

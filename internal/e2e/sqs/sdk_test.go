@@ -28,6 +28,7 @@ func client(e *harness.Env) *sqs.Client { return sqs.NewFromConfig(e.AWSConfig()
 
 // TestSDKQueues: the JSON protocol, queue operations and their errors.
 func TestSDKQueues(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	c := client(e)
 	ctx := context.Background()
@@ -129,6 +130,7 @@ func TestSDKQueues(t *testing.T) {
 // TestSDKMessages: sends with attributes (the SDK checks every MD5),
 // batches and their errors, long polling, visibility and redrive.
 func TestSDKMessages(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	c := client(e)
 	ctx := context.Background()
@@ -294,6 +296,7 @@ func TestSDKMessages(t *testing.T) {
 // TestSDKFifo: per-group order, one in-flight batch per group, and
 // deduplication by id and by content.
 func TestSDKFifo(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	c := client(e)
 	ctx := context.Background()
@@ -380,6 +383,7 @@ func TestSDKFifo(t *testing.T) {
 // TestCrossAccount: another account reaches a queue exactly when the
 // queue's Policy grants it.
 func TestCrossAccount(t *testing.T) {
+	t.Parallel()
 	e := harness.Start(t)
 	c := client(e)
 	ctx := context.Background()
