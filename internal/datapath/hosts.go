@@ -52,9 +52,14 @@ type Hosts interface {
 }
 
 // View is one moment of the membership: this host and the live ones.
+// Known adds hosts seen alive before (a dead host's underlay address): a
+// Hyperplane ENI homed on a host that just died keeps its mark and its
+// route (a blackhole meanwhile) until the leader re-homes it, so the
+// environments attached to it here stay attached.
 type View struct {
-	Self string
-	Live map[string]Host
+	Self  string
+	Live  map[string]Host
+	Known map[string]Host
 }
 
 // ViewOf reads a View from h (nil for nil).
@@ -147,6 +152,19 @@ func (p *peerView) homeOf(id string) (bool, netip.Addr) {
 		return true, netip.Addr{}
 	}
 	if x, ok := p.v.Live[h]; ok && h != "" {
+		return false, x.Underlay
+	}
+	return false, netip.Addr{}
+}
+
+// lambdaHome is homeOf for a Hyperplane ENI: a dead home it knew still
+// counts (see View.Known).
+func (p *peerView) lambdaHome(id string) (bool, netip.Addr) {
+	here, via := p.homeOf(id)
+	if here || via.IsValid() {
+		return here, via
+	}
+	if x, ok := p.v.Known[p.homes[id]]; ok && p.homes[id] != "" && p.homes[id] != p.v.Self {
 		return false, x.Underlay
 	}
 	return false, netip.Addr{}

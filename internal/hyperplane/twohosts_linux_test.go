@@ -333,8 +333,10 @@ func TestTwoHosts(t *testing.T) {
 	}
 	before := countENIs()
 	wantA := "A sees " + eA[0].Addr.String()
+	warm := map[string]*netdev.EnvNet{}
 	for _, h := range []*labHost{ha, hb} {
 		eAh, eBh := env(h), env(h)
+		warm[h.id] = eAh
 		attach(h, eAh, eA[0])
 		attach(h, eBh, eB[0])
 		if got := eventually(wantA, func() string { return tcp(eAh.Path, "10.0.1.10:7000") }); got != wantA {
@@ -389,6 +391,11 @@ func TestTwoHosts(t *testing.T) {
 	ha.hp.Close()
 	ha.rec.Stop()
 	hb.hosts.setAlive("ha", false)
+	// Until the leader acts, hb keeps the dead home's ENIs as marks (its
+	// environments stay attached; their traffic has nowhere to go).
+	if err := hb.rec.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 	moved, err := hb.m.RehomeInterfaces(ctx, hb.hosts.isAlive, func(string) string { return "hb" })
 	if err != nil {
 		t.Fatal(err)
@@ -404,6 +411,10 @@ func TestTwoHosts(t *testing.T) {
 	n, err := hb.m.GetInterface(ctx, acctA, eA[0].ID)
 	if err != nil || n.Home != "hb" || n.PrivateIP != eA[0].Addr.String() {
 		t.Fatalf("re-homed ENI: %+v %v", n, err)
+	}
+	// The environment attached before the failover works again as it is.
+	if got := eventually(wantA, func() string { return tcp(warm["hb"].Path, "10.0.1.10:7000") }); got != wantA {
+		t.Errorf("after failover, the env on hb attached before: %q, want %q", got, wantA)
 	}
 	e3 := env(hb)
 	attach(hb, e3, eA[0])

@@ -380,15 +380,18 @@ func (v *VPCs) ensureRemoteRouting(rt *vpcRouter, s VPCSpec, rules []netlink.Rul
 	var tun netlink.Link
 	if len(homes) > 0 {
 		l, err := linkByName(rt.h, TunnelLinkName)
-		if err != nil || l == nil {
-			return errors.Join(append(errs, fmt.Errorf("remote ENIs but no %s link (%v)", TunnelLinkName, err))...)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
 		}
 		tun = l
 	}
 	zero := ipNet(netip.MustParsePrefix("0.0.0.0/0"))
 	for t, home := range homes {
-		if err := rt.h.RouteReplace(&netlink.Route{Table: t, Dst: zero, LinkIndex: tun.Attrs().Index, Gw: home.AsSlice(),
-			Flags: int(netlink.FLAG_ONLINK)}); err != nil {
+		r := &netlink.Route{Table: t, Dst: zero, Type: unix.RTN_BLACKHOLE}
+		if tun != nil { // else: no peer is alive; dropped until the ENI is re-homed
+			r = &netlink.Route{Table: t, Dst: zero, LinkIndex: tun.Attrs().Index, Gw: home.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}
+		}
+		if err := rt.h.RouteReplace(r); err != nil {
 			errs = append(errs, fmt.Errorf("default route of table %d via %v: %w", t, home, err))
 		}
 	}
