@@ -93,7 +93,7 @@ func startBinary(t *testing.T, data, prefix, listen string, uplink string) *serv
 	metricsAddr := freePort(t)
 	cmd := exec.Command(filepath.Join(binDir, "lambdaplane"), "serve", "--data", data, "--prefix", prefix, "--listen", listen,
 		"--uplink", "netns:"+internetNS, "--uplink-net", uplink, "--service-cidr", "auto", "--pool-size", "2", "--async-redelivery", "2s",
-		"--async-retry-backoff", "200ms,400ms", "--log-level", "warn", "--metrics-listen", metricsAddr)
+		"--async-retry-backoff", "200ms,400ms", "--log-level", "warn", "--metrics-listen", metricsAddr, "--url-listen", "off")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -100,7 +100,7 @@ func (s *serverProc) start() {
 	_ = os.Remove(filepath.Join(s.data, "endpoint"))
 	s.log = &bytes.Buffer{}
 	s.cmd = exec.Command(filepath.Join(binDir, "lambdaplane"), "serve", "--listen", s.listen, "--data", s.data,
-		"--prefix", s.prefix, "--uplink", "netns:"+s.inet, "--service-cidr", "auto", "--pool-size", "1", "--log-level", "warn", "--metrics-listen", "off")
+		"--prefix", s.prefix, "--uplink", "netns:"+s.inet, "--service-cidr", "auto", "--pool-size", "1", "--log-level", "warn", "--metrics-listen", "off", "--url-listen", "off")
 	s.cmd.Env = cleanEnv()
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {

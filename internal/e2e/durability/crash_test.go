@@ -390,7 +390,7 @@ func (h *crashHarness) spawn() {
 	fmt.Fprintf(logf, "=== round %d: start %s ===\n", h.round, time.Now().Format(time.StampMilli))
 	cmd := exec.Command(filepath.Join(harness.BinDir, "lambdaplane"), "serve", "--data", h.data, "--prefix", h.prefix, "--listen", h.listen,
 		"--uplink", "netns:"+harness.InternetNS, "--uplink-net", h.uplink, "--service-cidr", "auto", "--pool-size", "2",
-		"--async-redelivery", "2s", "--async-retry-backoff", "200ms,400ms", "--log-level", "info", "--metrics-listen", h.metrics)
+		"--async-redelivery", "2s", "--async-retry-backoff", "200ms,400ms", "--log-level", "info", "--metrics-listen", h.metrics, "--url-listen", "off")
 	cmd.Stdout, cmd.Stderr = logf, logf // files: Wait does not wait for children holding them
 	cmd.Env = append(os.Environ(), "GOTRACEBACK=all")
 	if err := cmd.Start(); err != nil {
