@@ -336,7 +336,7 @@ func (f clusterFront) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.I
 	}
 	c := f.s.cluster
 	if c == nil || c.barrier == nil || r.Method == http.MethodGet || r.Method == http.MethodHead ||
-		strings.HasSuffix(r.URL.Path, "/invocations") || strings.HasSuffix(r.URL.Path, "/invoke-async") {
+		strings.HasSuffix(r.URL.Path, "invocations") || strings.HasSuffix(r.URL.Path, "/invoke-async") {
 		f.Service.ServeAWS(w, r, id, body)
 		return
 	}
