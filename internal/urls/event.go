@@ -99,6 +99,19 @@ func BuildEvent(r *http.Request, body []byte, urlID, account, requestID string, 
 		ev.Headers[lk] = strings.Join(vs, ",")
 	}
 	ev.Headers["host"] = r.Host
+	// What Lambda's front end adds, as it does.
+	ip := ev.RequestContext.HTTP.SourceIP
+	if xff := ev.Headers["x-forwarded-for"]; xff != "" {
+		ev.Headers["x-forwarded-for"] = xff + ", " + ip
+	} else {
+		ev.Headers["x-forwarded-for"] = ip
+	}
+	ev.Headers["x-forwarded-proto"] = "http"
+	if _, port, ok := strings.Cut(r.Host, ":"); ok && !strings.Contains(r.Host, "]") {
+		ev.Headers["x-forwarded-port"] = port
+	} else {
+		ev.Headers["x-forwarded-port"] = "80"
+	}
 	if r.URL.RawQuery != "" {
 		q, _ := url.ParseQuery(r.URL.RawQuery)
 		if len(q) > 0 {

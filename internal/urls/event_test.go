@@ -36,7 +36,8 @@ func TestBuildEvent(t *testing.T) {
 		ev.QueryStringParameters["x"] != "1,2" || ev.QueryStringParameters["y"] != "" || len(ev.Cookies) != 2 ||
 		ev.Headers["x-a"] != "1,2" || ev.Headers["cookie"] != "" || !ev.IsBase64Encoded || *ev.Body != "/wA=" ||
 		ev.RequestContext.Time != "14/Nov/2023:22:13:20 +0000" || ev.RequestContext.TimeEpoch != 1700000000000 ||
-		ev.RequestContext.DomainName != "x.lambda-url.us-east-1.localhost" {
+		ev.RequestContext.DomainName != "x.lambda-url.us-east-1.localhost" ||
+		ev.Headers["x-forwarded-proto"] != "http" || ev.Headers["x-forwarded-port"] != "9010" || ev.Headers["x-forwarded-for"] != ev.RequestContext.HTTP.SourceIP {
 		t.Fatalf("event = %+v", ev)
 	}
 }
