@@ -119,7 +119,7 @@ func TestResponseStreaming(t *testing.T) {
 	}
 
 	// boto3 decodes the same stream.
-	py := e.Python(`
+	boto := `
 import boto3, json, os, time
 l = boto3.client('lambda', endpoint_url=os.environ['LP_ENDPOINT'])
 if not hasattr(l, 'invoke_with_response_stream'):
@@ -134,7 +134,22 @@ for ev in r['EventStream']:
     if 'InvokeComplete' in ev:
         done = [time.time() - t0, ev['InvokeComplete'].get('ErrorCode')]
 print(json.dumps({'chunks': chunks, 'done': done, 'status': r['StatusCode']}))
-`)
+`
+	py := e.Python(boto)
+	if strings.Contains(py, `"skip"`) {
+		// Debian's boto3 predates the operation; a newer boto3 on this
+		// host, if any, decodes the same stream.
+		if other, err := exec.LookPath("python3"); err == nil && other != "/usr/bin/python3" {
+			k := e.Srv.Account.Keys[0]
+			cmd := exec.Command(other, "-c", boto)
+			cmd.Env = append(os.Environ(), "LP_ENDPOINT="+e.Srv.Endpoint, "AWS_ACCESS_KEY_ID="+k.ID, "AWS_SECRET_ACCESS_KEY="+k.Secret,
+				"AWS_DEFAULT_REGION=us-east-1", "AWS_EC2_METADATA_DISABLED=true", "AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null")
+			if out, err := cmd.Output(); err == nil {
+				t.Logf("Debian's boto3 has no invoke_with_response_stream (%s); using %s", strings.TrimSpace(py), other)
+				py = string(out)
+			}
+		}
+	}
 	var bo struct {
 		Chunks [][]any
 		Done   []any
