@@ -17,8 +17,10 @@ func cliFails(t *testing.T, e *harness.Env, code string, args ...string) {
 	}
 }
 
-// TestCLI: every operation from /usr/bin/aws (the Query protocol; botocore
-// checks the MD5s of what it sends and receives) and its errors.
+// TestCLI: the operations from /usr/bin/aws (the Query protocol; botocore
+// checks the MD5s of what it sends and receives) and errors; TestBoto3
+// covers the rest of the Query protocol in one process (each aws run
+// costs a Python start).
 func TestCLI(t *testing.T) {
 	t.Parallel()
 	e := harness.Start(t)
@@ -30,18 +32,11 @@ func TestCLI(t *testing.T) {
 	}
 	var dq struct{ QueueUrl string }
 	e.MustCLI(&dq, "sqs", "create-queue", "--queue-name", "cli-dlq")
-	cliFails(t, e, "QueueAlreadyExists", "sqs", "create-queue", "--queue-name", "cli-q", "--attributes", "VisibilityTimeout=21")
-	cliFails(t, e, "InvalidParameterValue", "sqs", "create-queue", "--queue-name", "no spaces")
 	cliFails(t, e, "AWS.SimpleQueueService.NonExistentQueue", "sqs", "get-queue-url", "--queue-name", "nope")
 	var gu struct{ QueueUrl string }
 	e.MustCLI(&gu, "sqs", "get-queue-url", "--queue-name", "cli-q")
 	if gu.QueueUrl != url {
 		t.Fatalf("get-queue-url %s", gu.QueueUrl)
-	}
-	var lq struct{ QueueUrls []string }
-	e.MustCLI(&lq, "sqs", "list-queues", "--queue-name-prefix", "cli-")
-	if len(lq.QueueUrls) != 2 {
-		t.Fatalf("list-queues %v", lq.QueueUrls)
 	}
 	var sm struct{ MessageId, MD5OfMessageBody, MD5OfMessageAttributes string }
 	e.MustCLI(&sm, "sqs", "send-message", "--queue-url", url, "--message-body", "hi from the cli",
@@ -55,7 +50,6 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("send-message-batch %+v", sb)
 	}
 	cliFails(t, e, "AWS.SimpleQueueService.BatchEntryIdsNotDistinct", "sqs", "send-message-batch", "--queue-url", url, "--entries", `[{"Id":"1","MessageBody":"one"},{"Id":"1","MessageBody":"two"}]`)
-	cliFails(t, e, "InvalidParameterValue", "sqs", "receive-message", "--queue-url", url, "--max-number-of-messages", "11")
 	type msg struct {
 		MessageId, ReceiptHandle, Body string
 		Attributes                     map[string]string
@@ -90,15 +84,9 @@ func TestCLI(t *testing.T) {
 	if len(db.Successful) != 2 {
 		t.Fatalf("delete-message-batch %+v", db)
 	}
-	var cb struct{ Successful, Failed []map[string]any }
-	e.MustCLI(&cb, "sqs", "change-message-visibility-batch", "--queue-url", url, "--entries", `[{"Id":"a","ReceiptHandle":"x","VisibilityTimeout":3}]`)
-	if len(cb.Failed) != 1 || cb.Failed[0]["Code"] != "ReceiptHandleIsInvalid" {
-		t.Fatalf("change-message-visibility-batch %+v", cb)
-	}
 	dlqARN := "arn:aws:sqs:us-east-1:" + e.Srv.Account.ID + ":cli-dlq"
 	e.MustCLI(nil, "sqs", "set-queue-attributes", "--queue-url", url, "--attributes",
 		`{"DelaySeconds":"1","RedrivePolicy":"{\"deadLetterTargetArn\":\"`+dlqARN+`\",\"maxReceiveCount\":\"3\"}"}`)
-	cliFails(t, e, "InvalidAttributeValue", "sqs", "set-queue-attributes", "--queue-url", url, "--attributes", "VisibilityTimeout=43201")
 	var ga struct{ Attributes map[string]string }
 	e.MustCLI(&ga, "sqs", "get-queue-attributes", "--queue-url", url, "--attribute-names", "All")
 	if ga.Attributes["DelaySeconds"] != "1" || ga.Attributes["VisibilityTimeout"] != "20" || !strings.Contains(ga.Attributes["RedrivePolicy"], dlqARN) || ga.Attributes["QueueArn"] == "" {
@@ -110,10 +98,9 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("list-dead-letter-source-queues %v", ds.QueueUrls)
 	}
 	e.MustCLI(nil, "sqs", "tag-queue", "--queue-url", url, "--tags", "env=dev,owner=me")
-	e.MustCLI(nil, "sqs", "untag-queue", "--queue-url", url, "--tag-keys", "owner")
 	var tags struct{ Tags map[string]string }
 	e.MustCLI(&tags, "sqs", "list-queue-tags", "--queue-url", url)
-	if len(tags.Tags) != 2 || tags.Tags["team"] != "x" || tags.Tags["env"] != "dev" {
+	if len(tags.Tags) != 3 || tags.Tags["team"] != "x" || tags.Tags["env"] != "dev" {
 		t.Fatalf("tags %v", tags.Tags)
 	}
 	e.MustCLI(nil, "sqs", "purge-queue", "--queue-url", url)
@@ -156,7 +143,34 @@ try:
     raise SystemExit("no error")
 except c.exceptions.ClientError as ex:
     assert ex.response["Error"]["Code"] == "MissingParameter", ex.response
-s = c.create_queue(QueueName="py-std")["QueueUrl"]
+s = c.create_queue(QueueName="py-std", tags={"a": "1"})["QueueUrl"]
+def code(f):
+    try:
+        f()
+    except c.exceptions.ClientError as ex:
+        return ex.response["Error"]["Code"]
+    return "no error"
+assert code(lambda: c.create_queue(QueueName="py-std", Attributes={"VisibilityTimeout": "21"})) == "QueueAlreadyExists"
+assert code(lambda: c.create_queue(QueueName="no spaces")) == "InvalidParameterValue"
+assert code(lambda: c.receive_message(QueueUrl=s, MaxNumberOfMessages=11)) == "InvalidParameterValue"
+assert code(lambda: c.set_queue_attributes(QueueUrl=s, Attributes={"VisibilityTimeout": "43201"})) == "InvalidAttributeValue"
+assert code(lambda: c.set_queue_attributes(QueueUrl=s, Attributes={"Nope": "1"})) == "InvalidAttributeName"
+assert code(lambda: c.send_message_batch(QueueUrl=s, Entries=[])) == "AWS.SimpleQueueService.EmptyBatchRequest"
+assert code(lambda: c.send_message_batch(QueueUrl=s, Entries=[{"Id": str(i), "MessageBody": "x"} for i in range(11)])) == "AWS.SimpleQueueService.TooManyEntriesInBatchRequest"
+assert code(lambda: c.send_message_batch(QueueUrl=s, Entries=[{"Id": "a b", "MessageBody": "x"}])) == "AWS.SimpleQueueService.InvalidBatchEntryId"
+assert code(lambda: c.delete_message(QueueUrl=s, ReceiptHandle="x")) == "ReceiptHandleIsInvalid"
+assert code(lambda: c.purge_queue(QueueUrl=s + "-gone")) == "AWS.SimpleQueueService.NonExistentQueue"
+cb = c.change_message_visibility_batch(QueueUrl=s, Entries=[{"Id": "a", "ReceiptHandle": "x", "VisibilityTimeout": 3}])
+assert cb["Failed"][0]["Code"] == "ReceiptHandleIsInvalid", cb
+names = c.list_queues(QueueNamePrefix="py")["QueueUrls"]
+assert sorted(n.rsplit("/", 1)[1] for n in names) == ["py-std", "py.fifo"], names
+page = c.list_queues(MaxResults=1)
+assert len(page["QueueUrls"]) == 1 and "NextToken" in page, page
+c.tag_queue(QueueUrl=s, Tags={"b": "2"})
+c.untag_queue(QueueUrl=s, TagKeys=["a"])
+assert c.list_queue_tags(QueueUrl=s)["Tags"] == {"b": "2"}
+attrs = c.get_queue_attributes(QueueUrl=u, AttributeNames=["All"])["Attributes"]
+assert attrs["FifoQueue"] == "true" and attrs["ContentBasedDeduplication"] == "true", attrs
 def later():
     time.sleep(0.5)
     c.send_message(QueueUrl=s, MessageBody="wake", MessageAttributes={"k": {"DataType": "String", "StringValue": "v"}})
