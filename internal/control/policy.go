@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/store"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Resource-based policies of functions, versions and aliases
@@ -128,7 +130,7 @@ func (s *Service) openAccess(ctx, wctx context.Context) error {
 	if s.access.pol.table, err = store.NewTable[ResourcePolicy](ctx, s.o.Store, "policies"); err != nil {
 		return err
 	}
-	if err := watch(wctx, s.access.pol.table.KV(), s.access.pol.put); err != nil {
+	if err := watch(wctx, s.access.pol.table.KV(), track(&s.access.applied[0], s.access.pol.put)); err != nil {
 		return err
 	}
 	if s.access.layerPol, err = store.NewTable[LayerPolicy](ctx, s.o.Store, "layerpolicies"); err != nil {
@@ -142,6 +144,37 @@ type accessState struct {
 	pol      *policyState
 	layerPol *store.Table[LayerPolicy]
 	urls     *urlState
+	// applied: the newest revision the policies and functionurls watches
+	// have put into memory (Sync).
+	applied [2]appliedRev
+}
+
+// syncAccess is Sync for resource policies and function URLs: a grant or
+// URL acknowledged on one host is in every host's memory before the write
+// is answered.
+func (s *Service) syncAccess(ctx context.Context) error {
+	if s.access == nil {
+		return nil
+	}
+	for i, kv := range []jetstream.KeyValue{s.access.pol.table.KV(), s.access.urls.table.KV()} {
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
+		}
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok {
+			continue
+		}
+		last := bs.StreamInfo().State.LastSeq
+		for s.access.applied[i].rev.Load() < last {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("records of bucket %s not caught up (at %d of %d): %w", kv.Bucket(), s.access.applied[i].rev.Load(), last, ctx.Err())
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	return nil
 }
 
 // policyTarget resolves the function (and qualifier) a permission call

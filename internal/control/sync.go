@@ -50,7 +50,7 @@ func (s *Service) Sync(ctx context.Context) error {
 			}
 		}
 	}
-	return nil
+	return s.syncAccess(ctx) // resource policies, function URLs (policy.go)
 }
 
 // Latest is every function's $LATEST configuration, from memory (no

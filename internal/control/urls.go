@@ -104,7 +104,7 @@ func (s *Service) openURLs(ctx, wctx context.Context) error {
 	if s.access.urls.table, err = store.NewTable[FunctionURL](ctx, s.o.Store, "functionurls"); err != nil {
 		return err
 	}
-	return watch(wctx, s.access.urls.table.KV(), s.access.urls.put)
+	return watch(wctx, s.access.urls.table.KV(), track(&s.access.applied[1], s.access.urls.put))
 }
 
 func newURLID() string {
