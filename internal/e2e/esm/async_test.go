@@ -20,10 +20,10 @@ func TestAsync(t *testing.T) {
 	t.Parallel()
 	e := harness.Start(t)
 	role := sqsRole(t, e)
-	t.Run("EventInvokeConfigOperations", func(t *testing.T) { t.Parallel(); eventInvokeOps(t, e, role) })
-	t.Run("Destinations", func(t *testing.T) { t.Parallel(); destinationsScenario(t, e, role) })
-	t.Run("DeadLetterConfig", func(t *testing.T) { t.Parallel(); deadLetterScenario(t, e, role) })
-	t.Run("EventAge", func(t *testing.T) { t.Parallel(); eventAgeScenario(t, e, role) })
+	t.Run("EventInvokeConfigOperations", func(t *testing.T) { t.Parallel(); eventInvokeOps(t, for_(t, e), role) })
+	t.Run("Destinations", func(t *testing.T) { t.Parallel(); destinationsScenario(t, for_(t, e), role) })
+	t.Run("DeadLetterConfig", func(t *testing.T) { t.Parallel(); deadLetterScenario(t, for_(t, e), role) })
+	t.Run("EventAge", func(t *testing.T) { t.Parallel(); eventAgeScenario(t, for_(t, e), role) })
 }
 
 const okFn = `

@@ -21,11 +21,13 @@ func TestSQS(t *testing.T) {
 	t.Parallel()
 	e := harness.Start(t)
 	role := sqsRole(t, e)
-	t.Run("MappingOperations", func(t *testing.T) { t.Parallel(); mappingOperations(t, e, role) })
-	t.Run("ThousandExactlyOnce", func(t *testing.T) { t.Parallel(); thousandExactlyOnce(t, e, role) })
-	t.Run("PartialBatchFailures", func(t *testing.T) { t.Parallel(); partialBatchFailures(t, e, role) })
-	t.Run("Filters", func(t *testing.T) { t.Parallel(); filters(t, e, role) })
-	t.Run("FailingMessageToDLQ", func(t *testing.T) { t.Parallel(); failingToDLQ(t, e, role) })
+	t.Run("MappingOperations", func(t *testing.T) { t.Parallel(); mappingOperations(t, for_(t, e), role) })
+	t.Run("ThousandExactlyOnce", func(t *testing.T) { t.Parallel(); thousandExactlyOnce(t, for_(t, e), role) })
+	t.Run("PartialBatchFailures", func(t *testing.T) { t.Parallel(); partialBatchFailures(t, for_(t, e), role) })
+	t.Run("Filters", func(t *testing.T) { t.Parallel(); filters(t, for_(t, e), role) })
+	t.Run("FailingMessageToDLQ", func(t *testing.T) { t.Parallel(); failingToDLQ(t, for_(t, e), role) })
+	t.Run("CLIExample", func(t *testing.T) { t.Parallel(); cliExample(t, for_(t, e)) })
+	t.Run("Boto3", func(t *testing.T) { t.Parallel(); boto3Example(t, for_(t, e), role) })
 }
 
 func mappingOperations(t *testing.T, e *harness.Env, role string) {

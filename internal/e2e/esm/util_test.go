@@ -155,3 +155,11 @@ func errCode(err error) string {
 	}
 	return fmt.Sprint(err)
 }
+
+// for_ is e with t as its test, for a subtest's helpers (the harness
+// fails e.T, which must be the running test).
+func for_(t *testing.T, e *harness.Env) *harness.Env {
+	c := *e
+	c.T = t
+	return &c
+}
