@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -385,4 +386,21 @@ func (s *Server) buildPlacement(cfg Config) {
 	s.cluster.place = placement.New(placement.Options{
 		Members: s.cluster.members, Conn: s.st.Conn(), Control: s.ctl, Capacity: cfg.HostCapacity, Logger: s.log,
 	})
+}
+
+// ensureFirst is Accounts.EnsureFirst, tried again for a while on a
+// cluster: hosts started together race to create the first account, and
+// a loser may read a replica that has not seen the winner's record yet.
+func ensureFirst(ctx context.Context, a *auth.Accounts, clustered bool) (*auth.Account, bool, error) {
+	for attempt := 0; ; attempt++ {
+		acct, created, err := a.EnsureFirst(ctx)
+		if err == nil || !clustered || !errors.Is(err, store.ErrNotFound) || attempt >= 40 {
+			return acct, created, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }

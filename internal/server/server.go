@@ -145,7 +145,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if s.accounts, err = auth.NewAccounts(ctx, s.st); err != nil {
 		return nil, err
 	}
-	acct, created, err := s.accounts.EnsureFirst(ctx)
+	acct, created, err := ensureFirst(ctx, s.accounts, cfg.Clustered)
 	if err != nil {
 		return nil, err
 	}

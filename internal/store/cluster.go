@@ -188,33 +188,21 @@ func (r replicated) CreateKeyValue(ctx context.Context, c jetstream.KeyValueConf
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, c) })
-	if err != nil {
-		return nil, err
-	}
-	return r.leaderReads(ctx, kv)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, c) })
 }
 
 func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateOrUpdateKeyValue(ctx, c) })
-	if err != nil {
-		return nil, err
-	}
-	return r.leaderReads(ctx, kv)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateOrUpdateKeyValue(ctx, c) })
 }
 
 func (r replicated) UpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	kv, err := retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, c) })
-	if err != nil {
-		return nil, err
-	}
-	return r.leaderReads(ctx, kv)
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, c) })
 }
 
 func (r replicated) CreateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
@@ -261,25 +249,4 @@ func transient(err error) bool {
 		return apiErr.ErrorCode == 10008 || apiErr.Code == 503
 	}
 	return false
-}
-
-// leaderReads makes a replicated bucket's reads go to its stream leader:
-// JetStream lets any replica answer a key-value get ("direct get"), and a
-// follower that is behind answers with an older value or none (a host
-// that lost the race to create a record then could not read the winner's).
-// A get through the leader sees every acknowledged write.
-func (r replicated) leaderReads(ctx context.Context, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
-	name := "KV_" + kv.Bucket()
-	st, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return r.JetStream.Stream(ctx, name) })
-	if err != nil {
-		return nil, fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.AllowDirect {
-		cfg.AllowDirect = false
-		if _, err := retry(ctx, func(ctx context.Context) (jetstream.Stream, error) { return r.JetStream.UpdateStream(ctx, cfg) }); err != nil {
-			return nil, fmt.Errorf("bucket %s: read through its leader: %w", kv.Bucket(), err)
-		}
-	}
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.KeyValue(ctx, kv.Bucket()) })
 }
