@@ -71,9 +71,6 @@ func BuildFor(ds *vpc.DesiredState, v *View) []netdev.VPCSpec {
 			}
 			if pv != nil {
 				here, via := pv.homeOf(di.ID)
-				if di.Type == vpc.InterfaceTypeLambda {
-					here, via = pv.lambdaHome(di.ID)
-				}
 				if !here && (di.Type != vpc.InterfaceTypeLambda || !via.IsValid()) {
 					continue // built on its home (or, with its home dead, nowhere until re-homed)
 				}
@@ -81,7 +78,7 @@ func BuildFor(ds *vpc.DesiredState, v *View) []netdev.VPCSpec {
 			if di.Type == vpc.InterfaceTypeLambda {
 				ls := netdev.LambdaSpec{ID: di.ID, Addr: di.Address, SubnetID: di.SubnetID}
 				if pv != nil {
-					_, ls.Home = pv.lambdaHome(di.ID)
+					_, ls.Home = pv.homeOf(di.ID)
 				}
 				for _, g := range di.GroupIDs {
 					ls.Groups = append(ls.Groups, groupKey(g))

@@ -53,7 +53,6 @@ type Reconciler struct {
 	repair chan struct{} // a repair pass now (a namespace of ours went)
 
 	applyMu sync.Mutex
-	known   map[string]Host // hosts seen alive (View.Known); under applyMu
 	cancel  context.CancelFunc
 	done    chan struct{}
 }
@@ -226,7 +225,7 @@ func (r *Reconciler) sync(ctx context.Context, desired func(context.Context) (*v
 		if force {
 			r.vpcs.Invalidate()
 		}
-		err = r.vpcs.Apply(ctx, BuildFor(ds, r.view()))
+		err = r.vpcs.Apply(ctx, BuildFor(ds, ViewOf(r.cfg.Hosts)))
 	}
 	r.mu.Lock()
 	r.lastErr = err
@@ -237,23 +236,6 @@ func (r *Reconciler) sync(ctx context.Context, desired func(context.Context) (*v
 		return fmt.Errorf("datapath: %w", err)
 	}
 	return nil
-}
-
-// view is the membership now, with the hosts seen alive before. Caller
-// holds applyMu.
-func (r *Reconciler) view() *View {
-	v := ViewOf(r.cfg.Hosts)
-	if v == nil {
-		return nil
-	}
-	if r.known == nil {
-		r.known = map[string]Host{}
-	}
-	for id, h := range v.Live {
-		r.known[id] = h
-	}
-	v.Known = r.known
-	return v
 }
 
 // ErrInterfaceNotBuilt is returned by WaitInterface when the context ends

@@ -49,17 +49,21 @@ type Hosts interface {
 	Live() []Host
 	// Subscribe signals changes of the live set.
 	Subscribe() (<-chan struct{}, func())
+	// HomeOf is the live host a key goes to (rendezvous): where the
+	// leader will move an interface whose home died.
+	HomeOf(key string) string
 }
 
 // View is one moment of the membership: this host and the live ones.
-// Known adds hosts seen alive before (a dead host's underlay address): a
-// Hyperplane ENI homed on a host that just died keeps its mark and its
-// route (a blackhole meanwhile) until the leader re-homes it, so the
-// environments attached to it here stay attached.
+// HomeOf places an interface whose recorded home is not alive (dead, or
+// none yet): every host computes the same live host the leader will
+// record, so the datapath converges as soon as the membership changes,
+// without waiting for the leader's writes (which a store that lost its
+// leader with the dead host delays by seconds).
 type View struct {
-	Self  string
-	Live  map[string]Host
-	Known map[string]Host
+	Self   string
+	Live   map[string]Host
+	HomeOf func(key string) string
 }
 
 // ViewOf reads a View from h (nil for nil).
@@ -67,7 +71,7 @@ func ViewOf(h Hosts) *View {
 	if h == nil {
 		return nil
 	}
-	v := &View{Self: h.Self().ID, Live: map[string]Host{}}
+	v := &View{Self: h.Self().ID, Live: map[string]Host{}, HomeOf: h.HomeOf}
 	for _, x := range h.Live() {
 		v.Live[x.ID] = x
 	}
@@ -87,7 +91,11 @@ type peerView struct {
 func newPeerView(v *View, dv *vpc.DesiredVPC) *peerView {
 	p := &peerView{v: v, dv: dv, homes: map[string]string{}}
 	for _, di := range dv.Interfaces {
-		p.homes[di.ID] = di.Home
+		h := di.Home
+		if _, ok := v.Live[h]; (!ok || h == "") && v.HomeOf != nil {
+			h = v.HomeOf(di.ID)
+		}
+		p.homes[di.ID] = h
 		if di.Type == vpc.InterfaceTypeLambda {
 			p.lambdas = true
 		}
@@ -103,8 +111,8 @@ func (p *peerView) builds(id string) bool {
 	if p.lambdas {
 		return true
 	}
-	for _, di := range p.dv.Interfaces {
-		if di.Home == id {
+	for _, h := range p.homes {
+		if h == id {
 			return true
 		}
 	}
@@ -130,7 +138,7 @@ func (p *peerView) tunnel() netdev.TunnelSpec {
 		}
 		peer := netdev.TunnelPeer{Underlay: h.Underlay}
 		for _, di := range p.dv.Interfaces {
-			if di.Home == id && di.Address.Is4() {
+			if p.homes[di.ID] == id && di.Address.Is4() {
 				peer.Routes = append(peer.Routes, netip.PrefixFrom(di.Address, 32))
 			}
 		}
@@ -157,18 +165,6 @@ func (p *peerView) homeOf(id string) (bool, netip.Addr) {
 	return false, netip.Addr{}
 }
 
-// lambdaHome is homeOf for a Hyperplane ENI: a dead home it knew still
-// counts (see View.Known).
-func (p *peerView) lambdaHome(id string) (bool, netip.Addr) {
-	here, via := p.homeOf(id)
-	if here || via.IsValid() {
-		return here, via
-	}
-	if x, ok := p.v.Known[p.homes[id]]; ok && p.homes[id] != "" && p.homes[id] != p.v.Self {
-		return false, x.Underlay
-	}
-	return false, netip.Addr{}
-}
 
 func (v *View) String() string {
 	if v == nil {

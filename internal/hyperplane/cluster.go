@@ -78,8 +78,10 @@ func (m *Manager) lockCluster(ctx context.Context, key string) (func(), error) {
 		return func() {}, nil
 	}
 	name := lockName(key)
-	deadline := time.Now().Add(m.cfg.BuildTimeout + LockTTL)
+	start := time.Now()
+	deadline := start.Add(m.cfg.BuildTimeout + LockTTL)
 	delay := 2 * time.Millisecond
+	logged := false
 	for {
 		l := &keyLock{Key: key, Host: m.cfg.HostID, Until: time.Now().Add(LockTTL)}
 		rev, err := m.locks.Create(ctx, name, l)
@@ -111,6 +113,14 @@ func (m *Manager) lockCluster(ctx context.Context, key string) (func(), error) {
 		}
 		if time.Now().After(deadline) {
 			return nil, newErr(ReasonInternalError, nil, "The cluster lock of %s is held by another host for too long. Retry.", key)
+		}
+		if !logged && time.Since(start) > 2*time.Second {
+			logged = true
+			holder := "?"
+			if cur, _, err := m.locks.Get(ctx, name); err == nil {
+				holder = cur.Host + " until " + cur.Until.Format(time.RFC3339)
+			}
+			m.log.Warn("waiting for an ENI key's cluster lock", "key", key, "holder", holder, "waited", time.Since(start).Round(time.Millisecond))
 		}
 		t := time.NewTimer(delay)
 		select {

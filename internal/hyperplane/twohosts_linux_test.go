@@ -63,6 +63,14 @@ func (h *fakeHosts) setAlive(id string, up bool) {
 	}
 }
 
+// HomeOf is the first live host by id (a stand-in for rendezvous).
+func (h *fakeHosts) HomeOf(string) string {
+	for _, x := range h.Live() {
+		return x.ID
+	}
+	return ""
+}
+
 func (h *fakeHosts) isAlive(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -391,10 +399,14 @@ func TestTwoHosts(t *testing.T) {
 	ha.hp.Close()
 	ha.rec.Stop()
 	hb.hosts.setAlive("ha", false)
-	// Until the leader acts, hb keeps the dead home's ENIs as marks (its
-	// environments stay attached; their traffic has nowhere to go).
+	// hb builds what was homed on ha as soon as it sees ha dead (where the
+	// leader will record it), before the leader's writes: the environment
+	// attached before the failover reaches the instance again as it is.
 	if err := hb.rec.Sync(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if got := eventually(wantA, func() string { return tcp(warm["hb"].Path, "10.0.1.10:7000") }); got != wantA {
+		t.Errorf("after failover, before the leader's writes, the env on hb attached before: %q, want %q", got, wantA)
 	}
 	moved, err := hb.m.RehomeInterfaces(ctx, hb.hosts.isAlive, func(string) string { return "hb" })
 	if err != nil {
@@ -412,7 +424,6 @@ func TestTwoHosts(t *testing.T) {
 	if err != nil || n.Home != "hb" || n.PrivateIP != eA[0].Addr.String() {
 		t.Fatalf("re-homed ENI: %+v %v", n, err)
 	}
-	// The environment attached before the failover works again as it is.
 	if got := eventually(wantA, func() string { return tcp(warm["hb"].Path, "10.0.1.10:7000") }); got != wantA {
 		t.Errorf("after failover, the env on hb attached before: %q, want %q", got, wantA)
 	}
