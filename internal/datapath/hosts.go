@@ -165,7 +165,6 @@ func (p *peerView) homeOf(id string) (bool, netip.Addr) {
 	return false, netip.Addr{}
 }
 
-
 func (v *View) String() string {
 	if v == nil {
 		return "single host"
