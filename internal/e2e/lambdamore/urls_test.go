@@ -21,6 +21,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
@@ -365,4 +366,47 @@ func BenchmarkFunctionURLOverhead(b *testing.B) {
 	b.ReportMetric(float64(pi.Microseconds()), "invoke-p50-µs")
 	b.ReportMetric(float64(pu.Microseconds()), "url-p50-µs")
 	b.Logf("%d requests each: Invoke p50 %v, function URL p50 %v (overhead %v)", n, pi, pu, pu-pi)
+}
+
+// TestFunctionURLIAMUser: an IAM user of the owner account may call an
+// AWS_IAM URL only once its policies allow lambda:InvokeFunctionUrl on that
+// function (a policy for another function does not help).
+func TestFunctionURLIAMUser(t *testing.T) {
+	t.Parallel()
+	e := harness.Start(t)
+	ctx := context.Background()
+	a := e.Srv.Account.ID
+	e.CreateProbe("guarded")
+	u, err := e.Lambda.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("guarded"), AuthType: types.FunctionUrlAuthTypeAwsIam})
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := e.Srv.Account.Keys[0]
+	im := iamFor(e, root.ID, root.Secret)
+	if _, err := im.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("web")}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := im.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, sec := aws.ToString(key.AccessKey.AccessKeyId), aws.ToString(key.AccessKey.SecretAccessKey)
+	if st, _ := signedGet(t, aws.ToString(u.FunctionUrl), kid, sec); st != 403 {
+		t.Fatalf("IAM user without a policy: %d", st)
+	}
+	put := func(resource string) {
+		doc := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"lambda:InvokeFunctionUrl","Resource":"` + resource + `",
+			"Condition":{"StringEquals":{"lambda:FunctionUrlAuthType":"AWS_IAM"}}}]}`
+		if _, err := im.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String("web"), PolicyName: aws.String("url"), PolicyDocument: aws.String(doc)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("arn:aws:lambda:us-east-1:" + a + ":function:other")
+	if st, _ := signedGet(t, aws.ToString(u.FunctionUrl), kid, sec); st != 403 {
+		t.Fatalf("IAM user allowed another function: %d", st)
+	}
+	put("arn:aws:lambda:us-east-1:" + a + ":function:guarded")
+	if st, body := signedGet(t, aws.ToString(u.FunctionUrl), kid, sec); st != 200 || !strings.Contains(body, `"arn"`) {
+		t.Fatalf("IAM user allowed: %d %s", st, body)
+	}
 }
