@@ -35,7 +35,7 @@ type clusterParts struct {
 
 // storeOptions are the store's options for cfg.
 func storeOptions(cfg Config) store.Options {
-	o := store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, AcceptDataLoss: cfg.AcceptDataLoss, Replicas: cfg.StoreReplicas}
+	o := store.Options{DataDir: cfg.DataDir, URL: cfg.NATSURL, AcceptDataLoss: cfg.AcceptDataLoss, Replicas: cfg.StoreReplicas, SyncInterval: cfg.StoreSyncInterval}
 	if cfg.Clustered && cfg.ClusterListen != "" {
 		o.Cluster = store.ClusterOptions{ServerName: "lp-" + cfg.HostID, Listen: cfg.ClusterListen, Peers: cfg.ClusterPeers, ClientListen: cfg.ClusterClientListen}
 	}

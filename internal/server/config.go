@@ -60,6 +60,12 @@ type Config struct {
 	// (logging what was lost) instead of refusing to start.
 	AcceptDataLoss bool
 
+	// StoreSyncInterval, when positive, lets the embedded store sync to
+	// disk in the background this often instead of before every
+	// acknowledgement (store.Options.SyncInterval): for benchmarks that
+	// measure what the syncs cost; 0, the default, syncs every write.
+	StoreSyncInterval time.Duration
+
 	// Logs: what is kept of each function and account (zero fields:
 	// logs.DefaultFunctionBytes, DefaultAccountBytes, DefaultFunctionMsgs),
 	// and each environment's output rate (zero fields: logs.DefaultRateBytes,
