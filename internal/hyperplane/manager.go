@@ -427,6 +427,7 @@ func (m *Manager) Ensure(ctx context.Context, account, user string, subnetIDs []
 	}
 	out := make([]*ENI, 0, len(ts))
 	for _, t := range ts {
+		m.log.Info("ensuring the ENI of a key", "key", t.key, "user", user)
 		e, err := m.ensureOne(ctx, account, user, t)
 		if err != nil {
 			return nil, err
