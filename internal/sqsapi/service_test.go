@@ -88,4 +88,3 @@ func TestPickMessageAttributes(t *testing.T) {
 		t.Fatalf("none asked: %v", got)
 	}
 }
-
