@@ -188,4 +188,14 @@ func TestFifo(t *testing.T) {
 	if err != nil || len(m) != 2 || m[0].Body != "m1" || m[1].Body != "m2" {
 		t.Fatalf("rest: %v %+v", err, m)
 	}
+	// A long poll on a FIFO queue wakes on a send to a free group.
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		_, _ = q.Send(context.Background(), rec.ARN(), SendInput{Body: "other", GroupID: "h"})
+	}()
+	t0 := time.Now()
+	m, err = q.Receive(ctx, rec.ARN(), 10, -1, 10*time.Second)
+	if err != nil || len(m) != 1 || m[0].Body != "other" || time.Since(t0) > 8*time.Second {
+		t.Fatalf("fifo long poll: %v %+v after %v", err, m, time.Since(t0))
+	}
 }
