@@ -11,8 +11,8 @@ import (
 // The platform endpoint: functions call the platform's own API (Lambda,
 // STS, ...) at an address of the service network. It lives in a namespace
 // of its own, <prefix>-api, plumbed like an environment (a veth "api0" in
-// the service router, the first address of the service CIDR on its eth0,
-// default route via GatewayAddr); the server serves its API there on
+// the service router, APIAddr on its eth0, default route via
+// GatewayAddr); the server serves its API there on
 // APIPort (ListenAPI). The service router forwards to it only TCP to that
 // port (nft), and the namespace holds nothing but that listener: nothing
 // else of the host is reachable through it.
@@ -22,6 +22,16 @@ import (
 // its VPC by policy routing, so it reaches the endpoint only the way it
 // reaches anything outside its VPC: through a NAT gateway and the VPC's
 // internet gateway, whose link is in the service router's main table.
+// The address is outside the service CIDR (which VPC routers route back
+// over their hyperplane link) and outside any VPC (link-local), so a VPC
+// routes it like an internet address.
+var (
+	// APIAddr is the platform endpoint's address.
+	APIAddr = netip.MustParseAddr("169.254.100.1")
+	// apiAddrAlt is used when the uplink net holds APIAddr.
+	apiAddrAlt = netip.MustParseAddr("169.254.101.1")
+)
+
 const (
 	apiLinkName = "api0"
 	// APIPort is the platform endpoint's TCP port.

@@ -33,8 +33,7 @@ type Router struct {
 	cfg  Config
 	log  *slog.Logger
 	ipam *ipam
-	// apiAddr is the platform endpoint's address (apiendpoint_linux.go),
-	// the first of the service CIDR, never an environment's.
+	// apiAddr is the platform endpoint's address (apiendpoint_linux.go).
 	apiAddr netip.Addr
 
 	// kmu orders kernel work: Setup and Close hold it exclusively, building
@@ -80,8 +79,10 @@ func NewRouter(cfg Config) (*Router, error) {
 		return nil, err
 	}
 	ip := newIPAM(c.ServiceCIDR)
-	apiAddr := ip.first
-	ip.reserve(apiAddr)
+	apiAddr := APIAddr
+	if c.UplinkNet.Contains(apiAddr) {
+		apiAddr = apiAddrAlt
+	}
 	return &Router{
 		cfg:     c,
 		log:     c.Logger.With("component", "netdev", "prefix", c.Prefix),

@@ -166,7 +166,10 @@ func subnetTables(subs []SubnetSpec) map[string]int {
 // an internet gateway): each base chain costs every packet the router
 // forwards, and a NAT chain every new connection.
 func nftTable(prefix string, s VPCSpec) nft.VPCTable {
-	t := nft.VPCTable{Name: prefix, IGWLink: IGWLinkName, IGW: s.InternetGateway, Groups: s.Groups}
+	t := nft.VPCTable{Name: prefix, IGWLink: IGWLinkName, IGW: s.InternetGateway, Groups: s.Groups,
+		// The platform endpoint is reached through the internet gateway
+		// (apiendpoint_linux.go), as anything outside the VPC.
+		IGWBlock: nft.ExcludeAddrs(nft.DefaultEgressBlock(), APIAddr, apiAddrAlt)}
 	if len(s.Lambdas) > 0 {
 		t.HPLink = HPLinkName
 	}
