@@ -215,7 +215,7 @@ func TestCrashWithMappings(t *testing.T) {
 	// Send until the kill: every acknowledged message must be delivered.
 	acked := map[string]bool{}
 	killAt := time.Now().Add(1500 * time.Millisecond)
-	for i := 0; i < 60 && time.Now().Before(killAt.Add(time.Second)); i++ {
+	for i := 0; i < 300 && time.Now().Before(killAt.Add(time.Second)); i++ {
 		if time.Now().After(killAt) && p.cmd.ProcessState == nil {
 			p.kill()
 		}
