@@ -7,6 +7,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/lambdaops"
 )
 
 // urlTimeFormat is how Lambda writes function URL timestamps.
@@ -36,14 +37,14 @@ func (h *Handler) addAccessOps(urlPort func() int) {
 		}
 		c.noContent()
 	})
-	h.handle("GetPolicy", h.crossAccount("lambda:GetPolicy", func(c *call) {
+	h.handleCross("GetPolicy", func(c *call) {
 		doc, rev, err := h.ctl.GetPolicy(c.ctx, c.id.AccountID, c.region(), c.param("FunctionName"), c.r.URL.Query().Get("Qualifier"))
 		if err != nil {
 			c.fail(err)
 			return
 		}
 		c.json(200, map[string]string{"Policy": doc, "RevisionId": rev})
-	}))
+	})
 	h.handle("GetResourcePolicy", func(c *call) {
 		doc, rev, err := h.ctl.GetResourcePolicy(c.ctx, c.id.AccountID, c.region(), c.param("ResourceArn"))
 		if err != nil {
@@ -164,15 +165,11 @@ func (h *Handler) addAccessOps(urlPort func() int) {
 
 	// Another account's function, by ARN, as its resource policy allows.
 	for _, op := range []string{"Invoke", "GetFunction", "GetFunctionConfiguration"} {
-		action := "lambda:" + op
-		if op == "Invoke" {
-			action = "lambda:InvokeFunction"
-		}
 		if f := h.ops[op]; f != nil {
-			h.handle(op, h.crossAccount(action, f))
+			h.handleCross(op, f)
 		}
 	}
-	h.handle("InvokeWithResponseStream", h.crossAccount("lambda:InvokeFunction", h.invokeStream))
+	h.handleCross("InvokeWithResponseStream", h.invokeStream)
 }
 
 // FunctionURL is the address of a function URL: http://ID.lambda-url.REGION.localhost:PORT/.
@@ -231,6 +228,14 @@ func callerARN(id auth.Identity) string {
 // function's resource policy grants the caller action (an IAM caller's
 // own policies were checked by the front against the same ARN). Calls on
 // the caller's own functions pass through.
+// handleCross registers an operation that may name another account's
+// function by ARN: its resource policy decides (crossAccount). Every other
+// operation naming another account's function is refused (ServeAWS).
+func (h *Handler) handleCross(op string, f func(*call)) {
+	h.cross[op] = true
+	h.handle(op, h.crossAccount(lambdaops.Action(op), f))
+}
+
 func (h *Handler) crossAccount(action string, f func(*call)) func(*call) {
 	return func(c *call) {
 		r, err := control.ParseRef(c.param("FunctionName"))
@@ -243,13 +248,35 @@ func (h *Handler) crossAccount(action string, f func(*call)) func(*call) {
 			q = r.Qualifier
 		}
 		if !h.ctl.PolicyAllows(r.AccountID, c.region(), r.Name, q, CallerOf(c.id), action, nil) {
-			res := control.QualifiedARN(c.region(), r.AccountID, r.Name, q)
-			c.fail(&control.Error{Code: "AccessDeniedException", Status: http.StatusForbidden,
-				Message: fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action", callerARN(c.id), action, res, action)})
+			c.fail(noPolicyAllows(c.id, action, control.QualifiedARN(c.region(), r.AccountID, r.Name, q)))
 			return
 		}
 		c2 := *c
 		c2.id.AccountID = r.AccountID
 		f(&c2)
 	}
+}
+
+// noPolicyAllows is Lambda's refusal of another account's resource.
+func noPolicyAllows(id auth.Identity, action, resource string) error {
+	return &control.Error{Code: "AccessDeniedException", Status: http.StatusForbidden,
+		Message: fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action", callerARN(id), action, resource, action)}
+}
+
+// foreignFunction reports an operation naming another account's function
+// by ARN where no resource policy can grant it: the refusal, or nil.
+func (h *Handler) foreignFunction(c *call) error {
+	fn := c.param("FunctionName")
+	if fn == "" || h.cross[c.op.Name] {
+		return nil
+	}
+	r, err := control.ParseRef(fn)
+	if err != nil || r.AccountID == "" || r.AccountID == c.id.AccountID {
+		return nil
+	}
+	q := c.r.URL.Query().Get("Qualifier")
+	if q == "" {
+		q = r.Qualifier
+	}
+	return noPolicyAllows(c.id, lambdaops.Action(c.op.Name), control.QualifiedARN(c.region(), r.AccountID, r.Name, q))
 }

@@ -29,9 +29,10 @@ type Handler struct {
 	logs  *logs.Store
 	log   *slog.Logger
 	ops   map[string]func(*call) // operation name → handler
+	cross map[string]bool        // operations another account may call by ARN (access.go)
 	// codeURLs signs Code.Location / Content.Location (codeurl.go).
 	codeURLs *codeurl.Signer
-	esm   *esm.Service
+	esm      *esm.Service
 	// urlPort is the function URL listener's port (access.go).
 	urlPort func() int
 	// eventInvoke: function event invoke configs.
@@ -46,7 +47,7 @@ type Deps struct {
 	Log       *slog.Logger
 	// CodeURLs signs the download URLs of code packages (nil: none).
 	CodeURLs *codeurl.Signer
-	ESM       *esm.Service // event source mappings
+	ESM      *esm.Service // event source mappings
 	// URLPort returns the function URL listener's port (0: none).
 	URLPort func() int
 	// EventInvoke stores the function event invoke configs.
@@ -55,7 +56,7 @@ type Deps struct {
 
 // New builds the Lambda service.
 func New(d Deps) *Handler {
-	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, esm: d.ESM, eventInvoke: d.EventInvoke}
+	h := &Handler{ctl: d.Control, sched: d.Scheduler, logs: d.Logs, log: d.Log, ops: map[string]func(*call){}, cross: map[string]bool{}, esm: d.ESM, eventInvoke: d.EventInvoke}
 	h.addCoreOps()
 	h.addTagOps()
 	h.codeURLs = d.CodeURLs
@@ -153,6 +154,10 @@ func (h *Handler) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 		return
 	}
 	c.op, c.params = rt, params
+	if err := h.foreignFunction(c); err != nil {
+		c.fail(err)
+		return
+	}
 	f := h.ops[rt.Name]
 	if f == nil {
 		c.fail(&control.Error{Code: "UnknownOperationException", Status: 404, Message: fmt.Sprintf("lambdaplane does not serve the Lambda operation %s (%s %s)", rt.Name, r.Method, r.URL.Path)})
@@ -240,6 +245,7 @@ func (h *Handler) function(c *call, name string, rest []string) {
 				_ = h.logs.Purge(c.ctx, c.id.AccountID, r.Name)
 			}
 		}
+		h.forgetEventInvokeConfigs(c, name, q.Get("Qualifier"))
 		c.noContent()
 	case len(rest) == 1 && rest[0] == "configuration" && m == http.MethodGet:
 		cfg, _, err := h.ctl.GetFunction(c.ctx, c.id.AccountID, c.region(), name, q.Get("Qualifier"))
