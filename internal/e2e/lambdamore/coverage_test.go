@@ -40,7 +40,7 @@ func TestOperationCoverage(t *testing.T) {
 		"FunctionName": "coverage-fn", "Name": "live", "LayerName": "coverage-layer", "VersionNumber": "1",
 		"UUID": "00000000-0000-0000-0000-000000000000", "ResourceArn": "arn:aws:lambda:us-east-1:" + e.Srv.Account.ID + ":function:coverage-fn",
 		"CodeSigningConfigArn": "arn:aws:lambda:us-east-1:" + e.Srv.Account.ID + ":code-signing-config:csc-00000000000000000",
-		"StatementId": "s1", "Arn": "arn:aws:lambda:us-east-1:" + e.Srv.Account.ID + ":function:coverage-fn",
+		"StatementId":          "s1", "Arn": "arn:aws:lambda:us-east-1:" + e.Srv.Account.ID + ":function:coverage-fn",
 	}
 	model := lambdaops.Model()
 	var served, unserved []string
