@@ -340,10 +340,16 @@ func (s *Configs) lookup(ctx context.Context, acct, fn, qualifier string) *Confi
 	return c
 }
 
-// DeleteFunction removes every config of a deleted function.
-func (s *Configs) DeleteFunction(ctx context.Context, acct, fn string) {
+// Forget removes the configs of a deleted function (qualifier "": every
+// one) or of one deleted version.
+func (s *Configs) Forget(ctx context.Context, acct, fn, qualifier string) {
+	if qualifier != "" {
+		_ = s.table.Delete(ctx, key(acct, fn, qualifier))
+		return
+	}
 	entries, err := s.table.List(ctx, acct+"."+fn+".*")
 	if err != nil {
+		s.o.Logger.Warn("removing a deleted function's event invoke configs failed", "function", fn, "err", err)
 		return
 	}
 	for _, e := range entries {

@@ -105,3 +105,19 @@ func (h *Handler) addEventInvokeOps() {
 func validationError(format string, a ...any) error {
 	return &control.Error{Code: "ValidationException", Status: 400, Message: "1 validation error detected: " + fmt.Sprintf(format, a...)}
 }
+
+// forgetEventInvokeConfigs removes the event invoke configs of a deleted
+// function (every qualifier) or version, as Lambda does.
+func (h *Handler) forgetEventInvokeConfigs(c *call, name, qualifier string) {
+	if h.eventInvoke == nil {
+		return
+	}
+	r, err := control.ParseRef(name)
+	if err != nil {
+		return
+	}
+	if qualifier == "" {
+		qualifier = r.Qualifier
+	}
+	h.eventInvoke.Forget(c.ctx, c.id.AccountID, r.Name, qualifier)
+}

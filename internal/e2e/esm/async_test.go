@@ -154,6 +154,15 @@ func eventInvokeOps(t *testing.T, e *harness.Env, role string) {
 	if _, err := lc.UpdateFunctionEventInvokeConfig(ctx, &lambda.UpdateFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn"), MaximumRetryAttempts: aws.Int32(0)}); errCode(err) != "ResourceNotFoundException" {
 		t.Errorf("update after delete: %v", err)
 	}
+	// A function's configs go with it.
+	put(t, e, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn"), MaximumRetryAttempts: aws.Int32(0)})
+	if _, err := lc.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String("eic-fn")}); err != nil {
+		t.Fatal(err)
+	}
+	createPy(t, e, "eic-fn", role, okFn, 3)
+	if _, err := lc.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn")}); errCode(err) != "ResourceNotFoundException" {
+		t.Errorf("a recreated function has its predecessor's event invoke config: %v", err)
+	}
 }
 
 func destinationsScenario(t *testing.T, e *harness.Env, role string) {
