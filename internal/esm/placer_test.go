@@ -197,11 +197,11 @@ func TestMappingDeliversAndDeletes(t *testing.T) {
 	if m.State != StateCreating || m.BatchSize != 10 {
 		t.Fatalf("created %+v", m)
 	}
-	eventually(t, 5*time.Second, "Enabled", func() bool { g, _ := svc.Get(ctx, "111111111111", m.UUID); return g.State == StateEnabled })
+	eventually(t, 15*time.Second, "Enabled", func() bool { g, _ := svc.Get(ctx, "111111111111", m.UUID); return g.State == StateEnabled })
 	for i := 0; i < 200; i++ {
 		q.send(fmt.Sprintf(`{"i":%d}`, i))
 	}
-	eventually(t, 10*time.Second, "every message processed", func() bool { return q.left() == 0 })
+	eventually(t, 20*time.Second, "every message processed", func() bool { return q.left() == 0 })
 	inv.mu.Lock()
 	for id, n := range inv.seen {
 		if n != 1 {
@@ -235,7 +235,7 @@ func TestMappingDeliversAndDeletes(t *testing.T) {
 	if _, err := svc.Update(ctx, "111111111111", "us-east-1", m.UUID, &UpdateInput{Enabled: ptr(false)}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "Disabled and stopped", func() bool {
+	eventually(t, 15*time.Second, "Disabled and stopped", func() bool {
 		g, _ := svc.Get(ctx, "111111111111", m.UUID)
 		return g.State == StateDisabled && len(p.Running()) == 0
 	})
@@ -247,7 +247,7 @@ func TestMappingDeliversAndDeletes(t *testing.T) {
 	if _, err := svc.Delete(ctx, "111111111111", m.UUID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "deleted", func() bool { _, err := svc.Get(ctx, "111111111111", m.UUID); return err != nil })
+	eventually(t, 15*time.Second, "deleted", func() bool { _, err := svc.Get(ctx, "111111111111", m.UUID); return err != nil })
 }
 
 func TestPartialFailuresAndFilters(t *testing.T) {
@@ -280,7 +280,7 @@ func TestPartialFailuresAndFilters(t *testing.T) {
 	ok := q.send(`{"keep":true}`)
 	fail := q.send(`{"keep":true,"fail":true}`)
 	skip := q.send(`{"keep":false}`)
-	eventually(t, 10*time.Second, "queue drained", func() bool { return q.left() == 0 })
+	eventually(t, 20*time.Second, "queue drained", func() bool { return q.left() == 0 })
 	inv.mu.Lock()
 	defer inv.mu.Unlock()
 	if inv.seen[ok] != 1 || inv.seen[fail] != 2 || inv.seen[skip] != 0 {
@@ -298,7 +298,7 @@ func TestLeaseTakeoverAndRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "h1 polls", func() bool { return len(p1.Running()) == 1 })
+	eventually(t, 15*time.Second, "h1 polls", func() bool { return len(p1.Running()) == 1 })
 	inv2 := &fakeInvoker{seen: map[string]int{}}
 	_, p2 := setup(t, q, inv2, "h2", st)
 	defer p2.Close()
@@ -312,13 +312,13 @@ func TestLeaseTakeoverAndRestart(t *testing.T) {
 	for _, r := range p1.running {
 		r.stop()
 	}
-	eventually(t, LeaseTTL+3*time.Second, "h2 takes over", func() bool { return len(p2.Running()) == 1 })
+	eventually(t, LeaseTTL+10*time.Second, "h2 takes over", func() bool { return len(p2.Running()) == 1 })
 	id := q.send("after")
-	eventually(t, 5*time.Second, "delivered by h2", func() bool { inv2.mu.Lock(); defer inv2.mu.Unlock(); return inv2.seen[id] == 1 })
+	eventually(t, 15*time.Second, "delivered by h2", func() bool { inv2.mu.Lock(); defer inv2.mu.Unlock(); return inv2.seen[id] == 1 })
 	// A graceful close hands over at once.
 	p2.Close()
 	_, p3 := setup(t, q, inv1, "h3", st)
 	defer p3.Close()
-	eventually(t, 2*time.Second, "h3 takes over at once", func() bool { return len(p3.Running()) == 1 })
+	eventually(t, 5*time.Second, "h3 takes over at once", func() bool { return len(p3.Running()) == 1 })
 	_ = m
 }
