@@ -284,7 +284,7 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE="+strconv.Itoa(c.MemorySize),
 		"AWS_LAMBDA_FUNCTION_VERSION="+c.Version,
 		"AWS_LAMBDA_INITIALIZATION_TYPE="+e.initType(),
-		"AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/"+c.FunctionName,
+		"AWS_LAMBDA_LOG_GROUP_NAME="+c.LogGroupName(),
 		"AWS_LAMBDA_LOG_STREAM_NAME="+e.logStream,
 		"AWS_LAMBDA_RUNTIME_API="+RuntimeAPIAddr,
 		"LAMBDA_TASK_ROOT=/var/task",
@@ -294,6 +294,11 @@ func (s *Scheduler) environ(e *env, rt runtimes.Runtime) []string {
 		"HOME=/tmp",
 	)
 	out = append(out, s.credsEnviron(e)...)
+	if l := c.Logging(); l.LogFormat == control.LogFormatJSON {
+		// LoggingConfig JSON: runtimes format their logs as JSON records
+		// and filter them at this level, as the managed runtimes do.
+		out = append(out, "AWS_LAMBDA_LOG_FORMAT=JSON", "AWS_LAMBDA_LOG_LEVEL="+l.ApplicationLogLevel)
+	}
 	if rt.Interpreter != "" {
 		out = append(out, "AWS_EXECUTION_ENV=AWS_Lambda_"+c.Runtime)
 	}

@@ -765,6 +765,12 @@ func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) e
 	if s.o.Logs == nil {
 		return nil
 	}
+	if l := cfg.Logging(); l.LogFormat == control.LogFormatJSON {
+		if rec.Time.IsZero() {
+			rec.Time = time.Now()
+		}
+		rec.Text = logs.FormatJSON(rec.Text, rec.Time, l.ApplicationLogLevel, l.SystemLogLevel)
+	}
 	if r.async {
 		return s.o.Logs.AppendNow(cfg.AccountID, cfg.FunctionName, rec)
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	cwtypes "github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	lambdatypes "github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
 	"github.com/lambdaplane/lambdaplane/internal/logs"
@@ -234,3 +236,71 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// TestLoggingConfigJSON: LoggingConfig on Create/UpdateFunctionConfiguration
+// (returned as set); in JSON format the records are Lambda's JSON shapes
+// (platform.start / platform.report), the function sees
+// AWS_LAMBDA_LOG_FORMAT / AWS_LAMBDA_LOG_LEVEL, and JSON lines below the
+// ApplicationLogLevel are dropped; a custom LogGroup receives the records.
+// A Python and a Node.js function.
+func TestLoggingConfigJSON(t *testing.T) {
+	e := harness.Start(t)
+	ctx := context.Background()
+	cw := cloudwatchlogs.NewFromConfig(e.AWSConfig())
+	py := `
+import json, os
+def handler(event, context):
+    print(json.dumps({"level": "DEBUG", "message": "py-debug"}))
+    print(json.dumps({"level": "ERROR", "message": "py-error"}))
+    return {"format": os.environ.get("AWS_LAMBDA_LOG_FORMAT"), "level": os.environ.get("AWS_LAMBDA_LOG_LEVEL"), "group": os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")}
+`
+	node := `
+exports.handler = async () => {
+  console.info("node-info");
+  console.warn("node-warn");
+  return {format: process.env.AWS_LAMBDA_LOG_FORMAT, level: process.env.AWS_LAMBDA_LOG_LEVEL, group: process.env.AWS_LAMBDA_LOG_GROUP_NAME};
+};
+`
+	e.CreateFunction("jsonpy", "python3.11", "app.handler", harness.Zip(t, map[string]string{"app.py": py}), func(in *lambda.CreateFunctionInput) {
+		in.LoggingConfig = &lambdatypes.LoggingConfig{LogFormat: lambdatypes.LogFormatJson, ApplicationLogLevel: lambdatypes.ApplicationLogLevelWarn}
+	})
+	e.CreateFunction("jsonnode", "nodejs20.x", "index.handler", harness.Zip(t, map[string]string{"index.js": node}))
+	// Node: JSON through UpdateFunctionConfiguration (Debian's awscli 2.9
+	// predates LoggingConfig), to a custom group.
+	if _, err := e.Lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("jsonnode"),
+		LoggingConfig: &lambdatypes.LoggingConfig{LogFormat: lambdatypes.LogFormatJson, ApplicationLogLevel: lambdatypes.ApplicationLogLevelWarn,
+			SystemLogLevel: lambdatypes.SystemLogLevelInfo, LogGroup: aws.String("/custom/node-logs")}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := e.Lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("jsonnode")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := cfg.LoggingConfig; l == nil || l.LogFormat != lambdatypes.LogFormatJson || l.ApplicationLogLevel != "WARN" || l.SystemLogLevel != "INFO" || aws.ToString(l.LogGroup) != "/custom/node-logs" {
+		t.Fatalf("LoggingConfig = %+v", cfg.LoggingConfig)
+	}
+	if _, err := e.Lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("jsonpy"),
+		LoggingConfig: &lambdatypes.LoggingConfig{LogFormat: lambdatypes.LogFormatText, ApplicationLogLevel: lambdatypes.ApplicationLogLevelWarn}}); apiErrCode(err) != "InvalidParameterValueException" {
+		t.Fatalf("ApplicationLogLevel with LogFormat Text: %v", err)
+	}
+	for fn, group := range map[string]string{"jsonpy": "/aws/lambda/jsonpy", "jsonnode": "/custom/node-logs"} {
+		out, _ := e.InvokeJSON(fn, map[string]any{})
+		if out["format"] != "JSON" || out["level"] != "WARN" || out["group"] != group {
+			t.Fatalf("%s sees %v", fn, out)
+		}
+		res, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group)})
+		if err != nil {
+			t.Fatalf("%s: FilterLogEvents %s: %v", fn, group, err)
+		}
+		msgs := strings.Join(messages(res.Events), "\n")
+		if strings.Contains(msgs, "-debug") || strings.Contains(msgs, "-info") || !(strings.Contains(msgs, "py-error") || strings.Contains(msgs, "node-warn")) {
+			t.Fatalf("%s: application records not filtered at WARN:\n%s", fn, msgs)
+		}
+		res, err = cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String(group), FilterPattern: aws.String(`{ $.type = "platform.report" }`)})
+		if err != nil || len(res.Events) != 1 || !strings.Contains(aws.ToString(res.Events[0].Message), `"durationMs"`) {
+			t.Fatalf("%s: platform.report records: %v %q", fn, err, messages(res.Events))
+		}
+	}
+	if _, err := cw.FilterLogEvents(ctx, &cloudwatchlogs.FilterLogEventsInput{LogGroupName: aws.String("/aws/lambda/jsonnode")}); apiErrCode(err) != "ResourceNotFoundException" {
+		t.Fatalf("the default group of a function writing to a custom one: %v", err)
+	}
+}
