@@ -37,6 +37,7 @@ var esmLatencyScenario = Scenario{
 		"The function prints, per record, that time and time.time_ns() at the handler's start; the latency is the difference (one clock: same host). " +
 		"The mapping's poller long-polls the queue (a JetStream pull request), so a message wakes it at once; there is no polling interval. In-process only; bounded in count and time.",
 	Quick: 90 * time.Second, Full: 4 * time.Minute,
+	Plot: plotCDF,
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		if e.Server == nil {
 			r.Skipped = "needs the in-process server (it sends through the queue engine and reads the function's stored log)"

@@ -22,13 +22,14 @@ import (
 var sqsScenario = Scenario{
 	Name: "sqs-throughput", Title: "SQS: SendMessageBatch and ReceiveMessage+DeleteMessageBatch throughput",
 	About: "Raw JetStream first (the floor: asynchronous publishes of 256-byte messages in batches of ten with one acknowledgement wait per batch, each message synced on its own; the same as JetStream atomic batches of ten, one sync each; then fetches of ten from a pull consumer, each acknowledged with a reply), then the same number of 256-byte messages through the SQS JSON protocol with aws-sdk-go-v2 over HTTP with SigV4: 32 clients sending SendMessageBatch of ten, then 32 clients each doing ReceiveMessage (10, long poll 1 s) + DeleteMessageBatch until the queue is empty. Then all of it again on a second in-process server whose store syncs in the background every 2 s instead of before every acknowledgement (not serve's setting: it shows what the syncs cost and what the HTTP, SigV4 and queue paths do without them). In-process only; every loop is bounded in count and time.",
-	Quick: 7 * time.Minute, Full: 25 * time.Minute,
+	Quick: 2 * time.Minute, Full: 25 * time.Minute,
+	Plot: plotCDF,
 	Run: func(ctx context.Context, e *Env, r *Result) error {
 		if e.Server == nil {
 			r.Skipped = "needs the in-process server (the floor reads its store)"
 			return nil
 		}
-		n := pick(e, 10_000, 100_000)
+		n := pick(e, 2_000, 100_000)
 		if err := measureSQS(ctx, e, r, "", n); err != nil {
 			return err
 		}
@@ -39,7 +40,7 @@ var sqsScenario = Scenario{
 		if err != nil {
 			return err
 		}
-		return measureSQS(ctx, ne, r, ", store synced every 2 s", pick(e, 30_000, 200_000))
+		return measureSQS(ctx, ne, r, ", store synced every 2 s", pick(e, 5_000, 200_000))
 	},
 }
 
