@@ -1,6 +1,7 @@
 package logsapi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"fmt"
 	"sort"
@@ -78,15 +79,14 @@ func streamOf(r *logs.Record) string {
 
 // lines splits a record into its events: one per line, each keeping its
 // newline, as Lambda's records arrive in CloudWatch Logs.
-func lines(text []byte, f func(i int, line string) bool) bool {
-	s := string(text)
-	for i := 0; s != ""; i++ {
-		n := strings.IndexByte(s, '\n')
-		var l string
+func lines(text []byte, f func(i int, line []byte) bool) bool {
+	for i := 0; len(text) > 0; i++ {
+		n := bytes.IndexByte(text, '\n')
+		var l []byte
 		if n < 0 {
-			l, s = s, ""
+			l, text = text, nil
 		} else {
-			l, s = s[:n+1], s[n+1:]
+			l, text = text[:n+1], text[n+1:]
 		}
 		if !f(i, l) {
 			return false
@@ -96,9 +96,11 @@ func lines(text []byte, f func(i int, line string) bool) bool {
 }
 
 // scanRange scans a function's events with record time in [start, end]
-// (end zero: no end), from after `after` when set, calling f until it
-// returns false; it reports whether f stopped it.
-func (s *Service) scanRange(c *call, fn string, start, end time.Time, after *evKey, f func(*event) bool) (bool, error) {
+// (end zero: no end), from after `after` when set, calling f for those
+// whose stream keep accepts and whose line match accepts, until f returns
+// false; it reports whether f stopped it. Lines become strings only once
+// accepted.
+func (s *Service) scanRange(c *call, fn string, start, end time.Time, after *evKey, keep func(stream string) bool, match func(line []byte) bool, f func(ev event) bool) (bool, error) {
 	from := logs.ScanFrom{Since: start}
 	if after != nil {
 		from = logs.ScanFrom{Seq: after.seq}
@@ -112,12 +114,18 @@ func (s *Service) scanRange(c *call, fn string, start, end time.Time, after *evK
 			return true
 		}
 		stream := streamOf(&st.Record)
-		return lines(st.Text, func(i int, l string) bool {
-			ev := event{fn: fn, stream: stream, ts: st.Time, ingest: st.Stored, msg: l, key: evKey{st.Seq, st.Index, i}}
-			if after != nil && !after.less(ev.key) {
+		if keep != nil && !keep(stream) {
+			return true
+		}
+		return lines(st.Text, func(i int, l []byte) bool {
+			key := evKey{st.Seq, st.Index, i}
+			if after != nil && !after.less(key) {
 				return true
 			}
-			if !f(&ev) {
+			if match != nil && !match(l) {
+				return true
+			}
+			if !f(event{fn: fn, stream: stream, ts: st.Time, ingest: st.Stored, msg: string(l), key: key}) {
 				stopped = true
 				return false
 			}
@@ -250,17 +258,17 @@ func (s *Service) filterLogEvents(c *call) error {
 			k := tokKey
 			after = &k
 		}
-		stopped, err := s.scanRange(c, f.Name, start, end, after, func(ev *event) bool {
-			if !wantStream(ev.stream) {
-				return true
+		keep := func(stream string) bool {
+			if !wantStream(stream) {
+				return false
 			}
-			if !searched[ev.stream] {
-				searched[ev.stream] = true
-				searchedOrder = append(searchedOrder, ev.stream)
+			if !searched[stream] {
+				searched[stream] = true
+				searchedOrder = append(searchedOrder, stream)
 			}
-			if !pat.Match(ev.msg) {
-				return true
-			}
+			return true
+		}
+		stopped, err := s.scanRange(c, f.Name, start, end, after, keep, pat.MatchBytes, func(ev event) bool {
 			if len(events) == limit || size+len(ev.msg) > maxResponseBytes {
 				return false
 			}
@@ -298,13 +306,10 @@ func (s *Service) streamEvents(c *call, g *groupView, stream string, start, end 
 	var out []event
 	found := false
 	for _, f := range g.Functions {
-		_, err := s.scanRange(c, f.Name, start, time.Time{}, nil, func(ev *event) bool {
-			if ev.stream != stream {
-				return true
-			}
+		_, err := s.scanRange(c, f.Name, start, time.Time{}, nil, func(n string) bool { return n == stream }, nil, func(ev event) bool {
 			found = true
 			if end.IsZero() || !ev.ts.After(end) {
-				out = append(out, *ev)
+				out = append(out, ev)
 			}
 			return true
 		})

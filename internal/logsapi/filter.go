@@ -1,6 +1,7 @@
 package logsapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -127,6 +128,44 @@ func (p *Pattern) Match(msg string) bool {
 	}
 	for _, t := range p.any {
 		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// MatchBytes is Match on a line as bytes (no copy unless a JSON pattern
+// must parse it).
+func (p *Pattern) MatchBytes(msg []byte) bool {
+	if p.empty {
+		return true
+	}
+	if p.json != nil {
+		m := bytes.TrimSpace(msg)
+		if len(m) == 0 || m[0] != '{' {
+			return false
+		}
+		var v any
+		if json.Unmarshal(m, &v) != nil {
+			return false
+		}
+		return p.json.eval(v)
+	}
+	for _, t := range p.all {
+		if !bytes.Contains(msg, []byte(t)) {
+			return false
+		}
+	}
+	for _, t := range p.none {
+		if bytes.Contains(msg, []byte(t)) {
+			return false
+		}
+	}
+	if len(p.any) == 0 {
+		return true
+	}
+	for _, t := range p.any {
+		if bytes.Contains(msg, []byte(t)) {
 			return true
 		}
 	}
