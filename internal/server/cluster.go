@@ -389,12 +389,14 @@ func (s *Server) buildPlacement(cfg Config) {
 }
 
 // ensureFirst is Accounts.EnsureFirst, tried again for a while on a
-// cluster: hosts started together race to create the first account, and
-// a loser may read a replica that has not seen the winner's record yet.
+// cluster: hosts started together race to create the first account, a
+// loser may read a replica that has not seen the winner's record yet, and
+// a cluster that has just formed may time out its first writes.
 func ensureFirst(ctx context.Context, a *auth.Accounts, clustered bool) (*auth.Account, bool, error) {
 	for attempt := 0; ; attempt++ {
 		acct, created, err := a.EnsureFirst(ctx)
-		if err == nil || !clustered || !errors.Is(err, store.ErrNotFound) || attempt >= 40 {
+		transient := errors.Is(err, store.ErrNotFound) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		if err == nil || !clustered || !transient || attempt >= 40 || ctx.Err() != nil {
 			return acct, created, err
 		}
 		select {
