@@ -110,10 +110,9 @@ func TestLogsTailAndFilter(t *testing.T) {
 	if len(ev.Events) != 3 || !strings.HasPrefix(ev.Events[0].Message, "START RequestId:") || ev.Events[1].Message != "alpha ERROR one\n" || !strings.HasPrefix(ev.NextForwardToken, "f/") {
 		t.Fatalf("get-log-events --start-from-head --limit 3: %+v", ev)
 	}
-	first := ev
-	e.MustCLI(&ev, "logs", "get-log-events", "--log-group-name", group, "--log-stream-name", stream, "--next-token", first.NextForwardToken, "--limit", "2")
-	if len(ev.Events) != 2 || !strings.HasPrefix(ev.Events[0].Message, "END RequestId:") || !strings.HasPrefix(ev.Events[1].Message, "REPORT RequestId:") {
-		t.Fatalf("get-log-events with the forward token: %+v", ev)
+	next, err := cw.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(stream), NextToken: aws.String(ev.NextForwardToken), Limit: aws.Int32(2)})
+	if err != nil || len(next.Events) != 2 || !strings.HasPrefix(aws.ToString(next.Events[0].Message), "END RequestId:") || !strings.HasPrefix(aws.ToString(next.Events[1].Message), "REPORT RequestId:") {
+		t.Fatalf("GetLogEvents with the forward token: %v %+v", err, next)
 	}
 	if _, err := cw.GetLogEvents(ctx, &cloudwatchlogs.GetLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String("2020/01/01/[$LATEST]nope")}); apiErrCode(err) != "ResourceNotFoundException" {
 		t.Fatalf("GetLogEvents of a missing stream: %v", err)
@@ -189,11 +188,15 @@ func TestLogsTailAndFilter(t *testing.T) {
 	if got := filter("ancient"); len(got) != 0 {
 		t.Fatalf("a 50-hour-old record with 1-day retention: %q", got)
 	}
-	e.MustCLI(&groups, "logs", "describe-log-groups", "--log-group-name-prefix", group)
-	if _, _, code := e.CLI("logs", "put-retention-policy", "--log-group-name", group, "--retention-in-days", "2"); code == 0 {
-		t.Fatal("retention of 2 days accepted")
+	if dg, err := cw.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{LogGroupNamePrefix: aws.String(group)}); err != nil || len(dg.LogGroups) != 1 || aws.ToInt32(dg.LogGroups[0].RetentionInDays) != 1 {
+		t.Fatalf("DescribeLogGroups after put-retention-policy: %v %+v", err, dg)
 	}
-	e.MustCLI(nil, "logs", "delete-retention-policy", "--log-group-name", group)
+	if _, err := cw.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{LogGroupName: aws.String(group), RetentionInDays: aws.Int32(2)}); apiErrCode(err) != "InvalidParameterException" {
+		t.Fatalf("retention of 2 days: %v", err)
+	}
+	if _, err := cw.DeleteRetentionPolicy(ctx, &cloudwatchlogs.DeleteRetentionPolicyInput{LogGroupName: aws.String(group)}); err != nil {
+		t.Fatal(err)
+	}
 	if got := filter("ancient"); len(got) != 1 {
 		t.Fatalf("old record after the retention policy was deleted: %q", got)
 	}
