@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -282,7 +283,12 @@ func TestCodeFreedOnDelete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return strings.TrimPrefix(aws.ToString(out.Code.Location), "lambdaplane://code/")
+		// Code.Location is the presigned download URL; its key is the code key.
+		u, err := url.Parse(aws.ToString(out.Code.Location))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return u.Query().Get("key")
 	}
 	exists := func(key string) bool {
 		_, err := os.Stat(filepath.Join(e.data, "code", key))
