@@ -297,10 +297,10 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
-	if err := s.triggers.start(ctx, s.st, sc, s.ctl, cfg.HostID, log); err != nil {
+	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, log); err != nil {
 		return nil, err
 	}
-	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, log); err != nil {
+	if err := s.triggers.start(ctx, s.st, sc, s.ctl, cfg.HostID, log); err != nil {
 		return nil, err
 	}
 	if s.cluster != nil {
@@ -441,10 +441,10 @@ func (s *Server) Close() error {
 		if s.cluster != nil && s.cluster.place != nil {
 			s.cluster.place.Close() // forwarded invokes finish first
 		}
+		s.triggers.close() // the pollers invoke through the scheduler
 		if s.provision != nil {
 			s.provision.Close()
 		}
-		s.triggers.close() // the pollers invoke through the scheduler
 		if s.sched != nil {
 			s.sched.Close()
 		}
