@@ -97,6 +97,7 @@ func TestAPIRefusesBeforeBody(t *testing.T) {
 // region and another service's scope are each refused with the service's
 // code, status and message.
 func TestAPISignatureRefusals(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	create := func(name string) []byte {
 		b, _ := json.Marshal(map[string]any{
@@ -211,6 +212,7 @@ func hashOf(b []byte) string {
 // the read timeout (408 RequestTimeoutException, connection closed), and
 // headers that trickle are cut by the read-header timeout.
 func TestAPISlowClientsCut(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.ReadTimeout = time.Second; c.ReadHeaderTimeout = time.Second })
 	addr := strings.TrimPrefix(e.srv.Endpoint, "http://")
 	// One byte every 100 ms: the body would take hours, longer than the
@@ -288,6 +290,7 @@ func seriesOf(mf map[string]*dto.MetricFamily) (int, map[string]bool) {
 // (10,000 unsigned requests with random Actions add no series), and a
 // deleted function's series are gone.
 func TestMetricsListener(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	if e.srv.MetricsEndpoint == "" || e.srv.MetricsEndpoint == e.srv.Endpoint {
 		t.Fatalf("metrics endpoint %q (API %q)", e.srv.MetricsEndpoint, e.srv.Endpoint)
@@ -415,6 +418,7 @@ func TestMetricsListener(t *testing.T) {
 // TestAPILargeUpload: an honest client's 49 MB zip (about 65 MB of JSON
 // once base64-encoded) goes through the body limit and deadline.
 func TestAPILargeUpload(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	var buf bytes.Buffer
 	zw := zip.NewWriter(&buf)

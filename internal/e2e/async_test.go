@@ -17,6 +17,7 @@ import (
 // times in all (the first try and two retries, with backoff) and then stops;
 // one that succeeds runs once.
 func TestAsyncRetries(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	e.createProbe("flaky")
 	ctx := context.Background()

@@ -69,6 +69,7 @@ func listFunctions(t *testing.T, lc *lambda.Client) []string {
 // server refuses to start, naming the stream, what was lost and what to
 // do; with --accept-data-loss it starts and serves what is left.
 func TestDamagedStoreIsRefusedAtStart(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	const n = 40
 	for i := 0; i < n; i++ {
@@ -127,6 +128,7 @@ func TestDamagedStoreIsRefusedAtStart(t *testing.T) {
 // security groups and the Hyperplane ENI (same id and address), the
 // stored logs, and the Event invokes that were queued run.
 func TestBackupRestoreBringsEverythingBack(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	ec := e.ec2()

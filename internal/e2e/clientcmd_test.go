@@ -19,6 +19,7 @@ import (
 // instance metadata (169.254.169.254) or AWS would end in a network error
 // instead.
 func TestClientCommandsNeverReachOut(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	home, work := t.TempDir(), t.TempDir()
 	data := filepath.Join(work, ".lambdaplane")

@@ -115,6 +115,7 @@ func codeTrees(t *testing.T, data string) []string {
 // without a restart (a stalled store is restarted). Finally a server
 // restarts on a full disk, serves, and uploads work once space returns.
 func TestDiskFullAndBack(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	data := mountTmpfs(t, 64<<20)
 	withData := func(c *server.Config) { c.DataDir = data }
@@ -275,6 +276,7 @@ func TestDiskFullAndBack(t *testing.T) {
 // stored object unless a version an alias holds still runs that code; a
 // warm environment of a deleted function keeps its tree until it goes.
 func TestCodeFreedOnDelete(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	zipA, zipB := padZip(t, 1<<20), padZip(t, 1<<20)

@@ -13,6 +13,7 @@ import (
 // invokes, except the log stream, whose batches are stored in the
 // background.
 func TestWarmInvokeWritesNoRecord(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	e.createProbe("warm")
 	if m, _ := e.invokeJSON("warm", map[string]any{"name": "cold"}); m["hello"] != "cold" {

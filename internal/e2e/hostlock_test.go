@@ -28,6 +28,7 @@ import (
 // touches the kernel, naming the running server and the flag to change;
 // the first keeps serving invokes and loses none of its kernel objects.
 func TestOneServerPerPrefixAndServiceCIDR(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	e.createProbe("keep")

@@ -25,6 +25,7 @@ func (e *env) iamFor(keyID, secret string) *iam.Client {
 // lambda:SubnetIds (ForAllValues:StringEquals) and a Null check on
 // lambda:VpcIds; the account root key stays unrestricted.
 func TestIAMUserVpcConditionKeys(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	root := e.srv.Account.Keys[0]

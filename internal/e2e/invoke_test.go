@@ -15,6 +15,7 @@ import (
 
 // TestInvokeOutcomes covers the ways an invocation can end.
 func TestInvokeOutcomes(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	e.createProbe("probe", func(in *lambda.CreateFunctionInput) {
 		in.Timeout = aws.Int32(1)
@@ -123,6 +124,7 @@ func TestInvokeOutcomes(t *testing.T) {
 // refused as on AWS (AccessDeniedException: no resource-based policy
 // allows the action).
 func TestAccountsIsolated(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	b, err := e.srv.Accounts().Create(ctx, "tenant-b")
@@ -169,6 +171,7 @@ func TestAccountsIsolated(t *testing.T) {
 
 // TestSimultaneousFirstInvokes: 100 first invokes of 100 functions at once all succeed.
 func TestSimultaneousFirstInvokes(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.PoolSize = 16 })
 	const n = 100
 	for i := 0; i < n; i++ {

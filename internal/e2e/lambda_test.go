@@ -21,6 +21,7 @@ import (
 // TestCLIFunctionLifecycle drives the whole function lifecycle with
 // Debian's /usr/bin/aws, as a user would.
 func TestCLIFunctionLifecycle(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	zipPath := filepath.Join(t.TempDir(), "hello.zip")
 	if err := os.WriteFile(zipPath, probeZip, 0o644); err != nil {
@@ -145,6 +146,7 @@ func apiCode(err error) string {
 
 // TestErrors checks the Lambda error codes of bad requests, through the SDK.
 func TestErrors(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	e.createProbe("errs")

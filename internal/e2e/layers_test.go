@@ -15,6 +15,7 @@ import (
 
 // TestLayerAPI drives the layer operations through the SDK.
 func TestLayerAPI(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	acct := e.srv.Account.ID
@@ -174,6 +175,7 @@ def handler(event, context):
 // function's order; changing the order retires environments; a deleted
 // layer version keeps working for the functions that use it.
 func TestLayersInOrder(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	publish := func(name string, files map[string]string) string {

@@ -159,6 +159,7 @@ func freePort(t *testing.T) string { return harness.FreePort(t) }
 // after a restart every event runs, none that completed runs again, the
 // function is still there and nothing of the old process is left in the kernel.
 func TestRestartKeepsQueuedEvents(t *testing.T) {
+	t.Parallel()
 	b := startBinServer(t)
 	lc := b.lambda()
 	ctx := context.Background()
@@ -234,6 +235,7 @@ func readCreds(t *testing.T, path string) aws.CredentialsProvider { return harne
 
 // TestExternalNATS: --nats-url keeps state in an external JetStream server.
 func TestExternalNATS(t *testing.T) {
+	t.Parallel()
 	requireRoot(t)
 	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true})
 	if err != nil {

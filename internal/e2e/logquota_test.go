@@ -35,6 +35,7 @@ func (e *env) storedLog(acct, fn string) string {
 // lose only their own oldest records; a quiet function of the same account
 // and one of another account keep theirs.
 func TestLogQuotaFloodKeepsOtherTenants(t *testing.T) {
+	t.Parallel()
 	const fnQuota, acctQuota = 1 << 20, 2 << 20
 	e := startServer(t, func(c *serverConfig) {
 		c.LogQuota = logs.Quota{FunctionBytes: fnQuota, AccountBytes: acctQuota}
@@ -109,6 +110,7 @@ func TestLogQuotaFloodKeepsOtherTenants(t *testing.T) {
 // than its output rate allows has the excess dropped, and the invoke's log
 // (stored and LogType=Tail) says how much.
 func TestLogRateLimitDropsWithMarker(t *testing.T) {
+	t.Parallel()
 	limit := logs.RateLimit{Rate: 1024, Burst: 16 << 10}
 	e := startServer(t, func(c *serverConfig) { c.LogRate = limit })
 	e.createProbe("loud")

@@ -37,6 +37,7 @@ func metricValue(mf map[string]*dto.MetricFamily, name string, want map[string]s
 // TestMetricsCountWhatHappened runs a known sequence of invokes and checks
 // the counters on /metrics against it.
 func TestMetricsCountWhatHappened(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	const okName, errName, thrName = "m-ok", "m-err", "m-throttle"
 	for _, n := range []string{okName, errName, thrName} {
@@ -113,6 +114,7 @@ func TestMetricsCountWhatHappened(t *testing.T) {
 // TestColdStartTrace checks that a cold start is one trace with a span per
 // phase, whose id is the X-Ray Root id the function saw.
 func TestColdStartTrace(t *testing.T) {
+	t.Parallel()
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

@@ -59,6 +59,7 @@ func waitRepairs(t *testing.T, e *env, kind string) {
 // its data intact), non-VPC egress works again, and the repairs are
 // counted by kind.
 func TestRepairWhileServing(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	c := e.ec2()
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")
@@ -108,6 +109,7 @@ func TestRepairWhileServing(t *testing.T) {
 // again (creation checks it in the kernel and has it rebuilt), so its first
 // invoke reaches the instance.
 func TestVPCActiveOnlyWithDatapath(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.RepairInterval = -1 })
 	c := e.ec2()
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")
@@ -146,6 +148,7 @@ func TestVPCActiveOnlyWithDatapath(t *testing.T) {
 // server; after each, a VPC function reaches the same redis, data intact,
 // without the instance being restarted.
 func TestInstanceSurvivesRestart(t *testing.T) {
+	t.Parallel()
 	b := startBinServer(t)
 	a := b.vpcAppWithRedis(t)
 	lc, redis := a.lc, a.redis

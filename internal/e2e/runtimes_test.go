@@ -154,6 +154,7 @@ export const handler = async (event) => { calls++; return { esm: true, calls, st
 // TestManagedRuntimes runs Python and Node.js functions in real sandboxes,
 // driven by /usr/bin/aws where a user would use it.
 func TestManagedRuntimes(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.PoolSize = 8 })
 	for _, s := range []runtimeSuite{pythonSuite, nodeSuite} {
 		t.Run(s.runtime, func(t *testing.T) {

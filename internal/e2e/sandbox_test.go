@@ -11,6 +11,7 @@ import (
 
 // TestSandboxIsolation checks what a function can see and reach.
 func TestSandboxIsolation(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	e.createProbe("iso")
 	e.createProbe("neighbour")
@@ -66,6 +67,7 @@ func TestSandboxIsolation(t *testing.T) {
 
 // TestEgressAllowList: an operator allow-list opens a private range.
 func TestEgressAllowList(t *testing.T) {
+	t.Parallel()
 	// 203.0.113.0/24 stands in for an allowed private range here: the
 	// allow-list is checked before the block list, so allowing a blocked
 	// range is what matters; a second test namespace address would do the

@@ -120,6 +120,7 @@ exports.handler = async () => {
 // namespace of its own, under a seccomp filter, and what one tenant does
 // with per-user kernel resources does not reach the other.
 func TestTenantIsolationInTheKernel(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	b, err := e.srv.Accounts().Create(ctx, "tenant-b")

@@ -38,6 +38,7 @@ func gaugeWith(mf map[string]*dto.MetricFamily, family string, want map[string]s
 // TestVPCMetrics: after a VPC function is created, /metrics reports its
 // shared ENI and the subnet's free addresses as DescribeSubnets does.
 func TestVPCMetrics(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	c := e.ec2()
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")

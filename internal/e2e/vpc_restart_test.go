@@ -21,6 +21,7 @@ import (
 // interface with the same address, there is still exactly one, and the
 // function reaches the same redis (whose instance kept its connectivity).
 func TestVPCRestartAfterSIGKILL(t *testing.T) {
+	t.Parallel()
 	b := startBinServer(t)
 	a := b.vpcAppWithRedis(t)
 	e, lc, ec, n, redis := a.e, a.lc, a.ec, a.net, a.redis
@@ -56,12 +57,13 @@ func TestVPCRestartAfterSIGKILL(t *testing.T) {
 // TestVPCNoLeakAfterCycles: create VPC function / invoke / delete, many
 // times; afterwards no ENI, address, namespace or cgroup is left over.
 func TestVPCNoLeakAfterCycles(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.IdleTimeout = 500 * time.Millisecond })
 	c := e.ec2()
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")
 	free := e.freeAddresses(t, c, n.subnet)
 	ns0, _, _ := kernelObjects(t, e.prefix)
-	cycles := 1000
+	cycles := 300
 	if testing.Short() {
 		cycles = 100
 	}

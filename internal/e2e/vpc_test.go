@@ -162,6 +162,7 @@ func invokeProbe(t testing.TB, lc *lambda.Client, name string, ev map[string]any
 // redis through its shared ENI; security groups apply; without VpcConfig or
 // with the rule revoked it cannot reach it.
 func TestVPCFunctionReachesRedis(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	c := e.ec2()
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")
@@ -255,6 +256,7 @@ func TestVPCFunctionReachesRedis(t *testing.T) {
 // functions and environments; the per-env-eni mode consumes one address
 // per environment.
 func TestENISharing(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"hyperplane", "per-env-eni"} {
 		t.Run(mode, func(t *testing.T) {
 			e := startServer(t, func(c *serverConfig) {
@@ -367,6 +369,7 @@ func TestENISharing(t *testing.T) {
 // TestVPCStates: a full subnet fails the function with the matching error;
 // idle reclaim makes it Inactive and the next invoke restores it.
 func TestVPCStates(t *testing.T) {
+	t.Parallel()
 	// Warm environments are reaped before the function goes idle, as they
 	// are on AWS (minutes against weeks): an ENI is deleted after its last
 	// environment detaches.
@@ -429,6 +432,7 @@ func TestVPCStates(t *testing.T) {
 // TestVPCAccountsIsolated: two accounts with identical 10.0.0.0/16 setups
 // (the same ENI and redis addresses) each reach only their own redis.
 func TestVPCAccountsIsolated(t *testing.T) {
+	t.Parallel()
 	e := startServer(t)
 	ctx := context.Background()
 	b, err := e.srv.Accounts().Create(ctx, "tenant-b")

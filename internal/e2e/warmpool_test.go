@@ -17,6 +17,7 @@ import (
 // they go at once (not at the idle timeout), counted as superseded, and the
 // next invokes run the new configuration.
 func TestSupersededEnvironmentsGo(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.IdleTimeout = time.Hour })
 	e.createProbe("p")
 	var wg sync.WaitGroup
@@ -55,6 +56,7 @@ func TestSupersededEnvironmentsGo(t *testing.T) {
 // Past the memory budget, idle environments are destroyed: with a budget
 // smaller than one environment, none stays after its invoke.
 func TestMemoryBudgetDestroysIdleEnvironments(t *testing.T) {
+	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.EnvMemoryBudget = server.MemoryBudget{MB: 1}; c.IdleTimeout = time.Hour })
 	e.createProbe("a")
 	e.createProbe("b")
