@@ -170,8 +170,8 @@ func TestAccountsIsolated(t *testing.T) {
 }
 
 // TestSimultaneousFirstInvokes: 100 first invokes of 100 functions at once all succeed.
+// Not parallel: it measures simultaneous cold starts.
 func TestSimultaneousFirstInvokes(t *testing.T) {
-	t.Parallel()
 	e := startServer(t, func(c *serverConfig) { c.PoolSize = 16 })
 	const n = 100
 	for i := 0; i < n; i++ {

@@ -255,8 +255,9 @@ func TestVPCFunctionReachesRedis(t *testing.T) {
 // TestENISharing: one ENI per (subnet, SG set) whatever the number of
 // functions and environments; the per-env-eni mode consumes one address
 // per environment.
+// Not parallel: it counts the environments (and addresses) of simultaneous
+// invokes, which another test's load would let finish one by one.
 func TestENISharing(t *testing.T) {
-	t.Parallel()
 	for _, mode := range []string{"hyperplane", "per-env-eni"} {
 		t.Run(mode, func(t *testing.T) {
 			e := startServer(t, func(c *serverConfig) {

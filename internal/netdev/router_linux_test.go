@@ -498,8 +498,8 @@ func TestTakeReleaseNoLeaks(t *testing.T) {
 	if taken != 0 || inUse != len(pool) {
 		t.Fatalf("taken %d, addresses in use %d, pool %d", taken, inUse, len(pool))
 	}
-	wantNs := []string{svcName(r.cfg.Prefix)}
-	wantLinks := []string{"lo", UplinkName}
+	wantNs := []string{svcName(r.cfg.Prefix), apiNetnsName(r.cfg.Prefix)}
+	wantLinks := []string{"lo", UplinkName, apiLinkName}
 	for _, e := range pool {
 		wantNs = append(wantNs, e.Name)
 		wantLinks = append(wantLinks, e.HostLink)
@@ -535,9 +535,10 @@ func TestTakeReleaseNoLeaks(t *testing.T) {
 		t.Fatalf("%d env routes in svc, want %d", envRoutes, len(pool))
 	}
 	addrs, _ := h.AddrList(nil, netlink.FAMILY_V4)
-	// lo 127.0.0.1, uplink, and 169.254.0.1 on each pooled link.
-	if len(addrs) != 2+len(pool) {
-		t.Fatalf("%d addresses in svc, want %d", len(addrs), 2+len(pool))
+	// lo 127.0.0.1, uplink, and 169.254.0.1 on each pooled link and on
+	// the API endpoint's.
+	if len(addrs) != 3+len(pool) {
+		t.Fatalf("%d addresses in svc, want %d", len(addrs), 3+len(pool))
 	}
 	t.Logf("%d cycles, %d distinct addresses used", cycles, len(seen))
 }

@@ -115,7 +115,7 @@ print(json.dumps({'Policy': json.loads(p['Policy']), 'RevisionId': p['RevisionId
 		t.Fatalf("C invoked A's function: %v", err)
 	}
 	if _, err := lb.AddPermission(ctx, &lambda.AddPermissionInput{FunctionName: aws.String(fnArn), StatementId: aws.String("mine"),
-		Action: aws.String("lambda:*"), Principal: aws.String(b.ID)}); errCode(err) != "ResourceNotFoundException" {
+		Action: aws.String("lambda:*"), Principal: aws.String(b.ID)}); errCode(err) != "AccessDeniedException" {
 		t.Fatalf("B changed A's policy: %v", err)
 	}
 	// The grant is for the unqualified function only.
