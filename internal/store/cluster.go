@@ -195,7 +195,9 @@ func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, c jetstream.KeyV
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateOrUpdateKeyValue(ctx, c) })
+	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+		return r.JetStream.CreateOrUpdateKeyValue(ctx, c)
+	})
 }
 
 func (r replicated) UpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
@@ -216,7 +218,9 @@ func (r replicated) CreateOrUpdateObjectStore(ctx context.Context, c jetstream.O
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) { return r.JetStream.CreateOrUpdateObjectStore(ctx, c) })
+	return retry(ctx, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return r.JetStream.CreateOrUpdateObjectStore(ctx, c)
+	})
 }
 
 // retry repeats a stream or bucket creation that timed out: while a
