@@ -16,7 +16,9 @@ type Credentials struct {
 }
 
 // CredentialSource issues the credentials of a new environment of cfg's
-// function (a session of its role named after the function).
+// function (a session of its role named after the function). Its errors
+// reach the invoker as they are: a *control.Error when the function's
+// configuration is at fault, any other error a ServiceException.
 type CredentialSource func(ctx context.Context, cfg *control.Config) (*Credentials, error)
 
 // credsMargin is how long before its credentials expire an environment
@@ -31,11 +33,7 @@ func (s *Scheduler) credentials(ctx context.Context, cfg *control.Config) (*Cred
 	if s.o.Credentials == nil {
 		return nil, nil
 	}
-	c, err := s.o.Credentials(ctx, cfg)
-	if err != nil {
-		return nil, control.InvalidParam("The role defined for the function cannot be assumed by Lambda: %v", err)
-	}
-	return c, nil
+	return s.o.Credentials(ctx, cfg)
 }
 
 // credsEnviron is the credential and endpoint part of an environment's

@@ -14,10 +14,10 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/cluster"
+	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
 	"github.com/lambdaplane/lambdaplane/internal/placement"
 	"github.com/lambdaplane/lambdaplane/internal/store"
-	"github.com/lambdaplane/lambdaplane/internal/sts"
 	"github.com/nats-io/nats.go"
 )
 
@@ -110,16 +110,6 @@ func (s *Server) serveCluster() error {
 	return nil
 }
 
-// roleCredentials makes the environments' credential source (kept, so a
-// cluster host can prime it for the functions it stands by for).
-func (s *Server) roleCredentials(st *sts.Service) *roleCredentials {
-	rc := newRoleCredentials(st)
-	if s.cluster != nil {
-		s.cluster.creds = rc
-	}
-	return rc
-}
-
 // standby prepares, ahead of need, every function this host is home or
 // next in line for: its code unpacked here and its execution role's
 // credentials issued, so that when the home dies the first invoke on this
@@ -133,7 +123,6 @@ func (s *Server) standby() {
 	defer unsub()
 	t := time.NewTicker(10 * time.Second)
 	defer t.Stop()
-	self := s.Cfg.HostID
 	for {
 		for _, cfg := range s.ctl.Latest() {
 			select {
@@ -141,12 +130,7 @@ func (s *Server) standby() {
 				return
 			default:
 			}
-			ranked := c.members.Ranked(placement.HomeKey(cfg.AccountID, cfg.FunctionName))
-			mine := false
-			for i := 0; i < len(ranked) && i < 2; i++ {
-				mine = mine || ranked[i].ID == self
-			}
-			if !mine || cfg.CodeKey == "" {
+			if !s.standsBy(cfg) || cfg.CodeKey == "" {
 				continue
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -167,6 +151,35 @@ func (s *Server) standby() {
 		case <-t.C:
 		}
 	}
+}
+
+// standsBy reports whether this host is home or next in line for cfg's
+// function (always, on a single host).
+func (s *Server) standsBy(cfg *control.Config) bool {
+	if s.cluster == nil {
+		return true
+	}
+	ranked := s.cluster.members.Ranked(placement.HomeKey(cfg.AccountID, cfg.FunctionName))
+	for i := 0; i < len(ranked) && i < 2; i++ {
+		if ranked[i].ID == s.Cfg.HostID {
+			return true
+		}
+	}
+	return false
+}
+
+// primeCredentials issues, ahead of its first cold start, the execution
+// role session of a function whose records just changed, when this host
+// stands by for it.
+func (s *Server) primeCredentials(rc *roleCredentials, account, name string) {
+	if s.ctl == nil {
+		return
+	}
+	cfg, err := s.ctl.Resolve(account, s.Cfg.Region, name, "")
+	if err != nil || !s.standsBy(cfg) {
+		return
+	}
+	rc.prime(cfg, s.log)
 }
 
 func (c *clusterParts) close() {

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -26,38 +28,99 @@ const (
 
 // roleCredentials issues execution environments' credentials (an
 // invoke.CredentialSource), one session per function and role at a time
-// on this host.
+// on this host. A function's session is issued ahead, when its records
+// change (prime: created, its role updated), so its first cold start
+// writes nothing to the store; a cold start that comes while that issue
+// is under way waits for it instead of issuing a second session.
 type roleCredentials struct {
 	sts *sts.Service
 	mu  sync.Mutex
 	by  map[[3]string]*auth.Session // account, role ARN, function
+	// issuing holds the keys whose session is being issued; the channel
+	// closes when it is done.
+	issuing map[[3]string]chan struct{}
 }
 
 func newRoleCredentials(s *sts.Service) *roleCredentials {
-	return &roleCredentials{sts: s, by: map[[3]string]*auth.Session{}}
+	return &roleCredentials{sts: s, by: map[[3]string]*auth.Session{}, issuing: map[[3]string]chan struct{}{}}
 }
 
+// get is the invoke.CredentialSource. A role Lambda cannot assume (gone,
+// of another account, not trusting lambda.amazonaws.com) is the caller's
+// InvalidParameterValueException; a store that fails to keep the session
+// is a ServiceException (500), which a retry may cure.
 func (c *roleCredentials) get(ctx context.Context, cfg *control.Config) (*invoke.Credentials, error) {
-	k := [3]string{cfg.AccountID, cfg.Role, cfg.FunctionName}
-	now := time.Now()
-	c.mu.Lock()
-	sess := c.by[k]
-	c.mu.Unlock()
-	if sess == nil || sess.Expiration.Sub(now) < envCredsReuse {
-		var err error
-		if sess, err = c.sts.RoleCredentials(ctx, cfg.AccountID, cfg.Role, cfg.FunctionName, envCredsLife); err != nil {
-			return nil, err
-		}
-		c.mu.Lock()
-		for key, s := range c.by {
-			if s.Expiration.Sub(now) < envCredsReuse {
-				delete(c.by, key)
-			}
-		}
-		c.by[k] = sess
-		c.mu.Unlock()
+	sess, err := c.session(ctx, cfg)
+	if errors.Is(err, sts.ErrNotAssumable) {
+		return nil, control.InvalidParam("%v", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("issue the execution role's credentials of %s: %w", cfg.FunctionName, err)
 	}
 	return &invoke.Credentials{AccessKeyID: sess.AccessKeyID, SecretAccessKey: sess.Secret, SessionToken: sess.Token, Expiration: sess.Expiration}, nil
+}
+
+// session returns cfg's session with at least envCredsReuse left,
+// issuing one (once per key at a time) when there is none.
+func (c *roleCredentials) session(ctx context.Context, cfg *control.Config) (*auth.Session, error) {
+	k := [3]string{cfg.AccountID, cfg.Role, cfg.FunctionName}
+	for {
+		now := time.Now()
+		c.mu.Lock()
+		if sess := c.by[k]; sess != nil && sess.Expiration.Sub(now) >= envCredsReuse {
+			c.mu.Unlock()
+			return sess, nil
+		}
+		if wait, busy := c.issuing[k]; busy {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		c.issuing[k] = done
+		c.mu.Unlock()
+
+		sess, err := c.sts.RoleCredentials(ctx, cfg.AccountID, cfg.Role, cfg.FunctionName, envCredsLife)
+		c.mu.Lock()
+		delete(c.issuing, k)
+		close(done)
+		if err == nil {
+			for key, s := range c.by {
+				if s.Expiration.Sub(now) < envCredsReuse {
+					delete(c.by, key)
+				}
+			}
+			c.by[k] = sess
+		}
+		c.mu.Unlock()
+		return sess, err
+	}
+}
+
+// prime issues cfg's session ahead of its first cold start, in the
+// background; failures are left for that cold start to report.
+func (c *roleCredentials) prime(cfg *control.Config, log *slog.Logger) {
+	if cfg == nil || cfg.Role == "" {
+		return
+	}
+	k := [3]string{cfg.AccountID, cfg.Role, cfg.FunctionName}
+	c.mu.Lock()
+	sess, busy := c.by[k], c.issuing[k] != nil
+	c.mu.Unlock()
+	if busy || (sess != nil && time.Until(sess.Expiration) >= envCredsReuse) {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := c.session(ctx, cfg); err != nil {
+			log.Debug("issuing an execution role session ahead failed", "function", cfg.FunctionName, "role", cfg.Role, "err", err)
+		}
+	}()
 }
 
 // serveFunctionEndpoint serves the API front inside the service network's

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/api"
@@ -256,6 +257,8 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 
 	var sched *invoke.Scheduler
 	var schedMu sync.RWMutex
+	creds := newRoleCredentials(stsSvc)
+	var primeOn atomic.Bool // records replayed at start are not primed
 	if s.ctl, err = control.New(ctx, control.Options{
 		Store: s.st, DataDir: cfg.DataDir, AccountLimit: cfg.AccountLimit, Logger: log, MinFreeDisk: cfg.MinFreeDisk,
 		Runtimes: func(id string) error { _, err := rt.Lookup(id); return err },
@@ -268,11 +271,18 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 			if sc != nil {
 				sc.Retire(account, name)
 			}
+			if primeOn.Load() {
+				s.primeCredentials(creds, account, name)
+			}
 		},
 	}); err != nil {
 		return nil, err
 	}
 	s.buildPlacement(cfg)
+	if s.cluster != nil {
+		s.cluster.creds = creds // standby primes them too
+	}
+	primeOn.Store(true)
 	place, slots := s.schedPlacement()
 	budgetMB, err := cfg.EnvMemoryBudget.MegaBytes()
 	if err != nil {
@@ -288,7 +298,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 		AsyncAckWait: cfg.AsyncAckWait, AsyncBackoff: cfg.AsyncBackoff, Logger: log,
 		OTLPEndpoint: cfg.OTLPEndpoint, TracerProvider: cfg.TracerProvider, Networks: s.hyperplane,
 		HostID: cfg.HostID, Placement: place, AccountSlots: slots, Destinations: s.triggers.dispatch,
-		Credentials: s.roleCredentials(stsSvc).get, EndpointURL: s.router.APIEndpoint(),
+		Credentials: creds.get, EndpointURL: s.router.APIEndpoint(),
 	})
 	if err != nil {
 		return nil, err

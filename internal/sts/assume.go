@@ -252,24 +252,34 @@ func (s *Service) GetSessionToken(ctx context.Context, caller auth.Identity, dur
 	return s.issue(ctx, &auth.Session{AccountID: caller.AccountID, User: caller.User}, d)
 }
 
+// ErrNotAssumable is wrapped by RoleCredentials' errors when Lambda could
+// not assume the role at all (it is gone, of another account, or does not
+// trust lambda.amazonaws.com): the function's configuration is at fault,
+// not the store.
+var ErrNotAssumable = errors.New("The role defined for the function cannot be assumed by Lambda")
+
 // RoleCredentials issues the credentials of an execution environment:
 // a session of role roleARN (of accountID) named sessionName (the
 // function's name) lasting d. The role must still exist and trust
-// lambda.amazonaws.com, as Lambda checks when it assumes it.
+// lambda.amazonaws.com, as Lambda checks when it assumes it; when it does
+// not, the error wraps ErrNotAssumable. Any other error is the store's.
 func (s *Service) RoleCredentials(ctx context.Context, accountID, roleARN, sessionName string, d time.Duration) (*auth.Session, error) {
 	role, err := s.roles.GetRoleByARN(ctx, roleARN)
-	if err == nil && role.AccountID != accountID {
-		err = fmt.Errorf("role %s belongs to another account", roleARN)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("the role defined for the function cannot be assumed by Lambda: %w", err)
+	var ierr *iam.Error
+	switch {
+	case errors.As(err, &ierr): // gone, or not a role ARN
+		return nil, fmt.Errorf("%w: %v", ErrNotAssumable, err)
+	case err != nil:
+		return nil, fmt.Errorf("read role %s: %w", roleARN, err)
+	case role.AccountID != accountID:
+		return nil, fmt.Errorf("%w: role %s belongs to another account", ErrNotAssumable, roleARN)
 	}
 	ok, err := s.roles.TrustsService(ctx, roleARN, "lambda.amazonaws.com")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read the trust policy of role %s: %w", roleARN, err)
 	}
 	if !ok {
-		return nil, fmt.Errorf("the role defined for the function cannot be assumed by Lambda: %s does not trust lambda.amazonaws.com", roleARN)
+		return nil, fmt.Errorf("%w: %s does not trust lambda.amazonaws.com", ErrNotAssumable, roleARN)
 	}
 	if len(sessionName) > 64 {
 		sessionName = sessionName[:64]
