@@ -8,11 +8,16 @@
 // revision-checked (optimistic concurrency), so no code may assume it is the
 // only writer: Table.Update re-reads and retries on conflict.
 //
-// Acknowledged means durable: the embedded server syncs every write to
-// disk before acknowledging it (JetStream's sync_always), so neither a
-// process kill nor a host crash loses a write a caller was told succeeded.
-// The cost is one fsync per write (see BenchmarkControlWrites in
-// internal/control); nothing on the warm invoke path waits for one.
+// Acknowledged means durable: every write is on disk before its
+// acknowledgement reaches the caller, so neither a process kill nor a host
+// crash loses a write a caller was told succeeded. A clustered embedded
+// server syncs each write (JetStream's sync_always; Raft shares one sync
+// among the entries appended together); a single one commits in groups
+// (groupcommit.go): the server writes without syncing, and its in-process
+// connection hands the caller an acknowledgement only after a syncfs(2)
+// that started after the acknowledgement arrived, so one sync covers every
+// write acknowledged meanwhile. Nothing on the warm invoke path waits for
+// one.
 //
 // A damaged store is never served silently: Open reads every stream back
 // and checks it against JetStream's report of lost messages, its newest

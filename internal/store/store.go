@@ -95,8 +95,9 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			JetStreamMaxStore:  64 << 30,
 			// Every stream and bucket (records, code, queued events,
 			// logs, consumers' acknowledgements) is written to disk
-			// before the write is acknowledged.
-			SyncAlways:   o.SyncInterval <= 0,
+			// before the write is acknowledged: on a cluster by
+			// sync_always, alone by group commit (groupcommit.go).
+			SyncAlways:   o.SyncInterval <= 0 && o.Cluster.Listen != "",
 			SyncInterval: 2 * time.Second,
 		}
 		if o.SyncInterval > 0 {
@@ -120,7 +121,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		}
 		s.srv = srv
 		s.jsCfg = srv.JetStreamConfig()
-		nc, err := nats.Connect("", nats.InProcessServer(srv), nats.Name("lambdaplane"))
+		var conns nats.InProcessConnProvider = srv
+		if o.SyncInterval <= 0 && o.Cluster.Listen == "" {
+			conns = groupCommitted{srv, newGroupSyncer(dir, log)}
+		}
+		nc, err := nats.Connect("", nats.InProcessServer(conns), nats.Name("lambdaplane"))
 		if err != nil {
 			srv.Shutdown()
 			return nil, fmt.Errorf("connect to embedded NATS: %w", err)

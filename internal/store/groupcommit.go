@@ -1,0 +1,262 @@
+package store
+
+// Group commit: acknowledged still means on disk, but one sync covers
+// every write acknowledged while the previous sync ran.
+//
+// JetStream's sync_always is a server-wide setting (nats-server v2.15.2
+// stream.go:1108 copies opts.SyncAlways into every stream's file store);
+// a stream cannot opt out of it alone except with PersistMode "async",
+// which buffers writes in the process (filestore.go:482 fs.fip =
+// !AsyncFlush; 7949-7960 flushes in place only when fip, else kicks the
+// flush loop, 6877-6913, that writes up to 8 ms later) and so would ack
+// records no sync of ours could cover. So a single (non-clustered)
+// embedded server runs without sync_always, and the store's in-process
+// connection releases what the server sends only after a sync of the
+// store's filesystem that started after it arrived:
+//
+//   - Without sync_always and with one replica, a stream's file store
+//     flushes in place (stream.go:1111 AsyncFlush = !SyncAlways &&
+//     Replicas > 1, so false; filestore.go:482 fip = true):
+//     writeMsgRecordLocked (7949) calls flushPendingMsgsLocked, which
+//     write(2)s the record to the block file (8896-8925 writeAt) and only
+//     skips the fsync (8926-8938: needSync instead). The pub-ack is sent
+//     after StoreMsg returns (processJetStreamMsg), i.e. after that
+//     write. The same holds for KV puts and deletes (publishes), message
+//     removals (removeMsgFromBlock, 6384-6398: a tombstone through
+//     writeMsgRecord with flush), and so for a work-queue consumer's ack:
+//     with no consumer Raft node the ack removes the message in place
+//     before the reply (consumer.go:3850-3862 ackInPlace, mset.ackMsg,
+//     stream.go:9420-9427 store.RemoveMsg; processAck answers after,
+//     consumer.go:2855). Stream and consumer metadata are written
+//     (without O_SYNC) before the API answers.
+//   - So every acknowledgement the client reads was preceded by the
+//     write(2) of what it acknowledges; syncfs(2) on the store's
+//     filesystem, started after the acknowledgement was read, puts it on
+//     disk. syncedConn reads the server's bytes as they come, and hands
+//     them to the client only after such a sync; all the bytes that came
+//     while one sync ran share the next. A failed sync fails the
+//     connection (nats.go reconnects), so nothing unsynced is answered.
+//   - A consumer's delivery state (o.dat) is written by its flush loop
+//     up to 100 ms after an update (filestore.go:13745-13790), with or
+//     without sync_always: it was never part of an acknowledgement; a
+//     work-queue ack is durable through the stream's tombstone.
+//
+// A clustered store keeps sync_always: each write is a Raft entry whose
+// WAL append is synced on the replicas before it commits (Raft batches
+// the proposals that arrive together into one append, so the sync is
+// shared there already), and the pub-ack comes from the stream leader,
+// perhaps another host, whose disk a local syncfs would not reach. An
+// external server (Options.URL) keeps its own setting.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/sys/unix"
+)
+
+// maxUnsynced bounds what one connection holds from the server while a
+// sync runs; beyond it the connection stops reading (the server buffers).
+const maxUnsynced = 16 << 20
+
+// groupSyncer runs syncfs(2) on dir's filesystem for waiters: one sync
+// serves every waiter that arrived before it started.
+type groupSyncer struct {
+	dir  string
+	log  *slog.Logger
+	mu   sync.Mutex
+	cond *sync.Cond
+	// started is the generation of the last sync started, done of the
+	// last one finished; running tells whether started > done.
+	started, done uint64
+	running       bool
+	err           error
+}
+
+func newGroupSyncer(dir string, log *slog.Logger) *groupSyncer {
+	g := &groupSyncer{dir: dir, log: log}
+	g.cond = sync.NewCond(&g.mu)
+	return g
+}
+
+// sync returns once a sync that started after the call has finished.
+func (g *groupSyncer) sync() error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	want := g.started + 1
+	for g.done < want {
+		if g.running {
+			g.cond.Wait()
+			continue
+		}
+		g.running = true
+		g.started++
+		gen := g.started
+		g.mu.Unlock()
+		err := syncfs(g.dir)
+		g.mu.Lock()
+		g.running = false
+		g.done, g.err = gen, err
+		g.cond.Broadcast()
+	}
+	if g.err != nil {
+		g.log.Error("store: syncing the store's filesystem failed; acknowledgements withheld", "dir", g.dir, "err", g.err)
+	}
+	return g.err
+}
+
+func syncfs(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", dir, err)
+	}
+	return nil
+}
+
+// groupCommitted provides in-process connections to srv whose inbound
+// bytes are released after a group sync.
+type groupCommitted struct {
+	srv *server.Server
+	g   *groupSyncer
+}
+
+func (p groupCommitted) InProcessConn() (net.Conn, error) {
+	c, err := p.srv.InProcessConn()
+	if err != nil {
+		return nil, err
+	}
+	return newSyncedConn(c, p.g), nil
+}
+
+// syncedConn is the client's end of an in-process connection: a pump
+// reads what the server sends into pending; Read moves pending to ready
+// through one group sync and returns ready.
+type syncedConn struct {
+	net.Conn
+	g        *groupSyncer
+	mu       sync.Mutex
+	cond     *sync.Cond
+	pending  []byte
+	ready    []byte
+	rerr     error // the server side's read error, after pending
+	deadline time.Time
+	timer    *time.Timer
+}
+
+func newSyncedConn(c net.Conn, g *groupSyncer) *syncedConn {
+	sc := &syncedConn{Conn: c, g: g}
+	sc.cond = sync.NewCond(&sc.mu)
+	go sc.pump()
+	return sc
+}
+
+func (c *syncedConn) pump() {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := c.Conn.Read(buf)
+		c.mu.Lock()
+		c.pending = append(c.pending, buf[:n]...)
+		if err != nil {
+			c.rerr = err
+		}
+		c.cond.Broadcast()
+		for c.rerr == nil && len(c.pending) > maxUnsynced {
+			c.cond.Wait()
+		}
+		stop := c.rerr != nil
+		c.mu.Unlock()
+		if stop {
+			return
+		}
+	}
+}
+
+// Read returns synced bytes, syncing what has arrived when none are.
+func (c *syncedConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		if len(c.ready) > 0 {
+			n := copy(p, c.ready)
+			c.ready = c.ready[n:]
+			return n, nil
+		}
+		if len(c.pending) > 0 {
+			batch := c.pending
+			c.pending = nil
+			c.cond.Broadcast() // the pump may read on
+			c.mu.Unlock()
+			err := c.g.sync()
+			c.mu.Lock()
+			if err != nil {
+				if c.rerr == nil {
+					c.rerr = err
+				}
+				_ = c.Conn.Close()
+				return 0, err
+			}
+			c.ready = batch
+			continue
+		}
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
+		if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+			return 0, os.ErrDeadlineExceeded
+		}
+		c.cond.Wait()
+	}
+}
+
+// SetDeadline sets the read deadline here and the write deadline on the
+// pipe (the pump never times out).
+func (c *syncedConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SetReadDeadline makes a waiting Read return os.ErrDeadlineExceeded at t.
+func (c *syncedConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.deadline = t
+	if c.timer != nil {
+		c.timer.Stop()
+		c.timer = nil
+	}
+	if !t.IsZero() {
+		c.timer = time.AfterFunc(time.Until(t), func() {
+			c.mu.Lock()
+			c.cond.Broadcast()
+			c.mu.Unlock()
+		})
+	}
+	return nil
+}
+
+// Close closes the pipe; the pump ends with its error.
+func (c *syncedConn) Close() error {
+	err := c.Conn.Close()
+	c.mu.Lock()
+	if c.rerr == nil {
+		c.rerr = net.ErrClosed
+	}
+	c.cond.Broadcast()
+	c.mu.Unlock()
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
