@@ -24,7 +24,13 @@ const (
 	queuesBucket = "sqs_queues"
 	fifoBucket   = "sqs_fifo"
 	firstBucket  = "sqs_first_receive"
-	streamName   = "SQS"
+	// deletedBucket remembers deleted queues for deletedWait
+	// (QueueDeletedRecently), key "<account>.<name>", value the deletion
+	// time in Unix milliseconds.
+	deletedBucket = "sqs_deleted"
+	// deletedWait is how long a deleted queue's name stays unusable.
+	deletedWait = 60 * time.Second
+	streamName  = "SQS"
 	// dedupWindow is FIFO deduplication's interval.
 	dedupWindow = 5 * time.Minute
 	// purgeInterval is how often a queue may be purged.
@@ -138,6 +144,7 @@ type Queues struct {
 	queues  *store.Table[Queue]
 	fifo    *store.Table[groupState]
 	first   jetstream.KeyValue
+	deleted jetstream.KeyValue
 	region  string
 	log     *slog.Logger
 	now     func() time.Time
@@ -174,6 +181,11 @@ func New(ctx context.Context, cfg Config) (*Queues, error) {
 		Bucket: firstBucket, History: 1, Storage: jetstream.FileStorage, TTL: 15 * 24 * time.Hour, Replicas: cfg.Store.Replicas(),
 	}); err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", firstBucket, err)
+	}
+	if q.deleted, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: deletedBucket, History: 1, Storage: jetstream.FileStorage, TTL: deletedWait + 5*time.Second, Replicas: cfg.Store.Replicas(),
+	}); err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", deletedBucket, err)
 	}
 	if q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: streamName, Subjects: []string{"sqs.>"}, Retention: jetstream.WorkQueuePolicy,
@@ -348,6 +360,9 @@ func (q *Queues) Create(ctx context.Context, in CreateInput) (*Queue, error) {
 		}
 		return existing, nil
 	}
+	if err := q.checkDeletedRecently(ctx, in.Account, in.Name); err != nil {
+		return nil, err
+	}
 	now := q.now().UTC().Truncate(time.Second)
 	rec := &Queue{ID: newID(), Account: in.Account, Name: in.Name, Region: q.region, Attributes: attrs, Tags: in.Tags, Created: now, Modified: now, Fifo: fifo}
 	if len(rec.Attributes) == 0 {
@@ -464,6 +479,12 @@ func (q *Queues) DeleteQueue(ctx context.Context, account, name string) error {
 		return err
 	}
 	q.forget(rec)
+	// Remembered for QueueDeletedRecently; a failure only lets the name
+	// be taken again sooner.
+	stamp := strconv.FormatInt(q.now().UnixMilli(), 10)
+	if _, err := q.deleted.Put(ctx, queueKey(account, name), []byte(stamp)); err != nil {
+		q.log.Warn("recording a deleted queue", "queue", name, "err", err)
+	}
 	q.dropConsumer(ctx, rec)
 	if err := q.stream.Purge(ctx, jetstream.WithPurgeSubject(rec.subjAll())); err != nil {
 		q.log.Warn("purging a deleted queue's messages", "queue", name, "err", err)
@@ -473,6 +494,23 @@ func (q *Queues) DeleteQueue(ctx context.Context, account, name string) error {
 	}
 	q.log.Info("queue deleted", "account", account, "queue", name)
 	return nil
+}
+
+// checkDeletedRecently refuses a name whose queue was deleted less than
+// deletedWait ago (SQS: QueueDeletedRecently).
+func (q *Queues) checkDeletedRecently(ctx context.Context, account, name string) error {
+	e, err := q.deleted.Get(ctx, queueKey(account, name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ms, err := strconv.ParseInt(string(e.Value()), 10, 64)
+	if err != nil || q.now().Sub(time.UnixMilli(ms)) >= deletedWait {
+		return nil
+	}
+	return errf(KindQueueDeletedRecently, "You must wait 60 seconds after deleting a queue before you can create another with the same name.")
 }
 
 // List lists an account's queues whose names start with prefix, by name.

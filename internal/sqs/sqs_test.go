@@ -199,3 +199,27 @@ func TestFifo(t *testing.T) {
 		t.Fatalf("fifo long poll: %v %+v after %v", err, m, time.Since(t0))
 	}
 }
+
+// A deleted queue's name can be taken again only 60 s later.
+func TestQueueDeletedRecently(t *testing.T) {
+	q := open(t)
+	now := time.Now()
+	q.now = func() time.Time { return now }
+	ctx := context.Background()
+	if _, err := q.Create(ctx, CreateInput{Account: "111111111111", Name: "gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.DeleteQueue(ctx, "111111111111", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Create(ctx, CreateInput{Account: "111111111111", Name: "gone"}); kind(err) != KindQueueDeletedRecently {
+		t.Fatalf("create right after the delete: %v", err)
+	}
+	if _, err := q.Create(ctx, CreateInput{Account: "222222222222", Name: "gone"}); err != nil {
+		t.Fatalf("another account's queue of that name: %v", err)
+	}
+	now = now.Add(61 * time.Second)
+	if _, err := q.Create(ctx, CreateInput{Account: "111111111111", Name: "gone"}); err != nil {
+		t.Fatalf("create 61 s after the delete: %v", err)
+	}
+}

@@ -51,6 +51,24 @@ func TestErrorWireForms(t *testing.T) {
 	}
 }
 
+// QueueDeletedRecently in both protocols, as SQS sends it.
+func TestQueueDeletedRecentlyWire(t *testing.T) {
+	s := New(nil, nil, nil)
+	err := &sqs.Error{Kind: sqs.KindQueueDeletedRecently, Message: "You must wait 60 seconds after deleting a queue before you can create another with the same name."}
+	w := httptest.NewRecorder()
+	s.writeErr(w, &call{r: httptest.NewRequest("POST", "/", nil)}, err)
+	if w.Code != 400 || !strings.Contains(w.Body.String(), "<Code>AWS.SimpleQueueService.QueueDeletedRecently</Code>") {
+		t.Fatalf("query error: %d %s", w.Code, w.Body)
+	}
+	w = httptest.NewRecorder()
+	s.writeErr(w, &call{r: httptest.NewRequest("POST", "/", nil), json: true}, err)
+	var body map[string]string
+	_ = json.Unmarshal(w.Body.Bytes(), &body)
+	if w.Code != 400 || body["__type"] != "com.amazonaws.sqs#QueueDeletedRecently" || w.Header().Get("x-amzn-query-error") != "AWS.SimpleQueueService.QueueDeletedRecently;Sender" {
+		t.Fatalf("json error: %d %v %v", w.Code, body, w.Header())
+	}
+}
+
 func TestQueryParams(t *testing.T) {
 	form, _ := url.ParseQuery("SendMessageBatchRequestEntry.2.Id=b&SendMessageBatchRequestEntry.2.MessageBody=two&" +
 		"SendMessageBatchRequestEntry.1.Id=a&SendMessageBatchRequestEntry.1.MessageBody=one&" +

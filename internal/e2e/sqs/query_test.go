@@ -106,6 +106,7 @@ func TestCLI(t *testing.T) {
 	e.MustCLI(nil, "sqs", "purge-queue", "--queue-url", url)
 	e.MustCLI(nil, "sqs", "delete-queue", "--queue-url", url)
 	cliFails(t, e, "AWS.SimpleQueueService.NonExistentQueue", "sqs", "send-message", "--queue-url", url, "--message-body", "x")
+	cliFails(t, e, "AWS.SimpleQueueService.QueueDeletedRecently", "sqs", "create-queue", "--queue-name", "cli-q")
 }
 
 // TestBoto3: boto3 (Query protocol) with a FIFO queue: order, dedup, the

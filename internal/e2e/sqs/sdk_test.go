@@ -125,6 +125,11 @@ func TestSDKQueues(t *testing.T) {
 	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("x")}); !errors.As(err, &dne) || code(err) != "AWS.SimpleQueueService.NonExistentQueue" {
 		t.Fatalf("send to a deleted queue: %v", err)
 	}
+	// The name is taken again only 60 s after the delete.
+	var recent *types.QueueDeletedRecently
+	if _, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("orders")}); !errors.As(err, &recent) || code(err) != "AWS.SimpleQueueService.QueueDeletedRecently" {
+		t.Fatalf("create a queue deleted a moment ago: %v", err)
+	}
 }
 
 // TestSDKMessages: sends with attributes (the SDK checks every MD5),
