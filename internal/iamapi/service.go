@@ -5,11 +5,7 @@
 package iamapi
 
 import (
-	"bytes"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/xml"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -23,6 +19,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
+	"github.com/lambdaplane/lambdaplane/internal/queryxml"
 )
 
 const (
@@ -36,6 +33,7 @@ type Service struct {
 	users *iam.Users
 	keys  Keys
 	log   *slog.Logger
+	proto queryxml.Protocol
 	now   func() time.Time
 }
 
@@ -44,14 +42,17 @@ func New(roles *iam.Roles, users *iam.Users, keys Keys, log *slog.Logger) *Servi
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{roles: roles, users: users, keys: keys, log: log.With("service", "iam"), now: time.Now}
+	log = log.With("service", "iam")
+	proto := protocol
+	proto.Log = log
+	return &Service{roles: roles, users: users, keys: keys, log: log, proto: proto, now: time.Now}
 }
 
 // Name is the SigV4 credential-scope service.
 func (s *Service) Name() string { return "iam" }
 
 // errInvalidAction is returned for an Action this API does not serve.
-var errInvalidAction = errors.New("InvalidAction")
+var errInvalidAction = queryxml.ErrInvalidAction
 
 type handler func(s *Service, c *call) (any, error)
 
@@ -120,15 +121,10 @@ func (c *call) requiredAll(names ...string) ([]string, error) {
 
 // ServeAWS handles one verified IAM request.
 func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
-	form, err := url.ParseQuery(string(body))
+	form, err := queryxml.Form(r, body)
 	if err != nil {
 		s.WriteError(w, r, &iam.Error{Kind: iam.ErrValidation, Msg: "The request body is not a valid form-encoded IAM Query request: " + err.Error()})
 		return
-	}
-	for k, v := range r.URL.Query() {
-		if _, ok := form[k]; !ok && !strings.HasPrefix(k, "X-Amz-") {
-			form[k] = v
-		}
 	}
 	c := &call{r: r, id: id, form: form, action: form.Get("Action")}
 	h, ok := handlers[c.action]
@@ -145,7 +141,7 @@ func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 		s.WriteError(w, r, err)
 		return
 	}
-	writeResponse(w, c.action, result)
+	s.proto.WriteResponse(w, c.action, result)
 }
 
 func supportedActions() string {
@@ -157,103 +153,36 @@ func supportedActions() string {
 	return strings.Join(names, ", ")
 }
 
-// writeResponse writes <ActionResponse><ActionResult>result</ActionResult>
-// <ResponseMetadata/></ActionResponse>; result nil writes no Result element.
-func writeResponse(w http.ResponseWriter, action string, result any) {
-	reqID := newRequestID()
-	var b bytes.Buffer
-	b.WriteString(xml.Header)
-	fmt.Fprintf(&b, `<%sResponse xmlns="%s">`, action, xmlns)
-	if result != nil {
-		enc := xml.NewEncoder(&b)
-		if err := enc.EncodeElement(result, xml.StartElement{Name: xml.Name{Local: action + "Result"}}); err != nil {
-			writeErrorXML(w, http.StatusInternalServerError, "Receiver", "ServiceFailure", "could not encode the response", reqID)
-			return
-		}
-	}
-	fmt.Fprintf(&b, `<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`, reqID, action)
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("X-Amzn-RequestId", reqID)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b.Bytes())
+// errorMapping is the one table from typed errors to IAM wire errors.
+var errorMapping = []queryxml.Mapping{
+	{Err: iam.ErrNoSuchEntity, Code: "NoSuchEntity", Status: http.StatusNotFound},
+	{Err: iam.ErrEntityAlreadyExists, Code: "EntityAlreadyExists", Status: http.StatusConflict},
+	{Err: iam.ErrMalformedPolicyDocument, Code: "MalformedPolicyDocument", Status: http.StatusBadRequest},
+	{Err: iam.ErrDeleteConflict, Code: "DeleteConflict", Status: http.StatusConflict},
+	{Err: iam.ErrValidation, Code: "ValidationError", Status: http.StatusBadRequest},
+	{Err: iam.ErrLimitExceeded, Code: "LimitExceeded", Status: http.StatusConflict},
+	{Err: errInvalidAction, Code: "InvalidAction", Status: http.StatusBadRequest},
+	{Err: auth.ErrUnknownKey, Code: "InvalidClientTokenId", Status: http.StatusForbidden},
+	{Err: auth.ErrExpiredToken, Code: "ExpiredToken", Status: http.StatusForbidden},
+	{Err: auth.ErrBadSignature, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrClockSkew, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrPresignedExpired, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrMissingAuth, Code: "MissingAuthenticationToken", Status: http.StatusForbidden},
+	{Err: auth.ErrMalformedAuth, Code: "IncompleteSignature", Status: http.StatusBadRequest},
+	{Err: api.ErrBodyTooLarge, Code: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge},
+	{Err: api.ErrBodyTimeout, Code: "RequestTimeout", Status: http.StatusRequestTimeout},
 }
 
-// errorMapping is the one table from typed errors to IAM wire errors.
-var errorMapping = []struct {
-	err    error
-	code   string
-	status int
-}{
-	{iam.ErrNoSuchEntity, "NoSuchEntity", http.StatusNotFound},
-	{iam.ErrEntityAlreadyExists, "EntityAlreadyExists", http.StatusConflict},
-	{iam.ErrMalformedPolicyDocument, "MalformedPolicyDocument", http.StatusBadRequest},
-	{iam.ErrDeleteConflict, "DeleteConflict", http.StatusConflict},
-	{iam.ErrValidation, "ValidationError", http.StatusBadRequest},
-	{iam.ErrLimitExceeded, "LimitExceeded", http.StatusConflict},
-	{errInvalidAction, "InvalidAction", http.StatusBadRequest},
-	{auth.ErrUnknownKey, "InvalidClientTokenId", http.StatusForbidden},
-	{auth.ErrExpiredToken, "ExpiredToken", http.StatusForbidden},
-	{auth.ErrBadSignature, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrClockSkew, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrPresignedExpired, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrMissingAuth, "MissingAuthenticationToken", http.StatusForbidden},
-	{auth.ErrMalformedAuth, "IncompleteSignature", http.StatusBadRequest},
-	{api.ErrBodyTooLarge, "RequestEntityTooLarge", http.StatusRequestEntityTooLarge},
-	{api.ErrBodyTimeout, "RequestTimeout", http.StatusRequestTimeout},
-}
+// protocol is IAM's Query/XML conventions (the service adds its logger).
+var protocol = queryxml.Protocol{Xmlns: xmlns, Errors: errorMapping, InternalCode: "ServiceFailure"}
 
 // ErrorCode returns the IAM error code and HTTP status for err
 // (ServiceFailure, 500 for anything unexpected).
-func ErrorCode(err error) (code string, status int) {
-	var denied *auth.AccessDenied
-	if errors.As(err, &denied) {
-		return "AccessDenied", http.StatusForbidden
-	}
-	for _, m := range errorMapping {
-		if errors.Is(err, m.err) {
-			return m.code, m.status
-		}
-	}
-	return "ServiceFailure", http.StatusInternalServerError
-}
+func ErrorCode(err error) (code string, status int) { return protocol.Code(err) }
 
 // WriteError writes err as an IAM XML error.
 func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	code, status := ErrorCode(err)
-	msg := err.Error()
-	typ := "Sender"
-	if status >= 500 {
-		typ = "Receiver"
-		s.log.Error("request failed", "path", r.URL.Path, "err", err)
-		msg = "An internal error occurred; the server log has the details."
-	} else if _, rest, ok := strings.Cut(msg, errInvalidAction.Error()+": "); ok && errors.Is(err, errInvalidAction) {
-		msg = rest
-	}
-	writeErrorXML(w, status, typ, code, msg, newRequestID())
-}
-
-type xmlError struct {
-	XMLName   xml.Name `xml:"ErrorResponse"`
-	Xmlns     string   `xml:"xmlns,attr"`
-	Type      string   `xml:"Error>Type"`
-	Code      string   `xml:"Error>Code"`
-	Message   string   `xml:"Error>Message"`
-	RequestID string   `xml:"RequestId"`
-}
-
-func writeErrorXML(w http.ResponseWriter, status int, typ, code, msg, reqID string) {
-	out, _ := xml.Marshal(xmlError{Xmlns: xmlns, Type: typ, Code: code, Message: msg, RequestID: reqID})
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("X-Amzn-RequestId", reqID)
-	w.WriteHeader(status)
-	_, _ = w.Write([]byte(xml.Header))
-	_, _ = w.Write(out)
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	s.proto.WriteError(w, r, err)
 }
 
 // encodeDocument URL-encodes a policy document as IAM returns it

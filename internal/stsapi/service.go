@@ -1,9 +1,6 @@
 package stsapi
 
 import (
-	"bytes"
-	"crypto/rand"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +14,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
+	"github.com/lambdaplane/lambdaplane/internal/queryxml"
 	"github.com/lambdaplane/lambdaplane/internal/sts"
 )
 
@@ -27,8 +25,9 @@ const (
 
 // Service is the STS API; it implements api.Service.
 type Service struct {
-	sts *sts.Service
-	log *slog.Logger
+	sts   *sts.Service
+	log   *slog.Logger
+	proto queryxml.Protocol
 }
 
 // New returns the STS API over s. log nil means slog.Default().
@@ -36,7 +35,10 @@ func New(s *sts.Service, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{sts: s, log: log.With("service", "sts")}
+	log = log.With("service", "sts")
+	proto := protocol
+	proto.Log = log
+	return &Service{sts: s, log: log, proto: proto}
 }
 
 // Name is the SigV4 credential-scope service.
@@ -61,19 +63,14 @@ func (s *Service) Operations() []string {
 	return out
 }
 
-var errInvalidAction = errors.New("InvalidAction")
+var errInvalidAction = queryxml.ErrInvalidAction
 
 // ServeAWS handles one verified STS request.
 func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Identity, body []byte) {
-	form, err := url.ParseQuery(string(body))
+	form, err := queryxml.Form(r, body)
 	if err != nil {
 		s.WriteError(w, r, &sts.Error{Code: "InvalidParameterValue", Status: 400, Msg: "The request body is not a valid form-encoded STS Query request: " + err.Error()})
 		return
-	}
-	for k, v := range r.URL.Query() {
-		if _, ok := form[k]; !ok && !strings.HasPrefix(k, "X-Amz-") {
-			form[k] = v
-		}
 	}
 	action := form.Get("Action")
 	h, ok := handlers[action]
@@ -90,7 +87,7 @@ func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 		s.WriteError(w, r, err)
 		return
 	}
-	writeResponse(w, action, result)
+	s.proto.WriteResponse(w, action, result)
 }
 
 type xmlCallerIdentity struct {
@@ -184,97 +181,38 @@ func (s *Service) getSessionToken(r *http.Request, id auth.Identity, form url.Va
 	return xmlSessionToken{Credentials: credentials(sess)}, nil
 }
 
-// writeResponse writes <ActionResponse><ActionResult>result</ActionResult>
-// <ResponseMetadata/></ActionResponse>.
-func writeResponse(w http.ResponseWriter, action string, result any) {
-	reqID := newRequestID()
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `<%sResponse xmlns="%s">`, action, xmlns)
-	if err := xml.NewEncoder(&b).EncodeElement(result, xml.StartElement{Name: xml.Name{Local: action + "Result"}}); err != nil {
-		writeErrorXML(w, http.StatusInternalServerError, "Receiver", "InternalFailure", "could not encode the response", reqID)
-		return
-	}
-	fmt.Fprintf(&b, `<ResponseMetadata><RequestId>%s</RequestId></ResponseMetadata></%sResponse>`, reqID, action)
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("X-Amzn-RequestId", reqID)
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(b.Bytes())
+// errorMapping is the one table from the front's typed errors to STS's.
+var errorMapping = []queryxml.Mapping{
+	{Err: auth.ErrUnknownKey, Code: "InvalidClientTokenId", Status: http.StatusForbidden},
+	{Err: auth.ErrExpiredToken, Code: "ExpiredToken", Status: http.StatusBadRequest},
+	{Err: auth.ErrBadSignature, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrClockSkew, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrPresignedExpired, Code: "SignatureDoesNotMatch", Status: http.StatusForbidden},
+	{Err: auth.ErrMissingAuth, Code: "MissingAuthenticationToken", Status: http.StatusForbidden},
+	{Err: auth.ErrMalformedAuth, Code: "IncompleteSignature", Status: http.StatusBadRequest},
+	{Err: errInvalidAction, Code: "InvalidAction", Status: http.StatusBadRequest},
+	{Err: iam.ErrNoSuchEntity, Code: "AccessDenied", Status: http.StatusForbidden},
+	{Err: iam.ErrValidation, Code: "ValidationError", Status: http.StatusBadRequest},
+	{Err: iam.ErrMalformedPolicyDocument, Code: "MalformedPolicyDocument", Status: http.StatusBadRequest},
+	{Err: api.ErrBodyTooLarge, Code: "RequestEntityTooLarge", Status: http.StatusRequestEntityTooLarge},
+	{Err: api.ErrBodyTimeout, Code: "RequestTimeout", Status: http.StatusRequestTimeout},
 }
 
-// errorMapping is the one table from the front's typed errors to STS's.
-var errorMapping = []struct {
-	err    error
-	code   string
-	status int
-}{
-	{auth.ErrUnknownKey, "InvalidClientTokenId", http.StatusForbidden},
-	{auth.ErrExpiredToken, "ExpiredToken", http.StatusBadRequest},
-	{auth.ErrBadSignature, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrClockSkew, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrPresignedExpired, "SignatureDoesNotMatch", http.StatusForbidden},
-	{auth.ErrMissingAuth, "MissingAuthenticationToken", http.StatusForbidden},
-	{auth.ErrMalformedAuth, "IncompleteSignature", http.StatusBadRequest},
-	{errInvalidAction, "InvalidAction", http.StatusBadRequest},
-	{iam.ErrNoSuchEntity, "AccessDenied", http.StatusForbidden},
-	{iam.ErrValidation, "ValidationError", http.StatusBadRequest},
-	{iam.ErrMalformedPolicyDocument, "MalformedPolicyDocument", http.StatusBadRequest},
-	{api.ErrBodyTooLarge, "RequestEntityTooLarge", http.StatusRequestEntityTooLarge},
-	{api.ErrBodyTimeout, "RequestTimeout", http.StatusRequestTimeout},
-}
+// protocol is STS's Query/XML conventions (the service adds its logger).
+var protocol = queryxml.Protocol{Xmlns: xmlns, Errors: errorMapping, InternalCode: "InternalFailure",
+	Classify: func(err error) (string, int, bool) {
+		var se *sts.Error
+		if errors.As(err, &se) {
+			return se.Code, se.Status, true
+		}
+		return "", 0, false
+	}}
 
 // ErrorCode returns STS's error code and HTTP status for err
 // (InternalFailure, 500, for anything unexpected).
-func ErrorCode(err error) (code string, status int) {
-	var se *sts.Error
-	if errors.As(err, &se) {
-		return se.Code, se.Status
-	}
-	var denied *auth.AccessDenied
-	if errors.As(err, &denied) {
-		return "AccessDenied", http.StatusForbidden
-	}
-	for _, m := range errorMapping {
-		if errors.Is(err, m.err) {
-			return m.code, m.status
-		}
-	}
-	return "InternalFailure", http.StatusInternalServerError
-}
+func ErrorCode(err error) (code string, status int) { return protocol.Code(err) }
 
 // WriteError writes err as an STS XML error.
 func (s *Service) WriteError(w http.ResponseWriter, r *http.Request, err error) {
-	code, status := ErrorCode(err)
-	msg := err.Error()
-	typ := "Sender"
-	if status >= 500 {
-		typ = "Receiver"
-		s.log.Error("request failed", "path", r.URL.Path, "err", err)
-		msg = "An internal error occurred; the server log has the details."
-	} else if _, rest, ok := strings.Cut(msg, errInvalidAction.Error()+": "); ok && errors.Is(err, errInvalidAction) {
-		msg = rest
-	}
-	writeErrorXML(w, status, typ, code, msg, newRequestID())
-}
-
-type xmlError struct {
-	XMLName   xml.Name `xml:"ErrorResponse"`
-	Xmlns     string   `xml:"xmlns,attr"`
-	Type      string   `xml:"Error>Type"`
-	Code      string   `xml:"Error>Code"`
-	Message   string   `xml:"Error>Message"`
-	RequestID string   `xml:"RequestId"`
-}
-
-func writeErrorXML(w http.ResponseWriter, status int, typ, code, msg, reqID string) {
-	out, _ := xml.Marshal(xmlError{Xmlns: xmlns, Type: typ, Code: code, Message: msg, RequestID: reqID})
-	w.Header().Set("Content-Type", "text/xml")
-	w.Header().Set("X-Amzn-RequestId", reqID)
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+	s.proto.WriteError(w, r, err)
 }
