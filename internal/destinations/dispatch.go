@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/lineage"
 )
 
 // Conditions of an invocation record.
@@ -35,6 +36,10 @@ type Outcome struct {
 	// ErrorMessage, for the dead-letter message: the function's error or
 	// why it could not run.
 	ErrorMessage string
+	// TraceID is the invocation's trace header; the sends carry it on
+	// (lineage.WithHeader) so that a loop through a destination or
+	// dead-letter queue back to the function is counted.
+	TraceID string
 }
 
 // MessageAttribute is an SQS message attribute to send.
@@ -122,6 +127,7 @@ func Record(o *Outcome, now time.Time) ([]byte, error) {
 // record to OnSuccess or OnFailure, and a failed event to the function's
 // dead-letter queue. An error means a send failed (the caller may retry).
 func (d *Dispatcher) Deliver(ctx context.Context, o *Outcome) error {
+	ctx = lineage.WithHeader(ctx, o.TraceID)
 	cfg := d.Configs.lookup(ctx, o.AccountID, o.FunctionName, o.Qualifier)
 	var dest string
 	if cfg != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
+	"github.com/lambdaplane/lambdaplane/internal/lineage"
 )
 
 // Poll bounds.
@@ -237,9 +238,16 @@ func (r *runner) process(c *runCfg, msgs []Message) {
 		r.p.log.Error("encoding an SQS event failed", "uuid", m.UUID, "err", err)
 		return
 	}
-	out, fnErr, err := r.p.o.Invoker.Invoke(ctx, m.AccountID, m.Region, m.FunctionName, m.Qualifier, payload)
+	// The batch's trace header (its first message's AWSTraceHeader, as
+	// Lambda traces a batch) carries the event's lineage (internal/lineage).
+	ictx := lineage.WithHeader(ctx, recs[0].Attributes["AWSTraceHeader"])
+	out, fnErr, err := r.p.o.Invoker.Invoke(ictx, m.AccountID, m.Region, m.FunctionName, m.Qualifier, payload)
 	var ce *control.Error
 	switch {
+	case err != nil && errors.As(err, &ce) && ce.Code == "RecursiveInvocationException":
+		// Stopped in a recursive loop: the batch returns to the queue
+		// and reaches its dead-letter queue after maxReceiveCount.
+		return
 	case err != nil && errors.As(err, &ce) && ce.Code == "TooManyRequestsException":
 		// Back off: fewer pollers, and a pause that doubles while the
 		// throttling lasts. The batch reappears after the visibility timeout.

@@ -1,6 +1,7 @@
 package invoke
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,9 @@ type queued struct {
 	Payload   []byte    `json:"Payload"`
 	Enqueued  time.Time `json:"Enqueued"`
 	TraceID   string    `json:"TraceID,omitempty"`
+	// Recursive: stopped in a recursive loop (recursion.go); it is not
+	// run, only sent to the dead-letter queue or on-failure destination.
+	Recursive bool `json:"Recursive,omitempty"`
 }
 
 // asyncQueue is the durable Event queue: a JetStream work-queue stream and
@@ -83,7 +87,7 @@ func (q *asyncQueue) close() {
 // enqueue stores the event durably before the caller gets its 202.
 func (q *asyncQueue) enqueue(ctx context.Context, r *Request, cfg *control.Config) error {
 	b, err := json.Marshal(queued{AccountID: r.AccountID, Region: r.Region, Function: cfg.FunctionName,
-		Qualifier: r.Qualifier, RequestID: r.RequestID, Payload: r.Payload, Enqueued: time.Now().UTC(), TraceID: r.TraceID})
+		Qualifier: r.Qualifier, RequestID: r.RequestID, Payload: r.Payload, Enqueued: time.Now().UTC(), TraceID: r.TraceID, Recursive: r.recursive})
 	if err != nil {
 		return err
 	}
@@ -135,6 +139,10 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 	attempt := 1
 	if meta != nil {
 		attempt = int(meta.NumDelivered)
+	}
+	if ev.Recursive {
+		q.finish(m, &ev, stoppedOutcome())
+		return
 	}
 	allowed, maxAge := q.limits(&ev)
 	if maxAge > 0 && time.Since(ev.Enqueued) > maxAge {
@@ -192,9 +200,32 @@ func (q *asyncQueue) handle(m jetstream.Msg) {
 			_ = m.NakWithDelay(s.o.AsyncBackoff[min(attempt-1, len(s.o.AsyncBackoff)-1)])
 			return
 		}
+		if systemError(err) && time.Since(ev.Enqueued) < cmp.Or(maxAge, maxSystemRetryAge) {
+			// The function did not run for a reason of the platform's (the
+			// store electing a leader, a host dying under the call): as on
+			// Lambda, the event goes back to the queue until its maximum age
+			// instead of using up its attempts.
+			s.log.Warn("async invoke failed on a system error; will retry", "function", ev.Function, "requestId", ev.RequestID, "attempt", attempt, "err", err)
+			_ = m.NakWithDelay(s.o.ThrottleDelay)
+			return
+		}
 		s.log.Error("async invoke could not run after all retries", "function", ev.Function, "requestId", ev.RequestID, "err", err)
 		q.finish(m, &ev, &destinations.Outcome{Condition: destinations.RetriesExhausted, Attempts: attempt, ErrorMessage: err.Error()})
 	}
+}
+
+// maxSystemRetryAge is how long an event that keeps failing on system
+// errors is tried when its function sets no maximum age (Lambda's default).
+const maxSystemRetryAge = 6 * time.Hour
+
+// systemError: an invocation error that is not the caller's nor the
+// function's (no 4xx): a store or forwarding failure, a ServiceException.
+func systemError(err error) bool {
+	var ce *control.Error
+	if errors.As(err, &ce) {
+		return ce.Status >= 500
+	}
+	return true
 }
 
 // QueueDepth reports queued Event invocations.

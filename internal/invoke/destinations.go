@@ -35,7 +35,7 @@ func (q *asyncQueue) finish(m jetstream.Msg, ev *queued, o *destinations.Outcome
 	s := q.s
 	if d := s.o.Destinations; d != nil {
 		o.AccountID, o.Region, o.FunctionName, o.Qualifier = ev.AccountID, ev.Region, ev.Function, ev.Qualifier
-		o.RequestID, o.RequestPayload = ev.RequestID, ev.Payload
+		o.RequestID, o.RequestPayload, o.TraceID = ev.RequestID, ev.Payload, ev.TraceID
 		for try := 1; ; try++ {
 			err := d.Deliver(q.ctx, o)
 			if err == nil {

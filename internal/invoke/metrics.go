@@ -46,6 +46,7 @@ type metrics struct {
 	phases       *prometheus.HistogramVec
 	envStarted   prometheus.Counter
 	envStopped   prometheus.Counter
+	recursion    *prometheus.CounterVec // recursion.go
 	reg          prometheus.Registerer
 
 	mu      sync.Mutex
@@ -76,6 +77,7 @@ func newMetrics(reg prometheus.Registerer, live func(account, function string) b
 		envStopped:   prometheus.NewCounter(prometheus.CounterOpts{Name: MetricEnvStopped, Help: "Execution environments torn down."}),
 		reg:          reg,
 		live:         live,
+		recursion:    newRecursionCounter(reg),
 	}
 	if reg != nil {
 		reg.MustRegister(m.invocations, m.errors, m.throttles, m.enqueued, m.duration, m.initDuration, m.coldStarts, m.phases, m.envStarted, m.envStopped)
@@ -128,6 +130,7 @@ func (m *metrics) forget(account, function string) {
 	m.duration.DeletePartialMatch(labels)
 	m.initDuration.DeletePartialMatch(labels)
 	m.coldStarts.DeletePartialMatch(labels)
+	m.recursion.DeletePartialMatch(labels)
 }
 
 func (m *metrics) invocation(c *control.Config, typ, outcome string) {

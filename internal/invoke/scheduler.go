@@ -263,8 +263,9 @@ type Request struct {
 	// an invocation always runs on this host.
 	Stream runtimeapi.StreamSink
 
-	async bool // an Event invocation run by the async queue
-	here  bool // placed on this host already (InvokeHere)
+	async     bool // an Event invocation run by the async queue
+	here      bool // placed on this host already (InvokeHere)
+	recursive bool // stopped in a recursive loop (recursion.go)
 }
 
 // Async reports whether r is an Event invocation run from the queue.
@@ -309,6 +310,14 @@ func (s *Scheduler) Invoke(ctx context.Context, r *Request) (*Response, error) {
 	cfg, err := s.o.Control.Resolve(r.AccountID, r.Region, r.Function, r.Qualifier)
 	if err != nil {
 		return nil, err
+	}
+	if !r.async && !r.here && r.InvocationType != DryRun && s.lineage(r, cfg) {
+		// Stopped in a recursive loop: an Event goes to the queue only to
+		// reach its dead-letter queue or on-failure destination.
+		if r.InvocationType != Event {
+			return nil, recursiveInvocation(cfg)
+		}
+		r.recursive = true
 	}
 	switch r.InvocationType {
 	case DryRun:

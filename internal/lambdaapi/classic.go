@@ -2,12 +2,9 @@ package lambdaapi
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/lambdaplane/lambdaplane/internal/control"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
@@ -16,12 +13,8 @@ import (
 // The classic operations: InvokeAsync, recursion and runtime management
 // configs, code signing configs (internal/control/classic.go), and what
 // they change in other operations: recursive loop detection on
-// asynchronous invokes, code signing enforcement on CreateFunction and
+// every invocation (internal/invoke/recursion.go), code signing enforcement on CreateFunction and
 // UpdateFunctionCode, RuntimeVersionConfig in GetFunction(Configuration).
-
-// maxRecursion is how many times an event may loop through a function
-// before Lambda stops it (RecursiveLoop Terminate).
-const maxRecursion = 16
 
 func (h *Handler) addClassicOps() {
 	h.handle("InvokeAsync", h.invokeAsync)
@@ -96,7 +89,6 @@ func (h *Handler) addClassicOps() {
 	for _, op := range []string{"GetFunction", "GetFunctionConfiguration"} {
 		h.wrapRuntimeVersion(op)
 	}
-	h.wrapInvokeLineage()
 	h.wrapCodeSigning()
 }
 
@@ -110,89 +102,15 @@ func (h *Handler) invokeAsync(c *call) {
 		c.fail(control.InvalidContent("Could not parse request body into json: Could not parse payload into json: Unexpected character: was expecting a JSON value"))
 		return
 	}
-	name := c.param("FunctionName")
-	trace, stop, err := h.lineage(c, name, "")
-	if err != nil {
+	req := &invoke.Request{
+		AccountID: c.id.AccountID, Region: c.region(), Function: c.param("FunctionName"), InvocationType: invoke.Event,
+		Payload: payload, RequestID: c.reqID, TraceID: traceID(c.r.Header.Get("X-Amzn-Trace-Id")),
+	}
+	if _, err := h.sched.Invoke(c.ctx, req); err != nil {
 		c.fail(err)
 		return
 	}
-	if !stop {
-		req := &invoke.Request{
-			AccountID: c.id.AccountID, Region: c.region(), Function: name, InvocationType: invoke.Event,
-			Payload: payload, RequestID: c.reqID, TraceID: trace,
-		}
-		if _, err := h.sched.Invoke(c.ctx, req); err != nil {
-			c.fail(err)
-			return
-		}
-	}
 	c.json(202, map[string]int{"Status": 202})
-}
-
-// lineageTag is the function's tag in a trace header's Lineage.
-func lineageTag(account, function string) string {
-	s := sha256.Sum256([]byte(account + ":" + function))
-	return hex.EncodeToString(s[:4])
-}
-
-// lineage reads the incoming trace header of an asynchronous invoke of
-// name: how many times this event already looped through the function
-// (Lineage=<function tag>:<count>). It returns the header the invocation
-// carries on (count + 1), or stop when the count reached maxRecursion and
-// the function's RecursiveLoop is Terminate (the event is then dropped, as
-// Lambda does, and the caller still sees its 202).
-func (h *Handler) lineage(c *call, name, qualifier string) (trace string, stop bool, err error) {
-	cfg, err := h.ctl.Resolve(c.id.AccountID, c.region(), name, qualifier)
-	if err != nil {
-		return "", false, err
-	}
-	tag := lineageTag(cfg.AccountID, cfg.FunctionName)
-	in := traceID(c.r.Header.Get("X-Amzn-Trace-Id"))
-	count := 0
-	var parts []string
-	for _, p := range strings.Split(in, ";") {
-		if v, ok := strings.CutPrefix(p, "Lineage="); ok {
-			if t, n, ok := strings.Cut(v, ":"); ok && t == tag {
-				count, _ = strconv.Atoi(n)
-			}
-			continue
-		}
-		if p != "" {
-			parts = append(parts, p)
-		}
-	}
-	if count >= maxRecursion {
-		fs, err := h.ctl.Settings(c.id.AccountID, c.region(), cfg.FunctionName)
-		if err != nil {
-			return "", false, err
-		}
-		if fs.RecursiveLoop != control.RecursiveLoopAllow {
-			h.log.Warn("recursive loop detected: event dropped (RecursiveLoop Terminate)", "account", cfg.AccountID, "function", cfg.FunctionName, "loops", count, "request", c.reqID)
-			return "", true, nil
-		}
-	}
-	return strings.Join(append(parts, "Lineage="+tag+":"+strconv.Itoa(count+1)), ";"), false, nil
-}
-
-// wrapInvokeLineage makes Event invokes carry (and stop on) lineage.
-func (h *Handler) wrapInvokeLineage() {
-	orig := h.ops["Invoke"]
-	h.handle("Invoke", func(c *call) {
-		if c.r.Header.Get("X-Amz-Invocation-Type") == invoke.Event {
-			trace, stop, err := h.lineage(c, c.param("FunctionName"), c.r.URL.Query().Get("Qualifier"))
-			if err != nil {
-				c.fail(err)
-				return
-			}
-			if stop {
-				c.w.Header().Set("X-Amzn-RequestId", c.reqID)
-				c.w.WriteHeader(http.StatusAccepted)
-				return
-			}
-			c.r.Header.Set("X-Amzn-Trace-Id", trace)
-		}
-		orig(c)
-	})
 }
 
 // capture buffers a response so that a wrapper can amend it.

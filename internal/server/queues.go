@@ -13,6 +13,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/esm"
 	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/invoke"
+	"github.com/lambdaplane/lambdaplane/internal/lineage"
 	"github.com/lambdaplane/lambdaplane/internal/sqs"
 	"github.com/lambdaplane/lambdaplane/internal/store"
 )
@@ -132,6 +133,9 @@ func (a destQueues) Send(ctx context.Context, sender, arn, body string, attrs ma
 		return fmt.Errorf("account %s may not send to %s (the queue does not exist, or its Policy does not allow sqs:SendMessage)", sender, arn)
 	}
 	in := sqs.SendInput{Body: body, SenderID: sender}
+	if h := lineage.Header(ctx); h != "" {
+		in.SystemAttributes = map[string]sqs.MessageAttributeValue{"AWSTraceHeader": {DataType: "String", StringValue: h}}
+	}
 	if len(attrs) > 0 {
 		in.MessageAttributes = make(map[string]sqs.MessageAttributeValue, len(attrs))
 		for k, v := range attrs {
@@ -148,7 +152,7 @@ type schedInvoker struct{ s *invoke.Scheduler }
 
 func (i *schedInvoker) Invoke(ctx context.Context, account, region, function, qualifier string, payload []byte) ([]byte, string, error) {
 	resp, err := i.s.Invoke(ctx, &invoke.Request{AccountID: account, Region: region, Function: function, Qualifier: qualifier,
-		InvocationType: invoke.RequestResponse, Payload: payload})
+		InvocationType: invoke.RequestResponse, Payload: payload, TraceID: lineage.Header(ctx)})
 	if err != nil {
 		return nil, "", err
 	}
@@ -157,7 +161,7 @@ func (i *schedInvoker) Invoke(ctx context.Context, account, region, function, qu
 
 func (i *schedInvoker) InvokeEvent(ctx context.Context, account, region, function string, payload []byte) error {
 	_, err := i.s.Invoke(ctx, &invoke.Request{AccountID: account, Region: region, Function: function,
-		InvocationType: invoke.Event, Payload: payload})
+		InvocationType: invoke.Event, Payload: payload, TraceID: lineage.Header(ctx)})
 	return err
 }
 

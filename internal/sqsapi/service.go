@@ -486,6 +486,14 @@ func sendInput(c *call, p params) (sqs.SendInput, error) {
 	if in.SystemAttributes, err = p.msgAttrs("MessageSystemAttributes", "MessageSystemAttribute"); err != nil {
 		return in, err
 	}
+	if h := c.r.Header.Get("X-Amzn-Trace-Id"); h != "" && in.SystemAttributes["AWSTraceHeader"].StringValue == "" {
+		// As SQS: the request's trace header becomes AWSTraceHeader (a
+		// function's SDK sends its _X_AMZN_TRACE_ID, with the lineage).
+		if in.SystemAttributes == nil {
+			in.SystemAttributes = map[string]sqs.MessageAttributeValue{}
+		}
+		in.SystemAttributes["AWSTraceHeader"] = sqs.MessageAttributeValue{DataType: "String", StringValue: h}
+	}
 	in.GroupID, _ = p.str("MessageGroupId")
 	in.DeduplicationID, _ = p.str("MessageDeduplicationId")
 	return in, nil
