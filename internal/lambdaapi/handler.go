@@ -416,6 +416,8 @@ func (h *Handler) aliases(c *call, name string, rest []string) {
 			c.fail(err)
 			return
 		}
+		// An alias's event invoke config goes with it, as on Lambda.
+		h.forgetEventInvokeConfigs(c, name, rest[0])
 		c.noContent()
 	default:
 		h.unknown(c)

@@ -163,6 +163,27 @@ func eventInvokeOps(t *testing.T, e *harness.Env, role string) {
 	if _, err := lc.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn")}); errCode(err) != "ResourceNotFoundException" {
 		t.Errorf("a recreated function has its predecessor's event invoke config: %v", err)
 	}
+	// An alias's config goes with the alias: one recreated under the same
+	// name does not inherit it.
+	v, err := lc.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("eic-fn")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alias := func() {
+		t.Helper()
+		if _, err := lc.CreateAlias(ctx, &lambda.CreateAliasInput{FunctionName: aws.String("eic-fn"), Name: aws.String("live"), FunctionVersion: v.Version}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alias()
+	put(t, e, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn"), Qualifier: aws.String("live"), MaximumRetryAttempts: aws.Int32(0)})
+	if _, err := lc.DeleteAlias(ctx, &lambda.DeleteAliasInput{FunctionName: aws.String("eic-fn"), Name: aws.String("live")}); err != nil {
+		t.Fatal(err)
+	}
+	alias()
+	if _, err := lc.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("eic-fn"), Qualifier: aws.String("live")}); errCode(err) != "ResourceNotFoundException" {
+		t.Errorf("a recreated alias has its predecessor's event invoke config: %v", err)
+	}
 }
 
 func destinationsScenario(t *testing.T, e *harness.Env, role string) {
