@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"path/filepath"
 	"strconv"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // The platform endpoint: functions call the platform's own API (Lambda,
@@ -58,19 +61,82 @@ func (r *Router) APIEndpoint() string {
 // APINetnsPath is the endpoint namespace's path.
 func (r *Router) APINetnsPath() string { return r.apiNet().Path }
 
-// ensureAPI converges the endpoint namespace and its link (Setup's step).
+// ensureAPI converges the endpoint namespace and its link (Setup's step,
+// and Repair's). The router holds the namespace open (apiNs): the
+// server's listener lives in that namespace, so when its mount is removed
+// (ip netns del) or replaced, the same namespace is mounted back rather
+// than a new one made that nothing listens in.
 func (r *Router) ensureAPI() error {
+	r.apiMu.Lock()
+	defer r.apiMu.Unlock()
 	e := r.apiNet()
-	if !isNetnsMount(e.Path) {
+	switch {
+	case r.apiNs.IsOpen() && !sameNsAsPath(r.apiNs, e.Path):
+		if err := deleteNamedNetns(e.Name); err != nil {
+			return err
+		}
+		if err := mountNetns(r.apiNs, e.Path); err != nil {
+			return fmt.Errorf("mount the API endpoint namespace back at %s: %w", e.Path, err)
+		}
+	case !isNetnsMount(e.Path):
 		if err := deleteNamedNetns(e.Name); err != nil {
 			return err
 		}
 		if err := createNamedNetns(e.Name, envSysctls); err != nil {
 			return fmt.Errorf("create the API endpoint namespace: %w", err)
 		}
-		return r.plumbEnv(e, true)
+		if err := r.plumbEnv(e, true); err != nil {
+			return err
+		}
+		return r.holdAPINs(e.Path)
 	}
-	return r.plumbEnv(e, false)
+	if err := r.plumbEnv(e, false); err != nil {
+		return err
+	}
+	return r.holdAPINs(e.Path)
+}
+
+// holdAPINs opens the endpoint namespace at path (once). Caller holds
+// apiMu.
+func (r *Router) holdAPINs(path string) error {
+	if r.apiNs.IsOpen() {
+		return nil
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	r.apiNs = ns
+	return nil
+}
+
+// apiIntact reports whether the endpoint namespace is mounted where it
+// belongs and its veth pairs api0 in the service router with its eth0.
+// Caller holds kmu.
+func (r *Router) apiIntact() (bool, error) {
+	r.apiMu.Lock()
+	defer r.apiMu.Unlock()
+	e := r.apiNet()
+	if !sameNsAsPath(r.apiNs, e.Path) {
+		return false, nil
+	}
+	h, err := netlink.NewHandleAt(r.apiNs)
+	if err != nil {
+		return false, err
+	}
+	defer h.Close()
+	svcL, err := linkByName(r.svcH, apiLinkName)
+	if err != nil {
+		return false, err
+	}
+	envL, err := linkByName(h, EnvIfName)
+	if err != nil {
+		return false, err
+	}
+	if !paired(svcL, envL) || svcL.Attrs().Flags&net.FlagUp == 0 || envL.Attrs().Flags&net.FlagUp == 0 {
+		return false, nil
+	}
+	return hasAddr(h, envL, host32(r.apiAddr).String())
 }
 
 // ListenAPI opens the platform endpoint's listener inside its namespace.

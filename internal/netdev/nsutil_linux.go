@@ -252,3 +252,21 @@ func DialIn(nsPath, network, addr string, timeout time.Duration) (net.Conn, erro
 	}
 	return c, nil
 }
+
+// mountNetns bind-mounts the open namespace ns at path (made if missing):
+// a namespace still held open gets its name back.
+func mountNetns(ns netns.NsHandle, path string) error {
+	if err := ensureNetnsRunDir(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o444)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+	f.Close()
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", int(ns)), path, "none", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("bind-mount netns at %s: %w", path, err)
+	}
+	return nil
+}

@@ -35,12 +35,13 @@ const (
 	RepairSGSet        RepairKind = "sg_set"        // a security group's member set
 	RepairNAT          RepairKind = "nat"           // a NAT gateway's table or the VPC's NAT address set
 	RepairInterface    RepairKind = "interface"     // a network interface's namespace, veth or address
+	RepairAPIEndpoint  RepairKind = "api_endpoint"  // the platform endpoint's namespace (mounted back), veth or address
 )
 
 // RepairKinds lists every RepairKind.
 func RepairKinds() []RepairKind {
 	return []RepairKind{RepairServiceNetns, RepairServiceNft, RepairHostNft, RepairUplink, RepairPoolNetns, RepairEnvLink,
-		RepairVPCNetns, RepairVPCNft, RepairVPCLink, RepairENIAddress, RepairENIMap, RepairSGSet, RepairNAT, RepairInterface}
+		RepairVPCNetns, RepairVPCNft, RepairVPCLink, RepairENIAddress, RepairENIMap, RepairSGSet, RepairNAT, RepairInterface, RepairAPIEndpoint}
 }
 
 // repaired logs and reports one repair.
@@ -55,7 +56,8 @@ func (r *Router) repaired(kind RepairKind, object string) {
 // what differs, reporting every repair (Config.OnRepair, log): the
 // service router namespace (a replaced one is rebuilt as Setup does, with
 // every environment re-plumbed into it), the uplink, the host and service
-// router nft tables, pooled environments whose namespace is gone (dropped;
+// router nft tables, the platform endpoint (its namespace mounted back,
+// its veth re-plumbed), pooled environments whose namespace is gone (dropped;
 // the refill replaces them) and environments whose veth is gone. When
 // nothing differs it only reads, holding the kernel lock shared, so cold
 // starts go on meanwhile. The VPC side is VPCs.Verify's.
@@ -97,6 +99,12 @@ func (r *Router) Repair(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("service router nft table: %w", err))
 	} else if changed {
 		r.repaired(RepairServiceNft, "table ip "+r.cfg.Prefix+" in "+svcName(r.cfg.Prefix))
+	}
+	if ok, err := r.apiIntact(); err != nil {
+		errs = append(errs, fmt.Errorf("check the API endpoint: %w", err))
+	} else if !ok {
+		r.repaired(RepairAPIEndpoint, apiNetnsName(r.cfg.Prefix))
+		errs = append(errs, r.ensureAPI())
 	}
 	errs = append(errs, r.repairEnvs())
 	if err := errors.Join(errs...); err != nil {
@@ -232,9 +240,10 @@ func (r *Router) dropGoneEnv(e *EnvNet) error {
 }
 
 // Owns reports whether name is a namespace this router believes exists:
-// the service router or a pooled or taken environment.
+// the service router, the platform endpoint or a pooled or taken
+// environment.
 func (r *Router) Owns(name string) bool {
-	if name == svcName(r.cfg.Prefix) {
+	if name == svcName(r.cfg.Prefix) || name == apiNetnsName(r.cfg.Prefix) {
 		return true
 	}
 	r.mu.Lock()

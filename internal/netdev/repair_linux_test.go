@@ -2,6 +2,7 @@ package netdev
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -79,6 +80,35 @@ func TestRepairWhileRunning(t *testing.T) {
 		}
 	}
 	works("before")
+	// The platform endpoint, served as the server serves it: a listener
+	// opened once in its namespace.
+	apiLn, err := r.ListenAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer apiLn.Close()
+	go func() {
+		for {
+			c, err := apiLn.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "api\n")
+			c.Close()
+		}
+	}()
+	apiAddr := strings.TrimPrefix(r.APIEndpoint(), "http://")
+	apiWorks := func(what string) {
+		t.Helper()
+		var got string
+		if !waitFor(5*time.Second, func() bool {
+			got, err = ask(e.Path, apiAddr, time.Second)
+			return err == nil && got == "api"
+		}) {
+			t.Fatalf("%s: env -> API endpoint %s: %q %v", what, apiAddr, got, err)
+		}
+	}
+	apiWorks("before")
 	if err := r.Repair(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +144,14 @@ func TestRepairWhileRunning(t *testing.T) {
 			r.mu.Unlock()
 			ipNetnsDel(name)
 		}, RepairPoolNetns},
+		{"API endpoint namespace deleted", func() { ipNetnsDel(apiNetnsName(r.cfg.Prefix)) }, RepairAPIEndpoint},
+		{"API endpoint namespace replaced by an empty one", func() {
+			ipNetnsDel(apiNetnsName(r.cfg.Prefix))
+			if out, err := exec.Command("ip", "netns", "add", apiNetnsName(r.cfg.Prefix)).CombinedOutput(); err != nil {
+				t.Fatalf("ip netns add: %v %s", err, out)
+			}
+		}, RepairAPIEndpoint},
+		{"API endpoint veth deleted", func() { delLink(handleAt(t, r.SvcNetnsPath()), apiLinkName) }, RepairAPIEndpoint},
 		{"service router namespace deleted", func() { ipNetnsDel(svcName(r.cfg.Prefix)) }, RepairServiceNetns},
 	}
 	for _, c := range cases {
@@ -125,6 +163,7 @@ func TestRepairWhileRunning(t *testing.T) {
 			t.Fatalf("%s: repairs reported %v, want %s", c.name, k, c.want)
 		}
 		works(c.name)
+		apiWorks(c.name)
 		if err := r.Repair(ctx); err != nil {
 			t.Fatalf("%s: second Repair: %v", c.name, err)
 		}

@@ -42,6 +42,10 @@ type Router struct {
 	svcNs netns.NsHandle
 	svcH  *netlink.Handle
 	nft   *nft.Conn
+	// apiNs is the platform endpoint's namespace, held open (ensureAPI);
+	// apiMu orders its use.
+	apiMu sync.Mutex
+	apiNs netns.NsHandle
 
 	mu      sync.Mutex
 	pool    []*EnvNet
@@ -89,6 +93,7 @@ func NewRouter(cfg Config) (*Router, error) {
 		ipam:    ip,
 		apiAddr: apiAddr,
 		svcNs:   netns.None(),
+		apiNs:   netns.None(),
 		taken:   map[string]*EnvNet{},
 		allow:   c.EgressAllow,
 		kick:    make(chan struct{}, 1),
@@ -170,6 +175,12 @@ func (r *Router) closeHandles() {
 		r.svcNs.Close()
 		r.svcNs = netns.None()
 	}
+	r.apiMu.Lock()
+	if r.apiNs.IsOpen() {
+		r.apiNs.Close()
+		r.apiNs = netns.None()
+	}
+	r.apiMu.Unlock()
 }
 
 // isNetnsMount reports whether path is a bind-mounted network namespace.
