@@ -13,6 +13,17 @@
 // that restarts finds its own earlier lease (same host id, another boot)
 // and takes it back at once.
 //
+// A queue and a function have one mapping: Create first creates a claim
+// key ("c.<account>.<hash of queue and function>", holding the mapping's
+// UUID) in the bucket, so of concurrent creates on any servers exactly
+// one proceeds (claim.go). A mapping on another account's queue needs the
+// queue's Policy to grant the function's execution role, or its account,
+// sqs:ReceiveMessage, sqs:DeleteMessage and sqs:GetQueueAttributes: at
+// create, and again every second while it polls (a withdrawn grant stops
+// the polling). LastProcessingResult is what the last poll came to ("OK",
+// "PROBLEM: Function call failed", "No records processed", …), written
+// when it changes (result.go).
+//
 // The package is pure: queues, functions, invocations and roles are
 // interfaces the server wires (internal/sqs, internal/control,
 // internal/invoke, internal/iam).

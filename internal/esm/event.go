@@ -42,6 +42,11 @@ type Queues interface {
 	Receive(ctx context.Context, queueARN string, max int, wait time.Duration) ([]Message, error)
 	// Delete deletes received messages by receipt handle.
 	Delete(ctx context.Context, queueARN string, receiptHandles []string) error
+	// Refused returns the first of actions that the queue's Policy does
+	// not grant the role roleARN of account acct (nor acct), "" when it
+	// grants them all or the queue is acct's own; an error wrapping
+	// ErrNoQueue when the queue does not exist.
+	Refused(ctx context.Context, queueARN, acct, roleARN string, actions []string) (string, error)
 }
 
 // ErrNoQueue is wrapped by Queues' errors for a queue that does not exist.

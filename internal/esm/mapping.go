@@ -313,6 +313,20 @@ func (s *Service) target(ctx context.Context, acct, region, name, queueARN strin
 	if vis < time.Duration(cfg.Timeout)*time.Second {
 		return ref, nil, invalid("Queue visibility timeout: %d seconds is less than Function timeout: %d seconds", int(vis/time.Second), cfg.Timeout)
 	}
+	// Another account's queue: its Policy must grant the role (or the
+	// role's account) what a poller does (checked again while polling).
+	if queueAccount(queueARN) != acct {
+		missing, err := s.o.Queues.Refused(ctx, queueARN, acct, cfg.Role, sqsActions)
+		if errors.Is(err, ErrNoQueue) {
+			return ref, nil, invalid("Error occurred while ReceiveMessage. SQS Error Code: AWS.SimpleQueueService.NonExistentQueue. SQS Error Message: The specified queue %s does not exist or you do not have access to it.", queueARN)
+		}
+		if err != nil {
+			return ref, nil, err
+		}
+		if missing != "" {
+			return ref, nil, invalid("The function execution role does not have permissions to call %s on SQS: the Policy of queue %s (account %s) does not grant %s to %s or its account.", strings.TrimPrefix(missing, "sqs:"), queueARN, queueAccount(queueARN), missing, cfg.Role)
+		}
+	}
 	return ref, cfg, nil
 }
 
@@ -344,18 +358,27 @@ func (s *Service) Create(ctx context.Context, acct, region string, in *CreateInp
 		Enabled: in.Enabled == nil || *in.Enabled, State: StateCreating, StateTransitionReason: "USER_INITIATED",
 		LastModified: s.o.Now().UTC(), LastProcessingResult: "No records processed",
 	}
+	// One mapping per queue and function: the claim's create decides
+	// between concurrent creates (on any hosts); the listing also finds
+	// mappings made before claims were.
+	rev, err := s.claim(ctx, m)
+	if err != nil {
+		return nil, err
+	}
 	existing, err := s.table.List(ctx, "m."+acct+".*")
 	if err != nil {
+		s.unclaim(ctx, m, rev)
 		return nil, err
 	}
 	for _, e := range existing {
 		o := e.Value
 		if o.EventSourceArn == m.EventSourceArn && o.FunctionArn() == m.FunctionArn() && o.State != StateDeleting {
-			return nil, &control.Error{Code: "ResourceConflictException", Status: 409, Message: fmt.Sprintf(
-				"An event source mapping with SQS arn (\" %s \") and function (\" %s \") already exists. Please update or delete the existing mapping with UUID %s", m.EventSourceArn, m.FunctionArn(), o.UUID)}
+			s.unclaim(ctx, m, rev)
+			return nil, errDuplicate(m, o.UUID)
 		}
 	}
 	if _, err := s.table.Create(ctx, key(acct, m.UUID), m); err != nil {
+		s.unclaim(ctx, m, rev)
 		return nil, err
 	}
 	s.log.Info("event source mapping created", "uuid", m.UUID, "queue", m.EventSourceArn, "function", m.FunctionArn())
@@ -427,12 +450,22 @@ func (s *Service) Update(ctx context.Context, acct, region, uuid string, in *Upd
 		return nil, err
 	}
 	var ref *control.Ref
+	var moved *Mapping // cur under its new function, claimed (claimRev)
+	var claimRev uint64
 	if in.FunctionName != nil {
 		r, _, err := s.target(ctx, acct, region, *in.FunctionName, cur.EventSourceArn)
 		if err != nil {
 			return nil, err
 		}
 		ref = &r
+		n := *cur
+		n.FunctionName, n.Qualifier = r.Name, r.Qualifier
+		if n.FunctionArn() != cur.FunctionArn() {
+			if claimRev, err = s.claim(ctx, &n); err != nil {
+				return nil, err
+			}
+			moved = &n
+		}
 	}
 	var types []string
 	if in.FunctionResponseTypes != nil {
@@ -462,6 +495,13 @@ func (s *Service) Update(ctx context.Context, acct, region, uuid string, in *Upd
 		m.LastModified = s.o.Now().UTC()
 		return nil
 	})
+	if moved != nil {
+		if err != nil {
+			s.unclaim(ctx, moved, claimRev)
+		} else {
+			s.releaseClaim(ctx, cur)
+		}
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound()
 	}

@@ -189,6 +189,7 @@ func (p *Placer) pass() {
 			if st == "" {
 				p.stopRunner(e.Key)
 				if err := p.o.Service.table.KV().Purge(ctx, e.Key, jetstream.LastRevision(e.Revision)); err == nil {
+					p.o.Service.releaseClaim(ctx, m)
 					p.log.Info("event source mapping deleted", "uuid", m.UUID)
 				}
 				continue

@@ -3,8 +3,10 @@ package esm
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +24,9 @@ type fakeQueue struct {
 	wake    chan struct{}
 	deleted map[string]int
 	n       int
+	// grants: who another account's queue's Policy lets poll it (role
+	// ARNs or accounts).
+	grants map[string]bool
 }
 
 type fakeMsg struct {
@@ -33,7 +38,7 @@ type fakeMsg struct {
 }
 
 func newFakeQueue(vis time.Duration) *fakeQueue {
-	return &fakeQueue{vis: vis, msgs: map[string]*fakeMsg{}, wake: make(chan struct{}), deleted: map[string]int{}}
+	return &fakeQueue{vis: vis, msgs: map[string]*fakeMsg{}, wake: make(chan struct{}), deleted: map[string]int{}, grants: map[string]bool{}}
 }
 
 func (q *fakeQueue) send(body string) string {
@@ -49,10 +54,28 @@ func (q *fakeQueue) send(body string) string {
 }
 
 func (q *fakeQueue) VisibilityTimeout(ctx context.Context, arn string) (time.Duration, error) {
-	if arn != testQueue {
+	if arn != testQueue && arn != crossQueue {
 		return 0, fmt.Errorf("%s: %w", arn, ErrNoQueue)
 	}
 	return q.vis, nil
+}
+
+func (q *fakeQueue) Refused(ctx context.Context, arn, acct, role string, actions []string) (string, error) {
+	if arn != testQueue && arn != crossQueue {
+		return "", fmt.Errorf("%s: %w", arn, ErrNoQueue)
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if queueAccount(arn) == acct || q.grants[role] || q.grants[acct] {
+		return "", nil
+	}
+	return actions[0], nil
+}
+
+func (q *fakeQueue) grant(who string, ok bool) {
+	q.mu.Lock()
+	q.grants[who] = ok
+	q.mu.Unlock()
 }
 
 func (q *fakeQueue) Receive(ctx context.Context, arn string, max int, wait time.Duration) ([]Message, error) {
@@ -138,14 +161,24 @@ func (f *fakeInvoker) Invoke(ctx context.Context, account, region, function, qua
 	for _, r := range ev.Records {
 		f.seen[r.MessageID]++
 	}
+	respond := f.respond
 	f.mu.Unlock()
-	if f.respond != nil {
-		return f.respond(ev)
+	if respond != nil {
+		return respond(ev)
 	}
 	return []byte("null"), "", nil
 }
 
-const testQueue = "arn:aws:sqs:us-east-1:111111111111:q"
+func (f *fakeInvoker) setRespond(fn func(ev Event) ([]byte, string, error)) {
+	f.mu.Lock()
+	f.respond = fn
+	f.mu.Unlock()
+}
+
+const (
+	testQueue  = "arn:aws:sqs:us-east-1:111111111111:q"
+	crossQueue = "arn:aws:sqs:us-east-1:222222222222:q" // another account's
+)
 
 func openStore(t *testing.T) *store.Store {
 	t.Helper()
@@ -321,4 +354,136 @@ func TestLeaseTakeoverAndRestart(t *testing.T) {
 	defer p3.Close()
 	eventually(t, 5*time.Second, "h3 takes over at once", func() bool { return len(p3.Running()) == 1 })
 	_ = m
+}
+
+// LastProcessingResult follows what the last batch came to.
+func TestLastProcessingResult(t *testing.T) {
+	st := openStore(t)
+	q := newFakeQueue(200 * time.Millisecond)
+	inv := &fakeInvoker{seen: map[string]int{}}
+	svc, p := setup(t, q, inv, "h1", st)
+	defer p.Close()
+	ctx := t.Context()
+	m, err := svc.Create(ctx, "111111111111", "us-east-1", &CreateInput{EventSourceArn: testQueue, FunctionName: "fn"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.LastProcessingResult != ResultNone {
+		t.Fatalf("new mapping: %q", m.LastProcessingResult)
+	}
+	result := func(want string) {
+		t.Helper()
+		eventually(t, 15*time.Second, "LastProcessingResult "+want, func() bool {
+			g, err := svc.Get(ctx, "111111111111", m.UUID)
+			return err == nil && g.LastProcessingResult == want
+		})
+	}
+	q.send("a")
+	result(ResultOK)
+	inv.setRespond(func(Event) ([]byte, string, error) { return []byte(`{"errorMessage":"boom"}`), "Unhandled", nil })
+	q.send("b")
+	result(ResultFailed)
+	inv.setRespond(func(Event) ([]byte, string, error) {
+		return nil, "", &control.Error{Code: "TooManyRequestsException", Status: 429, Message: "Rate exceeded"}
+	})
+	result(ResultThrottled)
+	inv.setRespond(nil)
+	result(ResultOK)
+	eventually(t, 15*time.Second, "queue drained", func() bool { return q.left() == 0 })
+}
+
+// A mapping on another account's queue needs the queue's Policy to grant
+// the function's role: at create, and while it polls.
+func TestCrossAccountQueuePolicy(t *testing.T) {
+	st := openStore(t)
+	q := newFakeQueue(200 * time.Millisecond)
+	inv := &fakeInvoker{seen: map[string]int{}}
+	svc, p := setup(t, q, inv, "h1", st)
+	defer p.Close()
+	ctx := t.Context()
+	const role = "arn:aws:iam::111111111111:role/r"
+	_, err := svc.Create(ctx, "111111111111", "us-east-1", &CreateInput{EventSourceArn: crossQueue, FunctionName: "fn"})
+	if ce := (*control.Error)(nil); !errors.As(err, &ce) || ce.Code != "InvalidParameterValueException" || !strings.Contains(ce.Message, "ReceiveMessage") {
+		t.Fatalf("create on a queue whose Policy grants nothing: %v", err)
+	}
+	q.grant(role, true)
+	m, err := svc.Create(ctx, "111111111111", "us-east-1", &CreateInput{EventSourceArn: crossQueue, FunctionName: "fn"})
+	if err != nil {
+		t.Fatalf("create on a queue whose Policy grants the role: %v", err)
+	}
+	first := q.send("first")
+	eventually(t, 15*time.Second, "delivered while granted", func() bool { inv.mu.Lock(); defer inv.mu.Unlock(); return inv.seen[first] == 1 })
+	// The grant is withdrawn: polling stops, and the mapping says why.
+	q.grant(role, false)
+	eventually(t, 15*time.Second, "the refusal reported", func() bool {
+		g, err := svc.Get(ctx, "111111111111", m.UUID)
+		return err == nil && g.LastProcessingResult == resultNoAccess("sqs:ReceiveMessage")
+	})
+	late := q.send("late")
+	time.Sleep(3 * policyRecheck)
+	inv.mu.Lock()
+	n := inv.seen[late]
+	inv.mu.Unlock()
+	if n != 0 {
+		t.Fatal("a poller received from a queue whose Policy no longer grants it")
+	}
+	// Granted to the account instead: polling resumes.
+	q.grant("111111111111", true)
+	eventually(t, 15*time.Second, "delivered once granted again", func() bool { inv.mu.Lock(); defer inv.mu.Unlock(); return inv.seen[late] == 1 })
+}
+
+// Concurrent creates of one queue and function's mapping, on two servers'
+// services: exactly one wins; once it is deleted the pair is free again.
+func TestConcurrentCreatesOneMapping(t *testing.T) {
+	st := openStore(t)
+	q := newFakeQueue(time.Second)
+	inv := &fakeInvoker{seen: map[string]int{}}
+	svc, p := setup(t, q, inv, "h1", st)
+	defer p.Close()
+	svc2, err := New(t.Context(), Options{Store: st, Queues: q, Functions: fakeFunctions{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var won []string
+	var conflicts int
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := svc
+			if i%2 == 1 {
+				s = svc2
+			}
+			m, err := s.Create(ctx, "111111111111", "us-east-1", &CreateInput{EventSourceArn: testQueue, FunctionName: "fn"})
+			mu.Lock()
+			defer mu.Unlock()
+			var ce *control.Error
+			switch {
+			case err == nil:
+				won = append(won, m.UUID)
+			case errors.As(err, &ce) && ce.Code == "ResourceConflictException":
+				conflicts++
+			default:
+				t.Errorf("create: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(won) != 1 || conflicts != 15 {
+		t.Fatalf("%d creates won (%v), %d conflicts; want 1 and 15", len(won), won, conflicts)
+	}
+	l, _, err := svc.List(ctx, "111111111111", "us-east-1", testQueue, "", "", 100)
+	if err != nil || len(l) != 1 {
+		t.Fatalf("%d mappings listed (%v)", len(l), err)
+	}
+	if _, err := svc.Delete(ctx, "111111111111", won[0]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "deleted", func() bool { _, err := svc.Get(ctx, "111111111111", won[0]); return err != nil })
+	if _, err := svc2.Create(ctx, "111111111111", "us-east-1", &CreateInput{EventSourceArn: testQueue, FunctionName: "fn"}); err != nil {
+		t.Fatalf("create after the delete: %v", err)
+	}
 }

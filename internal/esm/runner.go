@@ -38,6 +38,13 @@ type runner struct {
 	target   int // wanted
 	throttle time.Duration
 	until    time.Time // no invoke before (after a 429)
+	// policyChecked, policyOK: the last check of another account's
+	// queue Policy (permitted).
+	policyChecked time.Time
+	policyOK      bool
+
+	resultMu sync.Mutex
+	result   string // the LastProcessingResult last recorded (report)
 }
 
 type runCfg struct {
@@ -47,7 +54,7 @@ type runCfg struct {
 
 func newRunner(p *Placer, m *Mapping) *runner {
 	ctx, cancel := context.WithCancel(p.ctx)
-	r := &runner{p: p, ctx: ctx, cancel: cancel, target: 1}
+	r := &runner{p: p, ctx: ctx, cancel: cancel, target: 1, result: m.LastProcessingResult}
 	r.update(m)
 	return r
 }
@@ -141,10 +148,20 @@ func (r *runner) worker() {
 			break
 		}
 		c := r.cfg.Load()
+		if !r.permitted(c.m) {
+			r.scale(-1)
+			if !r.sleep(policyRecheck) {
+				break
+			}
+			continue
+		}
 		msgs, err := r.collect(c.m)
 		if err != nil {
 			if r.ctx.Err() != nil {
 				break
+			}
+			if errors.Is(err, ErrNoQueue) {
+				r.report(c.m, ResultNoQueue)
 			}
 			r.p.log.Warn("receiving from the mapped queue failed; retrying", "uuid", c.m.UUID, "queue", c.m.EventSourceArn, "err", err)
 			if !r.sleep(time.Second) {
@@ -256,9 +273,11 @@ func (r *runner) process(c *runCfg, msgs []Message) {
 		r.until = time.Now().Add(r.throttle)
 		r.target = max(r.target/2, 1)
 		r.mu.Unlock()
+		r.report(m, ResultThrottled)
 		return
 	case err != nil:
 		r.p.log.Warn("invoking the mapped function failed; the batch returns to the queue", "uuid", m.UUID, "function", m.FunctionArn(), "err", err)
+		r.report(m, ResultFailed)
 		r.sleep(time.Second)
 		return
 	}
@@ -266,8 +285,10 @@ func (r *runner) process(c *runCfg, msgs []Message) {
 	r.throttle = 0
 	r.mu.Unlock()
 	if fnErr != "" {
+		r.report(m, ResultFailed)
 		return // every message returns after the visibility timeout
 	}
+	r.report(m, ResultOK)
 	del := make([]string, 0, len(recs))
 	if m.ReportsItemFailures() {
 		failed, ok := batchItemFailures(out, recs)
