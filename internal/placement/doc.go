@@ -11,8 +11,9 @@
 //     without one; either way the payload is the body and the rest a
 //     header. A home at its capacity answers "full" before running
 //     anything and the next-ranked host is tried (spill); so does a host
-//     that is gone ("no responders", a refused connection). Any other failure, a timeout above
-//     all, is returned and never replayed: the invocation may have run.
+//     that is gone ("no responders", a refused connection). Any other
+//     failure, a timeout above all, is returned and never replayed: the
+//     invocation may have run.
 //     A function with reserved concurrency never spills (its home counts
 //     the reservation). Event invocations run on the host whose worker
 //     pulled them from the replicated queue, except those of functions
