@@ -139,8 +139,10 @@ func (p groupCommitted) InProcessConn() (net.Conn, error) {
 }
 
 // syncedConn is the client's end of an in-process connection: a pump
-// reads what the server sends into pending; Read moves pending to ready
-// through one group sync and returns ready.
+// reads what the server sends into pending; a syncer moves all of
+// pending to ready through one group sync, again and again; Read returns
+// ready. So a sync runs while the client reads what the last one
+// covered and the server sends what the next one will.
 type syncedConn struct {
 	net.Conn
 	g        *groupSyncer
@@ -149,6 +151,7 @@ type syncedConn struct {
 	pending  []byte
 	ready    []byte
 	rerr     error // the server side's read error, after pending
+	serr     error // a failed sync: nothing more is handed over
 	deadline time.Time
 	timer    *time.Timer
 }
@@ -157,7 +160,37 @@ func newSyncedConn(c net.Conn, g *groupSyncer) *syncedConn {
 	sc := &syncedConn{Conn: c, g: g}
 	sc.cond = sync.NewCond(&sc.mu)
 	go sc.pump()
+	go sc.syncer()
 	return sc
+}
+
+// syncer hands pending over to ready after a sync that started after it
+// arrived.
+func (c *syncedConn) syncer() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for {
+		for len(c.pending) == 0 && c.rerr == nil {
+			c.cond.Wait()
+		}
+		if len(c.pending) == 0 {
+			return // the pipe is done and everything handed over
+		}
+		batch := c.pending
+		c.pending = nil
+		c.cond.Broadcast() // the pump may read on
+		c.mu.Unlock()
+		err := c.g.sync()
+		c.mu.Lock()
+		if err != nil {
+			c.serr = err
+			c.cond.Broadcast()
+			_ = c.Conn.Close()
+			return
+		}
+		c.ready = append(c.ready, batch...)
+		c.cond.Broadcast()
+	}
 }
 
 func (c *syncedConn) pump() {
@@ -170,7 +203,7 @@ func (c *syncedConn) pump() {
 			c.rerr = err
 		}
 		c.cond.Broadcast()
-		for c.rerr == nil && len(c.pending) > maxUnsynced {
+		for c.rerr == nil && len(c.pending)+len(c.ready) > maxUnsynced {
 			c.cond.Wait()
 		}
 		stop := c.rerr != nil
@@ -181,34 +214,24 @@ func (c *syncedConn) pump() {
 	}
 }
 
-// Read returns synced bytes, syncing what has arrived when none are.
+// Read returns synced bytes.
 func (c *syncedConn) Read(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for {
+		if c.serr != nil {
+			return 0, c.serr
+		}
 		if len(c.ready) > 0 {
 			n := copy(p, c.ready)
 			c.ready = c.ready[n:]
+			if len(c.ready) == 0 {
+				c.ready = nil
+				c.cond.Broadcast() // a pump held back by maxUnsynced
+			}
 			return n, nil
 		}
-		if len(c.pending) > 0 {
-			batch := c.pending
-			c.pending = nil
-			c.cond.Broadcast() // the pump may read on
-			c.mu.Unlock()
-			err := c.g.sync()
-			c.mu.Lock()
-			if err != nil {
-				if c.rerr == nil {
-					c.rerr = err
-				}
-				_ = c.Conn.Close()
-				return 0, err
-			}
-			c.ready = batch
-			continue
-		}
-		if c.rerr != nil {
+		if c.rerr != nil && len(c.pending) == 0 {
 			return 0, c.rerr
 		}
 		if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
