@@ -3,10 +3,10 @@ package sqsapi
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"encoding/xml"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/lambdaplane/lambdaplane/internal/sqs"
 )
@@ -96,9 +96,133 @@ func (n node) jsonValue() any {
 	return nil
 }
 
+// renderJSON renders a response object straight into bytes (no
+// intermediate maps: this is every JSON response's path).
 func renderJSON(kids []node) []byte {
-	b, _ := json.Marshal(obj("", kids...).jsonValue())
-	return b
+	return obj("", kids...).appendJSON(make([]byte, 0, 512))
+}
+
+// appendJSON appends n's value as JSON (the same document jsonValue
+// marshals to, members in node order).
+func (n node) appendJSON(b []byte) []byte {
+	switch n.kind {
+	case nStr:
+		return appendJSONString(b, n.s)
+	case nBool:
+		return strconv.AppendBool(b, n.b)
+	case nObj:
+		b = append(b, '{')
+		first := true
+		for _, k := range n.kids {
+			if !k.present {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = appendJSONString(b, k.key)
+			b = append(b, ':')
+			b = k.appendJSON(b)
+		}
+		return append(b, '}')
+	case nList:
+		b = append(b, '[')
+		for i, k := range n.kids {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = k.appendJSON(b)
+		}
+		return append(b, ']')
+	case nMap:
+		if n.m == nil {
+			return append(b, "null"...)
+		}
+		b = append(b, '{')
+		for i, k := range sortedKeys(n.m) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			b = appendJSONString(b, n.m[k])
+		}
+		return append(b, '}')
+	case nAttrs:
+		b = append(b, '{')
+		for i, k := range sortedKeys(n.attrs) {
+			v := n.attrs[k]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, `:{"DataType":`...)
+			b = appendJSONString(b, v.DataType)
+			if v.BinaryValue != nil {
+				b = append(b, `,"BinaryValue":"`...)
+				b = base64.StdEncoding.AppendEncode(b, v.BinaryValue)
+				b = append(b, '"')
+			} else {
+				b = append(b, `,"StringValue":`...)
+				b = appendJSONString(b, v.StringValue)
+			}
+			b = append(b, '}')
+		}
+		return append(b, '}')
+	}
+	return append(b, "null"...)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 as U+FFFD (as encoding/json).
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 func xmlText(b *bytes.Buffer, s string) { _ = xml.EscapeText(b, []byte(s)) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -104,5 +105,34 @@ func TestPickMessageAttributes(t *testing.T) {
 	}
 	if got := pickMsgAttrs(all, nil); got != nil {
 		t.Fatalf("none asked: %v", got)
+	}
+}
+
+// The direct JSON renderer writes the document json.Marshal makes of
+// jsonValue (the reference), escapes included.
+func TestRenderJSONMatchesMarshal(t *testing.T) {
+	out := []node{
+		str("QueueUrl", "http://h/1/q"),
+		str("Empty", ""),
+		boolean("Flag", true),
+		list("Messages", "Message", []node{obj("",
+			str("Body", "quote \" backslash \\ nl \n tab \t ctl \x01 <>& é \u2028 bad \xff end"),
+			smap("Attributes", "Attribute", "Name", "Value", map[string]string{"b": "2", "a": "1"}),
+			mattrs("MessageAttributes", map[string]sqs.MessageAttributeValue{"s": {DataType: "String", StringValue: "v"}, "b": {DataType: "Binary", BinaryValue: []byte{0, 1, 2}}}),
+		)}),
+		list("Failed", "BatchResultErrorEntry", nil),
+	}
+	want, err := json.Marshal(obj("", out...).jsonValue())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := renderJSON(out)
+	var a, b any
+	if err := json.Unmarshal(got, &a); err != nil {
+		t.Fatalf("invalid JSON %s: %v", got, err)
+	}
+	_ = json.Unmarshal(want, &b)
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("rendered\n%s\nwant\n%s", got, want)
 	}
 }
