@@ -29,6 +29,22 @@
 //     group at once. Deduplication is JetStream's (Nats-Msg-Id, a
 //     5-minute window).
 //
+// Durability: a Send, SendBatch, Delete or DeleteBatch answered is on
+// disk. On a single server the store commits in groups
+// (internal/store/groupcommit.go has the argument from nats-server's
+// file store): the message record, or the work-queue stream's tombstone
+// that a consumer ack writes before the server replies, is write(2)n
+// before the server answers, and the store's connection passes the
+// answer on only after a syncfs(2) that started after it arrived, so one
+// sync serves every request waiting at that moment. A DeleteMessage is an
+// ack request with a reply (not a fire-and-forget ack) for that reason.
+// On a cluster every write is a Raft entry synced on a quorum of
+// replicas before it is acknowledged (sync_always). What is not durable
+// at the answer, by design, is a consumer's delivery bookkeeping
+// (ApproximateReceiveCount, visibility), written by JetStream up to
+// 100 ms later: a host crash may deliver an undeleted message once more
+// or count one receive fewer, never lose or resurrect a message.
+//
 // Long polling waits on the consumer's pull request (standard) or on a
 // subscription to the queue's subjects (FIFO), so a send on one host wakes
 // a receiver on another at once.

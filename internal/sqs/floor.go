@@ -16,11 +16,12 @@ import (
 // engine's paths can at best approach.
 type FloorResult struct {
 	// Publish: messages/s stored by asynchronous publishes in batches of
-	// ten with one acknowledgement wait per batch (each message synced on
-	// its own).
+	// ten with one acknowledgement wait per batch (SendMessageBatch's
+	// path; on a single server each acknowledged after the store's group
+	// sync, internal/store/groupcommit.go).
 	Publish float64
 	// PublishAtomic: messages/s stored as JetStream atomic batches of ten
-	// (one sync to disk per batch; SendMessageBatch's path).
+	// (for comparison: JetStream stages each batch in files of its own).
 	PublishAtomic float64
 	// Consume: messages/s fetched ten at a time from a pull consumer and
 	// acknowledged with a reply each (ReceiveMessage + DeleteMessageBatch's
