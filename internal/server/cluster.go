@@ -79,15 +79,23 @@ func (s *Server) joinCluster(ctx context.Context, cfg Config) error {
 	s.cluster = c
 	// The forward listener: other hosts send the synchronous invokes this
 	// host is home for straight to it (placement's direct path).
-	if c.secret, err = placement.ForwardSecret(ctx, s.st.JetStream(), s.st.Replicas()); err != nil {
-		return err
-	}
-	if c.forwardLn, err = net.Listen("tcp", net.JoinHostPort(cfg.Underlay, "0")); err != nil {
-		return fmt.Errorf("open the forward listener on the underlay address %s (--underlay): %w", cfg.Underlay, err)
+	var forward string
+	if cfg.ClusterForwardListen != "nats" {
+		if c.secret, err = placement.ForwardSecret(ctx, s.st.JetStream(), s.st.Replicas()); err != nil {
+			return err
+		}
+		addr := cfg.ClusterForwardListen
+		if addr == "" {
+			addr = net.JoinHostPort(cfg.Underlay, "0")
+		}
+		if c.forwardLn, err = net.Listen("tcp", addr); err != nil {
+			return fmt.Errorf("open the forward listener on %s (--cluster-forward-listen, default the --underlay address): %w", addr, err)
+		}
+		forward = c.forwardLn.Addr().String()
 	}
 	if c.members, err = cluster.Join(ctx, cluster.Options{
 		Self: cluster.Host{ID: cfg.HostID, API: "http://" + cfg.Listen, Underlay: cfg.Underlay, ServiceCIDR: cfg.ServiceCIDR.String(),
-			Prefix: cfg.Prefix, Capacity: cfg.HostCapacity, Forward: c.forwardLn.Addr().String()},
+			Prefix: cfg.Prefix, Capacity: cfg.HostCapacity, Forward: forward},
 		Conn: s.st.Conn(), JetStream: s.st.JetStream(), Replicas: s.st.Replicas(), Logger: s.log,
 	}); err != nil {
 		return err
@@ -105,7 +113,9 @@ func (s *Server) serveCluster() error {
 	if err := c.place.Serve(s.sched); err != nil {
 		return err
 	}
-	c.place.ServeDirect(c.forwardLn)
+	if c.forwardLn != nil {
+		c.place.ServeDirect(c.forwardLn)
+	}
 	var err error
 	if c.barrier, err = placement.NewBarrier(c.members, s.st.Conn(), s.ctl, s.log); err != nil {
 		return err
