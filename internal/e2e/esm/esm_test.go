@@ -169,6 +169,9 @@ func thousandExactlyOnce(t *testing.T, e *harness.Env, role string) {
 	if !strings.Contains(logText(t, e, "thousand-fn"), " aws:sqs us-east-1 ") {
 		t.Error("records lack eventSource aws:sqs / awsRegion")
 	}
+	if g, err := e.Lambda.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: m.UUID}); err != nil || aws.ToString(g.LastProcessingResult) != "OK" {
+		t.Errorf("LastProcessingResult after the batches: %v %v", g, err)
+	}
 }
 
 const partial = `
@@ -252,7 +255,8 @@ func failingToDLQ(t *testing.T, e *harness.Env, role string) {
 	q := createQueue(t, e, "redrive-src", map[string]string{"VisibilityTimeout": "3", "RedrivePolicy": string(redrive)})
 	createPy(t, e, "redrive-fn", role, failing, 3)
 	id := send(t, e, q, `{"poison":true}`)
-	if _, err := e.Lambda.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(q), FunctionName: aws.String("redrive-fn")}); err != nil {
+	m, err := e.Lambda.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(q), FunctionName: aws.String("redrive-fn")})
+	if err != nil {
 		t.Fatal(err)
 	}
 	got := receiveAll(t, e, dlq, 1, 30*time.Second)
@@ -264,5 +268,8 @@ func failingToDLQ(t *testing.T, e *harness.Env, role string) {
 	}
 	if depth(t, e, q) != 0 {
 		t.Error("the source queue still holds the message")
+	}
+	if g, err := e.Lambda.GetEventSourceMapping(ctx, &lambda.GetEventSourceMappingInput{UUID: m.UUID}); err != nil || aws.ToString(g.LastProcessingResult) != "PROBLEM: Function call failed" {
+		t.Errorf("LastProcessingResult after the failures: %v %v", g, err)
 	}
 }
