@@ -320,7 +320,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if c, ok := conditioner(svc); ok {
 				cond = c.Conditions(r.Context(), r, id, body)
 			}
-			if err := s.authz.Authorize(r.Context(), id, action, resource, cond); err != nil {
+			if err := s.authz.Authorize(r.Context(), id, action, resource, cond); err != nil && !resourceGrants(r.Context(), svc, id, action, resource, cond, err) {
 				svc.WriteError(sw, r, err)
 				return
 			}
@@ -397,6 +397,35 @@ func (s *Server) operationLabel(service string, r *http.Request, body []byte) st
 // aws:RequestTag/…, aws:TagKeys); the front passes them to the Authorizer.
 type Conditioner interface {
 	Conditions(ctx context.Context, r *http.Request, id auth.Identity, body []byte) map[string][]string
+}
+
+// ResourceGranter is implemented by services whose resources carry
+// resource-based policies (Lambda's functions): in the caller's own
+// account a policy naming the caller (its user, role or session ARN)
+// allows what its identity policies do not, as IAM evaluates a request
+// within one account; an explicit Deny still refuses.
+type ResourceGranter interface {
+	ResourceGrants(ctx context.Context, id auth.Identity, action, resource string, cond map[string][]string) bool
+}
+
+// resourceGrants reports whether svc's resource policy overcomes denied,
+// an implicit denial of the caller's identity policies.
+func resourceGrants(ctx context.Context, svc Service, id auth.Identity, action, resource string, cond map[string][]string, denied error) bool {
+	var ad *auth.AccessDenied
+	if !errors.As(denied, &ad) || !ad.Implicit() {
+		return false
+	}
+	for range 4 {
+		if g, ok := svc.(ResourceGranter); ok {
+			return g.ResourceGrants(ctx, id, action, resource, cond)
+		}
+		u, ok := svc.(interface{ Unwrap() Service })
+		if !ok {
+			return false
+		}
+		svc = u.Unwrap()
+	}
+	return false
 }
 
 // conditioner finds the Conditioner of svc, or of the service it wraps

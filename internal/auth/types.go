@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -77,6 +78,11 @@ type AccessDenied struct {
 	Caller, Action, Resource string
 	Reason                   string // "because no identity-based policy allows ...", "with an explicit deny ..."
 }
+
+// Implicit reports a refusal because no policy allowed the action (not
+// an explicit Deny, not a caller that no longer exists): a same-account
+// resource policy naming the caller can still allow it.
+func (e *AccessDenied) Implicit() bool { return strings.HasPrefix(e.Reason, "because no ") }
 
 func (e *AccessDenied) Error() string {
 	return fmt.Sprintf("User: %s is not authorized to perform: %s on resource: %s %s", e.Caller, e.Action, e.Resource, e.Reason)

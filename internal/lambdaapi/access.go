@@ -1,6 +1,7 @@
 package lambdaapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -37,7 +38,7 @@ func (h *Handler) addAccessOps(urlPort func() int) {
 		}
 		c.noContent()
 	})
-	h.handleCross("GetPolicy", func(c *call) {
+	h.handle("GetPolicy", func(c *call) {
 		doc, rev, err := h.ctl.GetPolicy(c.ctx, c.id.AccountID, c.region(), c.param("FunctionName"), c.r.URL.Query().Get("Qualifier"))
 		if err != nil {
 			c.fail(err)
@@ -163,13 +164,44 @@ func (h *Handler) addAccessOps(urlPort func() int) {
 		c.json(200, resp)
 	})
 
-	// Another account's function, by ARN, as its resource policy allows.
-	for _, op := range []string{"Invoke", "GetFunction", "GetFunctionConfiguration"} {
+	h.handle("InvokeWithResponseStream", h.invokeStream)
+}
+
+// crossAccountOps are the operations on a function that its resource
+// policy can grant another account (Lambda's "Function actions" of
+// resource-based policies; UpdateFunctionConfiguration, AddPermission
+// and RemovePermission are not among them, as on AWS).
+var crossAccountOps = []string{
+	"Invoke", "InvokeWithResponseStream", "GetFunction", "GetFunctionConfiguration", "GetPolicy",
+	"UpdateFunctionCode", "DeleteFunction", "PublishVersion", "ListVersionsByFunction",
+	"CreateAlias", "GetAlias", "ListAliases", "UpdateAlias", "DeleteAlias",
+	"GetFunctionCodeSigningConfig",
+	"GetFunctionConcurrency", "PutFunctionConcurrency", "DeleteFunctionConcurrency",
+	"GetFunctionEventInvokeConfig", "PutFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig",
+	"DeleteFunctionEventInvokeConfig", "ListFunctionEventInvokeConfigs",
+	"GetProvisionedConcurrencyConfig", "PutProvisionedConcurrencyConfig", "DeleteProvisionedConcurrencyConfig",
+	"ListProvisionedConcurrencyConfigs",
+	"ListTags", "TagResource", "UntagResource",
+}
+
+// addCrossAccount makes the operations a resource policy can grant serve
+// another account's function by ARN (called last: the wrapper is the
+// outermost, so every wrapped step sees the function's account).
+func (h *Handler) addCrossAccount() {
+	for _, op := range crossAccountOps {
 		if f := h.ops[op]; f != nil {
 			h.handleCross(op, f)
 		}
 	}
-	h.handleCross("InvokeWithResponseStream", h.invokeStream)
+}
+
+// target is the function an operation names: FunctionName, or the
+// Resource ARN of the tag operations.
+func (c *call) target() string {
+	if fn := c.param("FunctionName"); fn != "" {
+		return fn
+	}
+	return c.param("Resource")
 }
 
 // FunctionURL is the address of a function URL: http://ID.lambda-url.REGION.localhost:PORT/.
@@ -238,7 +270,7 @@ func (h *Handler) handleCross(op string, f func(*call)) {
 
 func (h *Handler) crossAccount(action string, f func(*call)) func(*call) {
 	return func(c *call) {
-		r, err := control.ParseRef(c.param("FunctionName"))
+		r, err := control.ParseRef(c.target())
 		if err != nil || r.AccountID == "" || r.AccountID == c.id.AccountID {
 			f(c)
 			return
@@ -266,7 +298,7 @@ func noPolicyAllows(id auth.Identity, action, resource string) error {
 // foreignFunction reports an operation naming another account's function
 // by ARN where no resource policy can grant it: the refusal, or nil.
 func (h *Handler) foreignFunction(c *call) error {
-	fn := c.param("FunctionName")
+	fn := c.target()
 	if fn == "" || h.cross[c.op.Name] {
 		return nil
 	}
@@ -279,4 +311,27 @@ func (h *Handler) foreignFunction(c *call) error {
 		q = r.Qualifier
 	}
 	return noPolicyAllows(c.id, lambdaops.Action(c.op.Name), control.QualifiedARN(c.region(), r.AccountID, r.Name, q))
+}
+
+// ResourceGrants is the front's same-account resource-policy check
+// (api.ResourceGranter): a function's policy (or its version's or
+// alias's) allows action to the caller named by its user, role or
+// session ARN. A statement naming only the account does not: within an
+// account that defers to the caller's identity policies, as IAM does.
+func (h *Handler) ResourceGrants(ctx context.Context, id auth.Identity, action, resource string, cond map[string][]string) bool {
+	r, err := control.ParseRef(resource)
+	if err != nil || r.AccountID != id.AccountID {
+		return false
+	}
+	region := id.Region
+	if region == "" {
+		region = "us-east-1"
+	}
+	caller := CallerOf(id)
+	caller.AccountID = ""
+	caller.ARNs = caller.ARNs[1:] // not the account root
+	if len(caller.ARNs) == 0 {
+		return false
+	}
+	return h.ctl.PolicyAllows(r.AccountID, region, r.Name, r.Qualifier, caller, action, cond)
 }

@@ -64,7 +64,8 @@ func New(d Deps) *Handler {
 	h.addAccessOps(d.URLPort)
 	h.addEventInvokeOps()
 	h.addProvisionedOps()
-	h.addClassicOps() // last: it wraps core operations
+	h.addClassicOps()   // it wraps core operations
+	h.addCrossAccount() // last: it wraps every operation a resource policy can grant
 	return h
 }
 
