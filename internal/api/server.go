@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -320,6 +321,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if c, ok := conditioner(svc); ok {
 				cond = c.Conditions(r.Context(), r, id, body)
 			}
+			cond = globalConditions(r, id, cond, time.Now())
 			if err := s.authz.Authorize(r.Context(), id, action, resource, cond); err != nil && !resourceGrants(r.Context(), svc, id, action, resource, cond, err) {
 				svc.WriteError(sw, r, err)
 				return
@@ -397,6 +399,42 @@ func (s *Server) operationLabel(service string, r *http.Request, body []byte) st
 // aws:RequestTag/…, aws:TagKeys); the front passes them to the Authorizer.
 type Conditioner interface {
 	Conditions(ctx context.Context, r *http.Request, id auth.Identity, body []byte) map[string][]string
+}
+
+// globalConditions adds IAM's global condition keys a request carries to
+// cond (the service's own keys win): aws:CurrentTime, aws:EpochTime,
+// aws:SourceIp, aws:SecureTransport, aws:RequestedRegion,
+// aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalType and, for an
+// IAM user, aws:username.
+func globalConditions(r *http.Request, id auth.Identity, cond map[string][]string, now time.Time) map[string][]string {
+	out := make(map[string][]string, len(cond)+9)
+	set := func(k, v string) { out[k] = []string{v} }
+	set("aws:CurrentTime", now.UTC().Format(time.RFC3339))
+	set("aws:EpochTime", strconv.FormatInt(now.Unix(), 10))
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		set("aws:SourceIp", host)
+	}
+	set("aws:SecureTransport", strconv.FormatBool(r.TLS != nil))
+	if id.Region != "" {
+		set("aws:RequestedRegion", id.Region)
+	}
+	set("aws:PrincipalAccount", id.AccountID)
+	switch {
+	case id.Role != "":
+		set("aws:PrincipalType", "AssumedRole")
+		set("aws:PrincipalArn", "arn:aws:iam::"+id.AccountID+":role/"+strings.TrimPrefix(id.RolePath+id.Role, "/"))
+	case id.User != "":
+		set("aws:PrincipalType", "User")
+		set("aws:PrincipalArn", id.ARN())
+		set("aws:username", id.User)
+	default:
+		set("aws:PrincipalType", "Account")
+		set("aws:PrincipalArn", id.ARN())
+	}
+	for k, v := range cond {
+		out[k] = v
+	}
+	return out
 }
 
 // ResourceGranter is implemented by services whose resources carry

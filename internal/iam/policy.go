@@ -2,8 +2,10 @@ package iam
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"strconv"
 	"strings"
@@ -353,6 +355,7 @@ var conditionOps = map[string]struct {
 	"DateLessThanEquals":        {false, date(func(p, c time.Time) bool { return !c.After(p) })},
 	"DateGreaterThan":           {false, date(func(p, c time.Time) bool { return c.After(p) })},
 	"DateGreaterThanEquals":     {false, date(func(p, c time.Time) bool { return !c.Before(p) })},
+	"BinaryEquals":              {false, binaryEquals},
 	"IpAddress":                 {false, ipInCIDR},
 	"NotIpAddress":              {true, ipInCIDR},
 	"Null":                      {false, nil}, // special-cased
@@ -366,17 +369,31 @@ func numeric(f func(p, c float64) bool) func(p, c string) bool {
 	}
 }
 
+// dateLayouts are the ISO 8601 forms IAM accepts in Date conditions
+// (fractional seconds are accepted by the first).
+var dateLayouts = []string{time.RFC3339, "2006-01-02T15:04Z07:00", "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02", "20060102T150405Z07:00"}
+
+// parseDate reads an ISO 8601 date or an epoch time in seconds (as
+// aws:EpochTime carries it; a fraction is kept).
 func parseDate(s string) (time.Time, bool) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, true
+	for _, l := range dateLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, true
+		}
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, true
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(n, 0), true
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		sec := math.Floor(f)
+		return time.Unix(int64(sec), int64((f-sec)*1e9)), true
 	}
 	return time.Time{}, false
+}
+
+// binaryEquals compares base64 values by their bytes (BinaryEquals: the
+// policy and the request both carry base64).
+func binaryEquals(p, c string) bool {
+	pb, err1 := base64.StdEncoding.DecodeString(p)
+	cb, err2 := base64.StdEncoding.DecodeString(c)
+	return err1 == nil && err2 == nil && bytes.Equal(pb, cb)
 }
 
 func date(f func(p, c time.Time) bool) func(p, c string) bool {

@@ -262,3 +262,47 @@ print(l.invoke(FunctionName='mine', Payload=b'{}')['StatusCode'])
 		t.Fatalf("user Invoke (not denied) after the deny of GetFunction: %v", err)
 	}
 }
+
+// TestIAMConditionOperators: an IAM user's identity policy conditioned on
+// global keys the front supplies (aws:SourceIp, aws:CurrentTime,
+// aws:EpochTime, aws:PrincipalType, aws:SecureTransport) with IpAddress,
+// NotIpAddress, Date*, Numeric*, Null, Bool and ForAnyValue operators.
+func TestIAMConditionOperators(t *testing.T) {
+	t.Parallel()
+	e := harness.Start(t)
+	ctx := context.Background()
+	k := e.Srv.Account.Keys[0]
+	rootIAM := iamFor(e, k.ID, k.Secret)
+	if _, err := rootIAM.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("cond")}); err != nil {
+		t.Fatal(err)
+	}
+	key, err := rootIAM.CreateAccessKey(ctx, &iam.CreateAccessKeyInput{UserName: aws.String("cond")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy := `{"Version":"2012-10-17","Statement":[
+	 {"Effect":"Allow","Action":"lambda:ListFunctions","Resource":"*","Condition":{
+	   "IpAddress":{"aws:SourceIp":["127.0.0.0/8","::1/128"]},"DateLessThan":{"aws:CurrentTime":"2100-01-01T00:00:00Z"},
+	   "NumericGreaterThan":{"aws:EpochTime":1700000000},"ForAnyValue:StringEquals":{"aws:PrincipalType":["User"]},
+	   "Null":{"aws:username":"false"},"Bool":{"aws:SecureTransport":"false"}}},
+	 {"Effect":"Allow","Action":"lambda:GetAccountSettings","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":["127.0.0.0/8","::1/128"]}}},
+	 {"Effect":"Allow","Action":"lambda:ListLayers","Resource":"*","Condition":{"DateGreaterThan":{"aws:CurrentTime":"2100-01-01"}}},
+	 {"Effect":"Allow","Action":"lambda:ListEventSourceMappings","Resource":"*","Condition":{"NumericLessThanIfExists":{"lambda:NoSuchKey":"1"}}}
+	]}`
+	if _, err := rootIAM.PutUserPolicy(ctx, &iam.PutUserPolicyInput{UserName: aws.String("cond"), PolicyName: aws.String("p"), PolicyDocument: aws.String(policy)}); err != nil {
+		t.Fatal(err)
+	}
+	l := e.LambdaFor(*key.AccessKey.AccessKeyId, *key.AccessKey.SecretAccessKey)
+	if _, err := l.ListFunctions(ctx, &lambda.ListFunctionsInput{}); err != nil {
+		t.Fatalf("ListFunctions (IpAddress, Date, Numeric, ForAnyValue, Null, Bool all hold): %v", err)
+	}
+	if _, err := l.GetAccountSettings(ctx, &lambda.GetAccountSettingsInput{}); errCode(err) != "AccessDeniedException" {
+		t.Fatalf("GetAccountSettings (NotIpAddress of loopback): %v", err)
+	}
+	if _, err := l.ListLayers(ctx, &lambda.ListLayersInput{}); errCode(err) != "AccessDeniedException" {
+		t.Fatalf("ListLayers (DateGreaterThan 2100): %v", err)
+	}
+	if _, err := l.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{}); err != nil {
+		t.Fatalf("ListEventSourceMappings (IfExists on an absent key): %v", err)
+	}
+}
