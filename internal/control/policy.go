@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
@@ -157,46 +156,44 @@ func (s *Service) syncAccess(ctx context.Context) error {
 		return nil
 	}
 	for i, kv := range []jetstream.KeyValue{s.access.pol.table.KV(), s.access.urls.table.KV()} {
-		st, err := kv.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
-		}
-		bs, ok := st.(*jetstream.KeyValueBucketStatus)
-		if !ok {
-			continue
-		}
-		last := bs.StreamInfo().State.LastSeq
-		for s.access.applied[i].rev.Load() < last {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("records of bucket %s not caught up (at %d of %d): %w", kv.Bucket(), s.access.applied[i].rev.Load(), last, ctx.Err())
-			case <-time.After(time.Millisecond):
-			}
+		if err := waitApplied(ctx, kv, &s.access.applied[i]); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// qualifiedRef parses the function a call names, in the caller's
+// account and region, with its qualifier: the parameter's or the one in
+// the name (they must agree); $LATEST counts as none.
+func qualifiedRef(acct, region, name, qualifier string) (Ref, error) {
+	r, err := ParseRef(name)
+	if err != nil {
+		return Ref{}, err
+	}
+	if err := refInAccount(r, acct, region); err != nil {
+		return Ref{}, err
+	}
+	if qualifier == "" {
+		qualifier = r.Qualifier
+	} else if r.Qualifier != "" && r.Qualifier != qualifier {
+		return Ref{}, invalidParam("The derived qualifier from the function name does not match the specified qualifier.")
+	}
+	if qualifier == LatestVersion {
+		qualifier = ""
+	}
+	r.Qualifier = qualifier
+	return r, nil
 }
 
 // policyTarget resolves the function (and qualifier) a permission call
 // names: the function must be the caller's and exist; a qualifier must
 // name an existing version or alias.
 func (s *Service) policyTarget(acct, region, name, qualifier string) (Ref, *Function, error) {
-	r, err := ParseRef(name)
+	r, err := qualifiedRef(acct, region, name, qualifier)
 	if err != nil {
 		return Ref{}, nil, err
 	}
-	if err := refInAccount(r, acct, region); err != nil {
-		return Ref{}, nil, err
-	}
-	if qualifier == "" {
-		qualifier = r.Qualifier
-	} else if r.Qualifier != "" && r.Qualifier != qualifier {
-		return Ref{}, nil, invalidParam("The derived qualifier from the function name does not match the specified qualifier.")
-	}
-	if qualifier == LatestVersion {
-		qualifier = ""
-	}
-	r.Qualifier = qualifier
 	fn, err := s.lookup(acct, region, r.Name)
 	if err != nil {
 		return Ref{}, nil, err

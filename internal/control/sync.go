@@ -33,24 +33,33 @@ func track[T any](a *appliedRev, put func(string, *T, uint64)) func(string, *T, 
 func (s *Service) Sync(ctx context.Context) error {
 	kvs := []jetstream.KeyValue{s.fns.KV(), s.versions.KV(), s.aliases.KV()}
 	for i, kv := range kvs {
-		st, err := kv.Status(ctx)
-		if err != nil {
-			return fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
-		}
-		bs, ok := st.(*jetstream.KeyValueBucketStatus)
-		if !ok {
-			continue
-		}
-		last := bs.StreamInfo().State.LastSeq
-		for s.cache.applied[i].rev.Load() < last {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("records of bucket %s not caught up (at %d of %d): %w", kv.Bucket(), s.cache.applied[i].rev.Load(), last, ctx.Err())
-			case <-time.After(time.Millisecond):
-			}
+		if err := waitApplied(ctx, kv, &s.cache.applied[i]); err != nil {
+			return err
 		}
 	}
 	return s.syncAccess(ctx) // resource policies, function URLs (policy.go)
+}
+
+// waitApplied returns once a's watch of kv has applied every write kv
+// held when it was called.
+func waitApplied(ctx context.Context, kv jetstream.KeyValue, a *appliedRev) error {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("read bucket %s: %w", kv.Bucket(), err)
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return nil
+	}
+	last := bs.StreamInfo().State.LastSeq
+	for a.rev.Load() < last {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("records of bucket %s not caught up (at %d of %d): %w", kv.Bucket(), a.rev.Load(), last, ctx.Err())
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Latest is every function's $LATEST configuration, from memory (no

@@ -143,21 +143,11 @@ func (s *Service) URLByID(id string) *FunctionURL {
 // urlTarget resolves the function and qualifier of a URL call: the
 // qualifier may only be an alias ($LATEST counts as none).
 func (s *Service) urlTarget(acct, region, name, qualifier string) (Ref, *Function, error) {
-	r, err := ParseRef(name)
+	r, err := qualifiedRef(acct, region, name, qualifier)
 	if err != nil {
 		return Ref{}, nil, err
 	}
-	if err := refInAccount(r, acct, region); err != nil {
-		return Ref{}, nil, err
-	}
-	if qualifier == "" {
-		qualifier = r.Qualifier
-	} else if r.Qualifier != "" && r.Qualifier != qualifier {
-		return Ref{}, nil, invalidParam("The derived qualifier from the function name does not match the specified qualifier.")
-	}
-	if qualifier == LatestVersion {
-		qualifier = ""
-	}
+	qualifier = r.Qualifier
 	fn, err := s.lookup(acct, region, r.Name)
 	if err != nil {
 		return Ref{}, nil, err
