@@ -158,9 +158,24 @@ func (s *Store) settle(ctx context.Context, o Options) error {
 // a stream, bucket or object store created without a replica count gets
 // the store's (so no package can create a single-copy stream on a
 // cluster by forgetting to ask).
+//
+// Every bucket it opens reads from its stream leader and retries writes
+// through an election (consistentKV).
 type replicated struct {
 	jetstream.JetStream
-	n int
+	n  int
+	nc *nats.Conn
+}
+
+func (r replicated) consistent(kv jetstream.KeyValue, err error) (jetstream.KeyValue, error) {
+	if err != nil {
+		return kv, err
+	}
+	return newConsistentKV(kv, r.nc, r.JetStream), nil
+}
+
+func (r replicated) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
+	return r.consistent(retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.KeyValue(ctx, bucket) }))
 }
 
 func (r replicated) CreateStream(ctx context.Context, c jetstream.StreamConfig) (jetstream.Stream, error) {
@@ -188,23 +203,23 @@ func (r replicated) CreateKeyValue(ctx context.Context, c jetstream.KeyValueConf
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, c) })
+	return r.consistent(retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.CreateKeyValue(ctx, c) }))
 }
 
 func (r replicated) CreateOrUpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+	return r.consistent(retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 		return r.JetStream.CreateOrUpdateKeyValue(ctx, c)
-	})
+	}))
 }
 
 func (r replicated) UpdateKeyValue(ctx context.Context, c jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if c.Replicas == 0 {
 		c.Replicas = r.n
 	}
-	return retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, c) })
+	return r.consistent(retry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return r.JetStream.UpdateKeyValue(ctx, c) }))
 }
 
 func (r replicated) CreateObjectStore(ctx context.Context, c jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {

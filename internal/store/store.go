@@ -157,7 +157,7 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 // store's (Replicas).
 func (s *Store) JetStream() jetstream.JetStream {
 	if s.replicas > 1 {
-		return replicated{s.js, s.replicas}
+		return replicated{s.js, s.replicas, s.nc}
 	}
 	return s.js
 }
@@ -282,10 +282,9 @@ func (t *Table[T]) UpdateAt(ctx context.Context, key string, v *T, rev uint64) (
 	return nrev, nil
 }
 
-func isWrongSeq(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
+// isWrongSeq: a revision conflict, as a single server (10071) or a
+// replicated stream (10164) reports it.
+func isWrongSeq(err error) bool { return wrongRevision(err) }
 
 // Update applies fn to the current record and writes it back, retrying on
 // revision conflicts. fn may return an error to abort (returned as is).
@@ -326,23 +325,61 @@ type Entry[T any] struct {
 
 // List returns every record whose key matches the NATS subject filter
 // (e.g. "fn.123456789012.>"); ">" lists all. Order is by key.
+//
+// On a replicated store the listing comes from a watch, which one replica
+// serves; it is checked against the stream leader (the newest revision
+// matching filter) and read again while that replica is behind, so a
+// listing shows what was written before it (read your writes). While the
+// stream has no leader, the replica's listing is returned unchecked.
 func (t *Table[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
-	w, err := t.kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	c, _ := t.kv.(*consistentKV)
+	var want uint64
+	if c != nil {
+		var err error
+		if want, err = c.lastRevision(ctx, filter); err != nil && !electing(err) {
+			return nil, fmt.Errorf("list %s: %w", filter, err)
+		}
+		// While the stream elects a leader (no write is acknowledged
+		// meanwhile), the replica's listing is taken as it is.
+	}
+	deadline := time.Now().Add(electionWait)
+	for {
+		out, newest, err := t.list(ctx, filter)
+		if err != nil || newest >= want || time.Now().After(deadline) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// list reads the records matching filter through a watch, and the newest
+// revision it saw (deletes included).
+func (t *Table[T]) list(ctx context.Context, filter string) ([]Entry[T], uint64, error) {
+	w, err := t.kv.Watch(ctx, filter)
 	if err != nil {
-		return nil, fmt.Errorf("list %s: %w", filter, err)
+		return nil, 0, fmt.Errorf("list %s: %w", filter, err)
 	}
 	defer w.Stop()
 	var out []Entry[T]
+	var newest uint64
 	for e := range w.Updates() {
 		if e == nil {
 			break
 		}
+		newest = max(newest, e.Revision())
+		if e.Operation() != jetstream.KeyValuePut {
+			continue
+		}
 		v := new(T)
 		if err := json.Unmarshal(e.Value(), v); err != nil {
-			return nil, fmt.Errorf("decode %s: %w", e.Key(), err)
+			return nil, 0, fmt.Errorf("decode %s: %w", e.Key(), err)
 		}
 		out = append(out, Entry[T]{Key: e.Key(), Value: v, Revision: e.Revision()})
 	}
 	sortEntries(out)
-	return out, nil
+	return out, newest, nil
 }
