@@ -2,7 +2,9 @@ package logs
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -222,7 +224,7 @@ func (s *Store) settle(a pubAck, t *time.Timer) {
 	case err := <-a.fut.Err():
 		tell(err)
 	case <-t.C:
-		tell(errors.New("log store: no acknowledgement within 30s"))
+		tell(errNoAck)
 	case <-s.abandon:
 		tell(errors.New("log store: closed before the acknowledgement"))
 	}
@@ -301,11 +303,59 @@ func (s *Store) publish(subj string, frames []byte) error {
 	return nil
 }
 
+// electionRetry bounds publishWait's retries while the log stream of a
+// replicated store elects a leader (a SIGKILLed leader: 5-9 s).
+const electionRetry = 30 * time.Second
+
+var errNoAck = errors.New("log store: no acknowledgement within 30s")
+
 // publishWait publishes and waits until the stream stored the message (the
 // keeper tells, in publish order, so every earlier message is settled too).
+// While the stream elects a leader it tries again (bounded); the message
+// id makes a retry of a message that was in fact stored a duplicate the
+// stream drops.
 func (s *Store) publishWait(subj string, frames []byte) error {
+	id := msgID()
+	deadline := time.Now().Add(electionRetry)
+	wait := 100 * time.Millisecond
+	for {
+		err := s.publishWaitOnce(subj, frames, id)
+		if err == nil || !electing(err) || time.Now().Add(wait).After(deadline) {
+			return err
+		}
+		select {
+		case <-s.keeperDone:
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// electing: what a replicated stream answers while it has no leader (no
+// responders, temporarily unavailable, not the leader, no acknowledgement).
+func electing(err error) bool {
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errNoAck) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == 10008 || apiErr.ErrorCode == 10009 || apiErr.ErrorCode == 10158 || apiErr.Code == 503
+	}
+	return false
+}
+
+func msgID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "lp-" + hex.EncodeToString(b[:])
+}
+
+func (s *Store) publishWaitOnce(subj string, frames []byte, id string) error {
 	m := nats.NewMsg(subj)
 	m.Header.Set(headerFormat, formatFrames)
+	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Data = frames
 	fut, err := s.js.PublishMsgAsync(m)
 	if err != nil {
