@@ -32,6 +32,13 @@ import (
 // Security groups hold across hosts: egress is checked at the source's
 // router, ingress at the destination's, and member sets are built from
 // every interface's record, wherever it is homed.
+//
+// A host that does not see a majority of the cluster (partitioned: its
+// membership lease is void) is fenced: it withdraws the addresses of the
+// Hyperplane ENIs homed on it (the majority's leader re-homes them, same
+// address) and takes over no interface of a host it no longer sees (the
+// majority does that), so a partition never leaves one ENI address live on
+// both sides. Once it rejoins, the records say where everything lives.
 
 // Host is a live host as the datapath needs it.
 type Host struct {
@@ -54,16 +61,26 @@ type Hosts interface {
 	HomeOf(key string) string
 }
 
+// Quorum is implemented by a Hosts that knows whether this host sees a
+// majority of the cluster; one that does not is fenced (View.Fenced).
+type Quorum interface {
+	Quorate() bool
+}
+
 // View is one moment of the membership: this host and the live ones.
 // HomeOf places an interface whose recorded home is not alive (dead, or
 // none yet): every host computes the same live host the leader will
 // record, so the datapath converges as soon as the membership changes,
 // without waiting for the leader's writes (which a store that lost its
 // leader with the dead host delays by seconds).
+//
+// Fenced: this host does not see a majority. Its Hyperplane ENIs are
+// withdrawn and no interface is placed by HomeOf (see above).
 type View struct {
 	Self   string
 	Live   map[string]Host
 	HomeOf func(key string) string
+	Fenced bool
 }
 
 // ViewOf reads a View from h (nil for nil).
@@ -72,6 +89,9 @@ func ViewOf(h Hosts) *View {
 		return nil
 	}
 	v := &View{Self: h.Self().ID, Live: map[string]Host{}, HomeOf: h.HomeOf}
+	if q, ok := h.(Quorum); ok && !q.Quorate() {
+		v.Fenced, v.HomeOf = true, nil
+	}
 	for _, x := range h.Live() {
 		v.Live[x.ID] = x
 	}
@@ -94,6 +114,9 @@ func newPeerView(v *View, dv *vpc.DesiredVPC) *peerView {
 		h := di.Home
 		if _, ok := v.Live[h]; (!ok || h == "") && v.HomeOf != nil {
 			h = v.HomeOf(di.ID)
+		}
+		if v.Fenced && di.Type == vpc.InterfaceTypeLambda && h == v.Self {
+			h = "" // withdrawn: the majority re-homes it
 		}
 		p.homes[di.ID] = h
 		if di.Type == vpc.InterfaceTypeLambda {
@@ -174,5 +197,8 @@ func (v *View) String() string {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
+	if v.Fenced {
+		return v.Self + " of [" + strings.Join(ids, " ") + "], fenced (no majority)"
+	}
 	return v.Self + " of [" + strings.Join(ids, " ") + "]"
 }

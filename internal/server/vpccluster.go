@@ -36,6 +36,10 @@ func (c vpcCluster) Live() []datapath.Host {
 
 func (c vpcCluster) Subscribe() (<-chan struct{}, func()) { return c.m.Subscribe() }
 
+// Quorate: this host sees a majority (datapath.Quorum; a host that does
+// not withdraws its Hyperplane ENIs' addresses).
+func (c vpcCluster) Quorate() bool { return c.m.Quorate() }
+
 func (c vpcCluster) IsLeader() bool { return c.m.IsLeader() }
 
 func (c vpcCluster) Alive(id string) bool { return c.m.Alive(id) }
