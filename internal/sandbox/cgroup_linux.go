@@ -211,8 +211,16 @@ func oomKilled(memDir string, sig syscall.Signal) bool {
 }
 
 // ListCgroups returns every environment cgroup directory under prefix in all
-// controllers (for leak checks and reconcile), sorted.
-func ListCgroups(prefix string) ([]string, error) {
+// controllers (for leak checks and reconcile), sorted; pooled sets, which
+// hold no environment, are left out.
+func ListCgroups(prefix string) ([]string, error) { return listCgroups(prefix, false) }
+
+// ListAllCgroups is ListCgroups with the pooled sets: everything a server
+// with prefix holds, for checks that nothing is left after it stopped.
+func ListAllCgroups(prefix string) ([]string, error) { return listCgroups(prefix, true) }
+
+// listCgroups is ListCgroups, with the pooled sets when pooled is set.
+func listCgroups(prefix string, pooled bool) ([]string, error) {
 	if prefix == "" || strings.Contains(prefix, "/") {
 		return nil, fmt.Errorf("%w: prefix %q must be a non-empty name", ErrInvalidSpec, prefix)
 	}
@@ -227,7 +235,7 @@ func ListCgroups(prefix string) ([]string, error) {
 			return nil, err
 		}
 		for _, e := range ents {
-			if e.IsDir() {
+			if e.IsDir() && (pooled || !isPooledName(e.Name())) {
 				out = append(out, filepath.Join(base, e.Name()))
 			}
 		}

@@ -38,7 +38,11 @@
 // /dev), pivots into it and detaches the host's mount tree, reports ready and blocks on its control socket, in the manager's
 // own network namespace and cgroups, running nothing but our code. A
 // consumed member is replaced in the background; an empty pool falls back
-// to forking on demand.
+// to forking on demand. As many cgroup sets are kept made too, with a
+// 128 MB environment's limits, named pool.<token>.<n>: a start renames
+// one to its id (cgroup v1 renames within a parent) and writes only the
+// limits its size changes, about 0.1 ms instead of 0.35 ms for making
+// them (cgpool_linux.go).
 //
 // Spawning threads. A child started with Pdeathsig is killed when the OS
 // *thread* that forked it exits, and the network namespace is a per-thread

@@ -65,8 +65,9 @@ type Config struct {
 	// slightly costlier fork/exit host-wide. See tuneCgroups.
 	KeepCgroupMountOptions bool
 
-	// PoolSize is the number of init processes kept started ahead of time
-	// (0 = DefaultPoolSize, negative = none: every Start forks).
+	// PoolSize is the number of init processes kept started ahead of time,
+	// and of cgroup sets kept made (cgpool_linux.go) (0 = DefaultPoolSize,
+	// negative = none: every Start forks and makes its cgroups).
 	PoolSize int
 	// RefillDelay is how long the pool refill waits for takes to stop
 	// before it spawns (at most 10× that after the first take), so it does
@@ -91,6 +92,8 @@ type Manager struct {
 	fillerDone  chan struct{}
 
 	ids *hostIDs
+	// cgpool: cgroup sets made ahead (cgpool_linux.go); nil without a pool.
+	cgpool *cgPool
 
 	mu     sync.Mutex
 	envs   map[string]*Env // nil value: ID reserved by a Start in progress
@@ -195,6 +198,8 @@ func NewManager(cfg Config) (*Manager, error) {
 	}
 	if cfg.PoolSize > 0 {
 		go m.filler()
+		m.cgpool = newCgPool(cfg.Prefix, cfg.PoolSize, m.memsw)
+		go m.cgpool.fill(m.stop)
 	} else {
 		close(m.fillerDone)
 	}
@@ -406,7 +411,9 @@ func (m *Manager) Start(ctx context.Context, s Spec) (_ *Env, err error) {
 		return nil, err
 	}
 	t := time.Now()
-	if err := e.cg.create(s.MemoryMB, m.memsw); err != nil {
+	if cg, ok := m.cgpool.take(s.ID, s.MemoryMB); ok {
+		e.cg = cg
+	} else if err := e.cg.create(s.MemoryMB, m.memsw); err != nil {
 		return nil, err
 	}
 	e.cgCreated = true
@@ -524,7 +531,7 @@ func (m *Manager) Cleanup() error {
 	if err != nil {
 		return err
 	}
-	var errs []error
+	errs := []error{removeStalePooled(m.cfg.Prefix, m.cgpool)}
 	for _, d := range dirs {
 		id := filepath.Base(d)
 		m.mu.Lock()
@@ -576,6 +583,9 @@ func (m *Manager) Close() error {
 	}
 	close(m.stop)
 	<-m.fillerDone
+	if m.cgpool != nil {
+		<-m.cgpool.done // it removes its sets
+	}
 	m.drainPool()
 	errs = append(errs, m.ids.Close())
 	for _, c := range controllers {
@@ -604,7 +614,7 @@ func (x ExitInfo) String() string {
 // in them — and the prefix directories themselves. It is for a prefix whose
 // server is gone (a crashed test run); a live server uses Manager.Cleanup.
 func CleanupPrefix(prefix string) error {
-	dirs, err := ListCgroups(prefix)
+	dirs, err := listCgroups(prefix, true)
 	if err != nil {
 		return err
 	}

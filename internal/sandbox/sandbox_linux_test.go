@@ -125,7 +125,7 @@ func newManager(t testing.TB, opts ...func(*Config)) *Manager {
 		if err := m.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		left, err := ListCgroups(prefix)
+		left, err := listCgroups(prefix, true) // pooled sets included
 		if err != nil || len(left) > 0 {
 			t.Errorf("cgroups left behind: %v %v", left, err)
 		}
@@ -134,6 +134,76 @@ func newManager(t testing.TB, opts ...func(*Config)) *Manager {
 		}
 	})
 	return m
+}
+
+// TestCgroupPool: environments take pooled cgroup sets, renamed to their
+// id, with their own size's limits (the pool's and another); pooled sets
+// are not environments (ListCgroups), a crashed server's pool is removed
+// by Cleanup, and Close leaves none (newManager's cleanup checks).
+func TestCgroupPool(t *testing.T) {
+	requireRoot(t)
+	m := newManager(t, func(c *Config) { c.PoolSize = 2 })
+	ns := newNetns(t)
+	pooled := func() int {
+		all, _ := listCgroups(m.cfg.Prefix, true)
+		envs, _ := ListCgroups(m.cfg.Prefix)
+		return len(all) - len(envs)
+	}
+	full := func() {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for pooled() < 2*len(controllers) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := pooled(); n != 2*len(controllers) {
+			t.Fatalf("%d pooled cgroup directories, want %d", n, 2*len(controllers))
+		}
+	}
+	full()
+	for _, mb := range []int{pooledMemoryMB, 256, 64} {
+		full()
+		s := spec(ns, nil, "/var/task/probe", "sleep")
+		s.MemoryMB = mb
+		e := start(t, m, s)
+		cg := newCgroupSet(m.cfg.Prefix, s.ID)
+		if got, err := readInt(cg[0] + "/memory.limit_in_bytes"); err != nil || got != int64(mb)<<20 {
+			t.Errorf("%d MB environment: memory.limit_in_bytes %d %v", mb, got, err)
+		}
+		if got, err := readInt(cg[2] + "/cpu.shares"); err != nil || got != int64(cpuShares(mb)) {
+			t.Errorf("%d MB environment: cpu.shares %d %v, want %d", mb, got, err, cpuShares(mb))
+		}
+		if m.memsw {
+			if got, err := readInt(cg[0] + "/memory.memsw.limit_in_bytes"); err != nil || got != int64(mb)<<20 {
+				t.Errorf("%d MB environment: memory.memsw.limit_in_bytes %d %v", mb, got, err)
+			}
+		}
+		b, err := os.ReadFile(cg[1] + "/cgroup.procs")
+		if err != nil || !strings.Contains(string(b), strconv.Itoa(e.pid)) {
+			t.Errorf("%d MB environment: its init %d is not in %s (%q %v)", mb, e.pid, cg[1], b, err)
+		}
+		if envs, _ := ListCgroups(m.cfg.Prefix); len(envs) != len(controllers) {
+			t.Errorf("ListCgroups %v, want only the environment's", envs)
+		}
+		if err := e.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h := m.cgpool.hits.Load(); h != 3 {
+		t.Errorf("%d of 3 starts took a pooled cgroup set", h)
+	}
+	// A crashed server's pool (another token) goes at Cleanup.
+	stale := newCgroupSet(m.cfg.Prefix, cgPoolPrefix+"dead0000.1")
+	if err := stale.create(pooledMemoryMB, m.memsw); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range stale {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("a stale pooled cgroup %s survived Cleanup: %v", d, err)
+		}
+	}
 }
 
 // newNetns creates a throwaway network namespace and returns its path.

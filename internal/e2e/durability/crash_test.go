@@ -1573,7 +1573,7 @@ func (h *crashHarness) final() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg, err := sandbox.ListCgroups(h.prefix)
+	cg, err := sandbox.ListAllCgroups(h.prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
