@@ -430,12 +430,15 @@ func (s *Server) buildPlacement(cfg Config) {
 
 // ensureFirst is Accounts.EnsureFirst, tried again for a while on a
 // cluster: hosts started together race to create the first account, a
-// loser may read a replica that has not seen the winner's record yet, and
-// a cluster that has just formed may time out its first writes.
+// loser may read a replica that has not seen the winner's record yet (the
+// store reads from a replica while a stream elects its leader, as streams
+// just created on a loaded machine do), so it finds the winner's access
+// key taken (ErrExists) but cannot read it yet, and a cluster that has
+// just formed may time out its first writes. EnsureFirst is idempotent.
 func ensureFirst(ctx context.Context, a *auth.Accounts, clustered bool) (*auth.Account, bool, error) {
 	for attempt := 0; ; attempt++ {
 		acct, created, err := a.EnsureFirst(ctx)
-		transient := errors.Is(err, store.ErrNotFound) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		transient := errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrExists) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 		if err == nil || !clustered || !transient || attempt >= 40 || ctx.Err() != nil {
 			return acct, created, err
 		}
