@@ -42,11 +42,18 @@ package store
 //     work-queue ack is durable through the stream's tombstone.
 //
 // A clustered store keeps sync_always: each write is a Raft entry whose
-// WAL append is synced on the replicas before it commits (Raft batches
-// the proposals that arrive together into one append, so the sync is
-// shared there already), and the pub-ack comes from the stream leader,
-// perhaps another host, whose disk a local syncfs would not reach. An
-// external server (Options.URL) keeps its own setting.
+// WAL append is synced on the replicas before it commits (the WAL is a
+// file store with SyncAlways from the options and no async flush,
+// jetstream_cluster.go:4068; raft.go:5377 storeToWAL; Raft batches the
+// proposals that arrive together into one append, so the sync is shared
+// there already), while the replicated stream's own file store flushes
+// on snapshots (stream.go:1124 SyncOnFlush) and recovers from the WAL.
+// Without sync_always a replicated stream would flush asynchronously
+// (stream.go:1111) and its pub-ack, from the stream leader, perhaps
+// another host, could precede any write(2) on this host's disk, which a
+// local syncfs could not cover; so a cluster keeps sync_always and
+// relies on a quorum of synced WALs. An external server (Options.URL)
+// keeps its own setting.
 
 import (
 	"errors"
