@@ -597,18 +597,16 @@ func (q *Queues) accept(ctx context.Context, rec *Queue, b jetstream.MessageBatc
 		msg.Sequence = md.Sequence.Stream
 		msg.ReceiptHandle = encodeHandle("s", rec.ID, m.Reply())
 		msg.Attributes["ApproximateReceiveCount"] = strconv.FormatUint(md.NumDelivered, 10)
-		first := now
-		key := rec.ID + "." + strconv.FormatUint(msg.Sequence, 10)
+		first := now.UnixMilli()
+		key := firstKey(rec.ID, msg.Sequence)
+		ackWait := max(rec.VisibilityTimeout(), time.Second)
 		if md.NumDelivered == 1 {
-			// Recorded without waiting: only a redelivery reads it.
-			_, _ = q.js.PublishAsync("$KV."+firstBucket+"."+key, []byte(strconv.FormatInt(now.UnixMilli(), 10)))
-		} else if e, err := q.first.Get(ctx, key); err == nil {
-			if ms, err := strconv.ParseInt(string(e.Value()), 10, 64); err == nil {
-				first = time.UnixMilli(ms)
-			}
+			q.firsts.note(key, first, o.Visibility < firstFlushAfter)
+		} else if ms, ok := q.firsts.get(ctx, key); ok {
+			first = ms
 		}
-		msg.Attributes["ApproximateFirstReceiveTimestamp"] = strconv.FormatInt(first.UnixMilli(), 10)
-		if ackWait := max(rec.VisibilityTimeout(), time.Second); o.Visibility != ackWait {
+		msg.Attributes["ApproximateFirstReceiveTimestamp"] = strconv.FormatInt(first, 10)
+		if o.Visibility != ackWait {
 			_ = m.NakWithDelay(o.Visibility)
 		}
 		out = append(out, msg)
@@ -748,7 +746,9 @@ func (q *Queues) DeleteMessages(ctx context.Context, rec *Queue, handles []strin
 			defer cancel()
 			if _, err := q.nc.RequestWithContext(rctx, ref, []byte("+ACK")); err != nil {
 				errs[i] = fmt.Errorf("delete the message: %w", err)
+				return
 			}
+			q.firsts.forget(firstKey(rec.ID, ackSeq(ref)))
 		}()
 	}
 	wg.Wait()
@@ -808,6 +808,7 @@ func (q *Queues) nakHandle(rec *Queue, handle string, d time.Duration) error {
 	if err != nil {
 		return err
 	}
+	q.firsts.flush(firstKey(rec.ID, ackSeq(ref))) // it comes back after d
 	body := []byte("-NAK")
 	if d > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, d.Nanoseconds())

@@ -144,6 +144,7 @@ type Queues struct {
 	queues  *store.Table[Queue]
 	fifo    *store.Table[groupState]
 	first   jetstream.KeyValue
+	firsts  *firstReceives
 	deleted jetstream.KeyValue
 	region  string
 	log     *slog.Logger
@@ -195,19 +196,24 @@ func New(ctx context.Context, cfg Config) (*Queues, error) {
 	}); err != nil {
 		return nil, fmt.Errorf("open the queue stream %s: %w", streamName, err)
 	}
+	q.firsts = newFirstReceives(q)
 	wctx, cancel := context.WithCancel(context.Background())
 	q.stop = cancel
 	if err := q.watch(ctx, wctx); err != nil {
 		cancel()
+		q.firsts.close()
 		return nil, err
 	}
 	return q, nil
 }
 
-// Close stops the watch.
+// Close stops the watch and writes the first receives not yet written.
 func (q *Queues) Close() {
 	if q.stop != nil {
 		q.stop()
+	}
+	if q.firsts != nil {
+		q.firsts.close()
 	}
 }
 

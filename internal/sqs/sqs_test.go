@@ -223,3 +223,72 @@ func TestQueueDeletedRecently(t *testing.T) {
 		t.Fatalf("create 61 s after the delete: %v", err)
 	}
 }
+
+// A first receive is written to the store only when the message may come
+// back: a receive deleted at once writes nothing; a visibility change or
+// a message left undeleted keeps its first receive time for the next
+// receive.
+func TestFirstReceiveDeferred(t *testing.T) {
+	q := open(t)
+	ctx := context.Background()
+	rec, err := q.Create(ctx, CreateInput{Account: "111111111111", Name: "firsts", Attributes: map[string]string{"VisibilityTimeout": "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(m Message) bool {
+		_, err := q.first.Get(ctx, firstKey(rec.ID, m.Sequence))
+		return err == nil
+	}
+	// Received and deleted at once: nothing written, even later.
+	if _, err := q.Send(ctx, rec.ARN(), SendInput{Body: "quick"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := q.Receive(ctx, rec.ARN(), 1, -1, 0)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("receive: %v %v", got, err)
+	}
+	if err := q.Delete(ctx, rec.ARN(), got[0].ReceiptHandle); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * firstFlushAfter)
+	if stored(got[0]) {
+		t.Error("a message deleted at once left a first-receive record")
+	}
+	// Made visible again at once: the next receive reports the first time.
+	if _, err := q.Send(ctx, rec.ARN(), SendInput{Body: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	first, err := q.Receive(ctx, rec.ARN(), 1, -1, 0)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("receive: %v %v", first, err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := q.ChangeVisibility(ctx, rec.ARN(), first[0].ReceiptHandle, 0); err != nil {
+		t.Fatal(err)
+	}
+	second, err := q.Receive(ctx, rec.ARN(), 1, -1, 2*time.Second)
+	if err != nil || len(second) != 1 || second[0].Attributes["ApproximateReceiveCount"] != "2" {
+		t.Fatalf("second receive: %v %v", second, err)
+	}
+	if a, b := first[0].Attributes["ApproximateFirstReceiveTimestamp"], second[0].Attributes["ApproximateFirstReceiveTimestamp"]; a != b {
+		t.Errorf("first receive %s, then %s", a, b)
+	}
+	if !stored(first[0]) {
+		t.Error("a visibility change did not write the first receive")
+	}
+	// Left undeleted: written after firstFlushAfter.
+	if _, err := q.Send(ctx, rec.ARN(), SendInput{Body: "left"}); err != nil {
+		t.Fatal(err)
+	}
+	left, err := q.Receive(ctx, rec.ARN(), 1, -1, 2*time.Second)
+	if err != nil || len(left) != 1 || left[0].Body != "left" {
+		t.Fatalf("receive: %v %v", left, err)
+	}
+	eventually := time.Now().Add(5 * time.Second)
+	for !stored(left[0]) {
+		if time.Now().After(eventually) {
+			t.Fatal("an undeleted message's first receive was never written")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
