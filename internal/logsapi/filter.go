@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"path"
 	"strconv"
 	"strings"
 	"unicode"
@@ -20,11 +19,16 @@ import (
 //   - JSON patterns, for messages that are JSON objects:
 //     { $.level = "ERROR" && ($.latency > 100 || $.user.name = "a*") },
 //     with = != < > <= >=, IS TRUE/FALSE/NULL, NOT EXISTS, selectors with
-//     .field and [index], and * wildcards in string values.
+//     .field and [index], * wildcards in string values and %regex% values.
+//   - Space-delimited patterns ([ip, user, ..., status = 4*, bytes > 100])
+//     and %regular expressions% (filter_space.go).
 type Pattern struct {
-	all, none, any []string // plain, excluded and OR terms
-	json           node     // nil unless a JSON pattern
-	empty          bool
+	all, none, any       []string      // plain, excluded and OR terms
+	allRe, noneRe, anyRe []*rx         // the same as %regex% terms
+	json                 node          // nil unless a JSON pattern
+	jsonNeed             [][]byte      // literals a line matching json contains
+	space                *spacePattern // nil unless a space-delimited pattern
+	empty                bool
 }
 
 // PatternError is a filter pattern that does not parse.
@@ -44,7 +48,7 @@ func Compile(src string) (*Pattern, error) {
 		if !strings.HasSuffix(s, "}") {
 			return nil, patternErr("Invalid filter pattern %q: a JSON pattern must end with }", src)
 		}
-		p := &jparser{src: src, s: strings.TrimSpace(s[1 : len(s)-1])}
+		p := &jparser{src: src, s: strings.TrimSpace(s[1 : len(s)-1]), regexes: new(int)}
 		n, err := p.or()
 		if err != nil {
 			return nil, err
@@ -53,18 +57,42 @@ func Compile(src string) (*Pattern, error) {
 		if p.s != "" {
 			return nil, patternErr("Invalid filter pattern %q: unexpected %q", src, p.s)
 		}
-		return &Pattern{json: n}, nil
+		return &Pattern{json: n, jsonNeed: jsonLiterals(n, nil)}, nil
 	}
 	if strings.HasPrefix(s, "[") {
-		return nil, patternErr("Invalid filter pattern %q: lambdaplane matches terms, \"phrases\", -exclusions, ?alternatives and JSON patterns ({ $.field = value }); space-delimited patterns ([field, ...]) are not available", src)
+		sp, err := compileSpace(src, s, new(int))
+		if err != nil {
+			return nil, err
+		}
+		return &Pattern{space: sp}, nil
 	}
 	p := &Pattern{}
+	regexes := 0
 	for s != "" {
 		kind := byte(0)
 		if s[0] == '-' || s[0] == '?' {
 			kind, s = s[0], s[1:]
 		}
 		var term string
+		if strings.HasPrefix(s, "%") {
+			if regexes++; regexes > maxRegexes {
+				return nil, patternErr("Invalid filter pattern %q: at most %d regular expressions per filter pattern", src, maxRegexes)
+			}
+			re, rest, err := cutRegex(src, s)
+			if err != nil {
+				return nil, err
+			}
+			s = strings.TrimLeftFunc(rest, unicode.IsSpace)
+			switch kind {
+			case '-':
+				p.noneRe = append(p.noneRe, re)
+			case '?':
+				p.anyRe = append(p.anyRe, re)
+			default:
+				p.allRe = append(p.allRe, re)
+			}
+			continue
+		}
 		if strings.HasPrefix(s, `"`) {
 			end := strings.IndexByte(s[1:], '"')
 			if end < 0 {
@@ -94,7 +122,7 @@ func Compile(src string) (*Pattern, error) {
 			p.all = append(p.all, term)
 		}
 	}
-	if len(p.all)+len(p.any)+len(p.none) == 0 {
+	if len(p.all)+len(p.any)+len(p.none)+len(p.allRe)+len(p.anyRe)+len(p.noneRe) == 0 {
 		p.empty = true
 	}
 	return p, nil
@@ -113,25 +141,10 @@ func (p *Pattern) Match(msg string) bool {
 		}
 		return p.json.eval(v)
 	}
-	for _, t := range p.all {
-		if !strings.Contains(msg, t) {
-			return false
-		}
+	if p.space != nil {
+		return p.space.match(msg)
 	}
-	for _, t := range p.none {
-		if strings.Contains(msg, t) {
-			return false
-		}
-	}
-	if len(p.any) == 0 {
-		return true
-	}
-	for _, t := range p.any {
-		if strings.Contains(msg, t) {
-			return true
-		}
-	}
-	return false
+	return p.MatchBytes([]byte(msg))
 }
 
 // MatchBytes is Match on a line as bytes (no copy unless a JSON pattern
@@ -145,14 +158,27 @@ func (p *Pattern) MatchBytes(msg []byte) bool {
 		if len(m) == 0 || m[0] != '{' {
 			return false
 		}
+		for _, l := range p.jsonNeed {
+			if !bytes.Contains(m, l) {
+				return false
+			}
+		}
 		var v any
 		if json.Unmarshal(m, &v) != nil {
 			return false
 		}
 		return p.json.eval(v)
 	}
+	if p.space != nil {
+		return p.space.matchBytes(msg)
+	}
 	for _, t := range p.all {
 		if !bytes.Contains(msg, []byte(t)) {
+			return false
+		}
+	}
+	for _, re := range p.allRe {
+		if !re.match(msg) {
 			return false
 		}
 	}
@@ -161,11 +187,21 @@ func (p *Pattern) MatchBytes(msg []byte) bool {
 			return false
 		}
 	}
-	if len(p.any) == 0 {
+	for _, re := range p.noneRe {
+		if re.match(msg) {
+			return false
+		}
+	}
+	if len(p.any)+len(p.anyRe) == 0 {
 		return true
 	}
 	for _, t := range p.any {
 		if bytes.Contains(msg, []byte(t)) {
+			return true
+		}
+	}
+	for _, re := range p.anyRe {
+		if re.match(msg) {
 			return true
 		}
 	}
@@ -193,6 +229,7 @@ type cmpNode struct {
 	str   string
 	num   float64
 	isNum bool
+	re    *rx // a %regex% value
 }
 
 func (n cmpNode) eval(d any) bool {
@@ -254,13 +291,57 @@ func (n cmpNode) eval(d any) bool {
 		return n.op == "!="
 	}
 	eq := s == n.str
-	if strings.Contains(n.str, "*") {
-		eq, _ = path.Match(strings.NewReplacer(`\`, `\\`, "?", `\?`, "[", `\[`).Replace(n.str), s)
+	switch {
+	case n.re != nil:
+		eq = n.re.matchString(s)
+	case strings.Contains(n.str, "*"):
+		eq = globMatch(n.str, s)
 	}
 	if n.op == "=" {
 		return eq
 	}
 	return !eq
+}
+
+// jsonLiterals collects the literals a line must contain for n to hold:
+// the string values of the = comparisons every match needs (those joined
+// by && from the top), when they hold only characters no JSON encoder
+// escapes, and of wildcard values their longest literal piece.
+func jsonLiterals(n node, out [][]byte) [][]byte {
+	switch t := n.(type) {
+	case andNode:
+		return jsonLiterals(t.r, jsonLiterals(t.l, out))
+	case cmpNode:
+		if t.op != "=" || t.isNum {
+			return out
+		}
+		if t.re != nil {
+			if t.re.lit != nil && plainLiteral(string(t.re.lit)) {
+				out = append(out, t.re.lit)
+			}
+			return out
+		}
+		if l := longestPiece(t.str); l != "" && plainLiteral(l) {
+			out = append(out, []byte(l))
+		}
+	}
+	return out
+}
+
+// plainLiteral: letters, digits, space and _ . - : only, with a letter
+// that cannot belong to a number's exponent (a number the line writes as
+// 1e3 is compared as "1000").
+func plainLiteral(s string) bool {
+	word := false
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ' ' || r == '_' || r == '.' || r == '-' || r == ':') {
+			return false
+		}
+		if (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') && r != 'e' && r != 'E' {
+			word = true
+		}
+	}
+	return word
 }
 
 func lookup(d any, sel []step) (any, bool) {
@@ -286,8 +367,9 @@ func lookup(d any, sel []step) (any, bool) {
 }
 
 type jparser struct {
-	src string
-	s   string
+	src     string
+	s       string
+	regexes *int // %regex% values so far
 }
 
 func (p *jparser) skip() { p.s = strings.TrimLeftFunc(p.s, unicode.IsSpace) }
@@ -412,6 +494,15 @@ func (p *jparser) comparison() (node, error) {
 	}
 	p.skip()
 	switch {
+	case strings.HasPrefix(p.s, "%"):
+		if *p.regexes++; *p.regexes > maxRegexes {
+			return nil, p.errf("at most %d regular expressions per filter pattern", maxRegexes)
+		}
+		re, rest, err := cutRegex(p.src, p.s)
+		if err != nil {
+			return nil, err
+		}
+		n.re, p.s = re, rest
 	case strings.HasPrefix(p.s, `"`):
 		end := strings.IndexByte(p.s[1:], '"')
 		if end < 0 {
