@@ -56,12 +56,15 @@ package store
 // keeps its own setting.
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -84,6 +87,46 @@ type groupSyncer struct {
 	started, done uint64
 	running       bool
 	err           error
+	// startMark is the writeMark read just before sync markGen started.
+	startMark writeMark
+	markGen   uint64
+	// removals counts the client's requests that may remove files
+	// without a write (a JetStream DELETE or PURGE), counted before the
+	// server sees them.
+	removals atomic.Uint64
+	// syncs counts the syncs run (tests).
+	syncs atomic.Uint64
+}
+
+// writeMark is what the process had written: the bytes of its write
+// system calls (wchar of /proc/self/io, which vfs_write adds to after the
+// write, so before the server can acknowledge it) and the removals asked
+// for. Equal marks mean nothing was written in between: a sync that
+// started after the first covers whatever was acknowledged before the
+// second, and reads (the bulk of a store's traffic) wait for no sync
+// while nothing is written.
+type writeMark struct{ wchar, removals uint64 }
+
+func (g *groupSyncer) mark() (writeMark, bool) {
+	w, err := processWchar()
+	if err != nil {
+		return writeMark{}, false
+	}
+	return writeMark{w, g.removals.Load()}, true
+}
+
+// processWchar reads this process's wchar (all its threads).
+func processWchar() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0, err
+	}
+	_, rest, ok := bytes.Cut(b, []byte("wchar: "))
+	if !ok {
+		return 0, errors.New("no wchar in /proc/self/io")
+	}
+	v, _, _ := bytes.Cut(rest, []byte("\n"))
+	return strconv.ParseUint(string(v), 10, 64)
 }
 
 func newGroupSyncer(dir string, log *slog.Logger) *groupSyncer {
@@ -92,11 +135,18 @@ func newGroupSyncer(dir string, log *slog.Logger) *groupSyncer {
 	return g
 }
 
-// sync returns once a sync that started after the call has finished.
+// sync returns once a sync has finished that started after every write
+// the caller's data (read before the call) may acknowledge: one that
+// started after the call, or an earlier one when nothing was written
+// since it started.
 func (g *groupSyncer) sync() error {
+	m, ok := g.mark()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	want := g.started + 1
+	if ok && g.markGen > 0 && m == g.startMark {
+		want = g.markGen
+	}
 	for g.done < want {
 		if g.running {
 			g.cond.Wait()
@@ -106,7 +156,13 @@ func (g *groupSyncer) sync() error {
 		g.started++
 		gen := g.started
 		g.mu.Unlock()
+		if sm, ok := g.mark(); ok {
+			g.mu.Lock()
+			g.startMark, g.markGen = sm, gen
+			g.mu.Unlock()
+		}
 		err := syncfs(g.dir)
+		g.syncs.Add(1)
 		g.mu.Lock()
 		g.running = false
 		g.done, g.err = gen, err
@@ -128,6 +184,27 @@ func syncfs(dir string) error {
 		return fmt.Errorf("syncfs %s: %w", dir, err)
 	}
 	return nil
+}
+
+// Write passes the client's bytes to the server, counting first the
+// requests that may remove files without writing any (writeMark).
+func (c *syncedConn) Write(p []byte) (int, error) {
+	const keep = len("DELETE") - 1 // a word split between two writes
+	c.wmu.Lock()
+	seam := append(c.wtail, p[:min(len(p), keep)]...)
+	if removal(p) || removal(seam) {
+		c.g.removals.Add(1)
+	}
+	c.wtail = append(c.wtail[:0], p[max(0, len(p)-keep):]...)
+	c.wmu.Unlock()
+	return c.Conn.Write(p)
+}
+
+// removal reports a JetStream request that may remove files
+// ($JS.API.STREAM.DELETE, CONSUMER.DELETE, STREAM.PURGE, MSG.DELETE, or
+// these words anywhere: more syncs, never fewer).
+func removal(b []byte) bool {
+	return bytes.Contains(b, []byte("DELETE")) || bytes.Contains(b, []byte("PURGE"))
 }
 
 // groupCommitted provides in-process connections to srv whose inbound
@@ -161,6 +238,9 @@ type syncedConn struct {
 	serr     error // a failed sync: nothing more is handed over
 	deadline time.Time
 	timer    *time.Timer
+	// wtail: the end of the last write, for a word split between writes.
+	wmu   sync.Mutex
+	wtail []byte
 }
 
 func newSyncedConn(c net.Conn, g *groupSyncer) *syncedConn {
