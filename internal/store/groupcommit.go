@@ -36,6 +36,11 @@ package store
 //     them to the client only after such a sync; all the bytes that came
 //     while one sync ran share the next. A failed sync fails the
 //     connection (nats.go reconnects), so nothing unsynced is answered.
+//   - When the process has written nothing since the last sync started
+//     (writeMark: the wchar that vfs_write raises after each write(2),
+//     and the client's requests that could remove files without one),
+//     that sync already covers everything acknowledged, and reads pass
+//     without one.
 //   - A consumer's delivery state (o.dat) is written by its flush loop
 //     up to 100 ms after an update (filestore.go:13745-13790), with or
 //     without sync_always: it was never part of an acknowledgement; a
