@@ -36,9 +36,10 @@ import (
 //     errors.Is(err, jetstream.ErrKeyExists) holds for Create as for one
 //     server).
 //
-// Watches, listings of keys and history are the library's own (a watch
-// is served by one replica; Table.List checks its listing against the
-// leader).
+// Watches are the library's, started again while the cluster elects a
+// meta leader (which creates their consumers); a watch is served by one
+// replica (Table.List checks its listing against the leader). Listings of
+// keys and history are the library's own.
 type consistentKV struct {
 	jetstream.KeyValue
 	nc     *nats.Conn
@@ -177,9 +178,36 @@ func (k *consistentKV) leaderGet(ctx context.Context, subject string, seq uint64
 		wait = min(wait, time.Until(d)/2)
 	}
 	return throughFor(ctx, wait, leaderReadAttempt, nil, func(ctx context.Context) (*storedMsg, error) {
-		m, err := k.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+k.stream, body)
+		return k.askLeader(ctx, body)
+	})
+}
+
+// askLeader sends one message get and waits for the stream leader's
+// answer. Every server of the stream's group sees the request; one whose
+// view of the cluster is behind answers "temporarily unavailable" (it
+// sees no leader) at once, possibly before the leader answers: such
+// answers are only taken when no other came in time.
+func (k *consistentKV) askLeader(ctx context.Context, body []byte) (*storedMsg, error) {
+	inbox := nats.NewInbox()
+	sub, err := k.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := k.nc.PublishRequest("$JS.API.STREAM.MSG.GET."+k.stream, inbox, body); err != nil {
+		return nil, err
+	}
+	var unavailable error
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
+			if unavailable != nil {
+				return nil, unavailable
+			}
 			return nil, err
+		}
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
 		}
 		var resp struct {
 			Error   *jetstream.APIError `json:"error,omitempty"`
@@ -188,17 +216,17 @@ func (k *consistentKV) leaderGet(ctx context.Context, subject string, seq uint64
 		if err := json.Unmarshal(m.Data, &resp); err != nil {
 			return nil, fmt.Errorf("read %s: %w", k.stream, err)
 		}
-		if resp.Error != nil {
-			if resp.Error.ErrorCode == 10037 { // no message found
-				return nil, nil
-			}
+		switch {
+		case resp.Error != nil && resp.Error.ErrorCode == 10008:
+			unavailable = resp.Error
+			continue
+		case resp.Error != nil && resp.Error.ErrorCode == 10037: // no message found
+			return nil, nil
+		case resp.Error != nil:
 			return nil, resp.Error
 		}
-		if resp.Message == nil {
-			return nil, nil
-		}
 		return resp.Message, nil
-	})
+	}
 }
 
 // entry reads key's newest message from the leader: nil when the key never
@@ -384,3 +412,35 @@ func (e *kvEntry) Revision() uint64                { return e.revision }
 func (e *kvEntry) Created() time.Time              { return e.created }
 func (e *kvEntry) Delta() uint64                   { return 0 }
 func (e *kvEntry) Operation() jetstream.KeyValueOp { return e.op }
+
+// Watch starts a watch (the library's), tried again while the cluster
+// elects the meta leader that creates its consumer (up to electionWait).
+// Each attempt gets ctx itself, which also ends the watch.
+func (k *consistentKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	return watchThrough(ctx, func() (jetstream.KeyWatcher, error) { return k.KeyValue.Watch(ctx, keys, opts...) })
+}
+
+// WatchAll is Watch of every key.
+func (k *consistentKV) WatchAll(ctx context.Context, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	return watchThrough(ctx, func() (jetstream.KeyWatcher, error) { return k.KeyValue.WatchAll(ctx, opts...) })
+}
+
+// WatchFiltered is Watch of several key filters.
+func (k *consistentKV) WatchFiltered(ctx context.Context, keys []string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	return watchThrough(ctx, func() (jetstream.KeyWatcher, error) { return k.KeyValue.WatchFiltered(ctx, keys, opts...) })
+}
+
+func watchThrough(ctx context.Context, start func() (jetstream.KeyWatcher, error)) (jetstream.KeyWatcher, error) {
+	deadline := time.Now().Add(electionWait)
+	for {
+		w, err := start()
+		if err == nil || ctx.Err() != nil || !electing(err) || time.Now().After(deadline) {
+			return w, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}

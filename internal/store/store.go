@@ -330,7 +330,9 @@ type Entry[T any] struct {
 // serves; it is checked against the stream leader (the newest revision
 // matching filter) and read again while that replica is behind, so a
 // listing shows what was written before it (read your writes). While the
-// stream has no leader, the replica's listing is returned unchecked.
+// stream has no leader, the replica's listing is returned unchecked; while
+// the cluster elects a meta leader (which creates the watch's consumer),
+// the watch is tried again (up to 20 s).
 func (t *Table[T]) List(ctx context.Context, filter string) ([]Entry[T], error) {
 	c, _ := t.kv.(*consistentKV)
 	var want uint64
@@ -345,6 +347,13 @@ func (t *Table[T]) List(ctx context.Context, filter string) ([]Entry[T], error) 
 	deadline := time.Now().Add(electionWait)
 	for {
 		out, newest, err := t.list(ctx, filter)
+		if c != nil && err != nil && electing(err) && ctx.Err() == nil && time.Now().Before(deadline) {
+			// The watch's consumer is created by the cluster's meta
+			// leader: while it is elected (its host was killed), try
+			// again, as writes do.
+			time.Sleep(250 * time.Millisecond)
+			continue
+		}
 		if err != nil || newest >= want || time.Now().After(deadline) {
 			return out, err
 		}
