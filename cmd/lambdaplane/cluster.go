@@ -20,7 +20,7 @@ import (
 func clusterCmd(args []string) error {
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: lambdaplane cluster status [--endpoint-url URL] [--json]\n\nHosts (alive or dead, epoch, leader, API and underlay addresses, service CIDR slice), the\nenvironments and invocations of each, and the replicas of every stream of the store.")
+		fmt.Fprintln(fs.Output(), "Usage: lambdaplane cluster status [--endpoint-url URL] [--json]\n\nHosts (alive or dead, epoch, leader, API and underlay addresses, service CIDR slice), the\nenvironments and invocations of each, every Hyperplane ENI with its home host, and the replicas of every\nstream of the store.")
 		fs.PrintDefaults()
 	}
 	asJSON := fs.Bool("json", false, "print the raw JSON")
@@ -85,6 +85,19 @@ func clusterCmd(args []string) error {
 		if s.Current < s.Replicas {
 			lagging = append(lagging, fmt.Sprintf("%s (%d/%d current)", s.Name, s.Current, s.Replicas))
 		}
+	}
+	if len(st.ENIs) > 0 {
+		fmt.Println()
+		w = tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "HYPERPLANE ENI\tACCOUNT\tSUBNET\tADDRESS\tHOME")
+		for _, e := range st.ENIs {
+			home := orNone(e.Home)
+			if e.Home != "" && !e.HomeAlive {
+				home += " (dead: being re-homed)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.ID, e.AccountID, e.SubnetID, e.Address, home)
+		}
+		w.Flush()
 	}
 	fmt.Printf("\n%d streams and buckets", len(st.Streams))
 	if len(lagging) == 0 {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -264,6 +265,19 @@ type ClusterStatus struct {
 	Hosts    []HostStatus `json:"hosts"`
 	// Streams is every stream and bucket of the store with its replicas.
 	Streams []StreamStatus `json:"streams"`
+	// ENIs is every Hyperplane ENI of the cluster with its home host.
+	ENIs []ENIStatus `json:"enis,omitempty"`
+}
+
+// ENIStatus is one Hyperplane ENI: where its address, SNAT and
+// conntrack live.
+type ENIStatus struct {
+	ID        string `json:"id"`
+	AccountID string `json:"account"`
+	SubnetID  string `json:"subnet"`
+	Address   string `json:"address"`
+	Home      string `json:"home"`
+	HomeAlive bool   `json:"homeAlive"`
 }
 
 // StreamStatus is one stream's (or bucket's) replication.
@@ -327,6 +341,26 @@ func (s *Server) clusterStatus(ctx context.Context) ClusterStatus {
 	}
 	wg.Wait()
 	out.Streams = s.streamStatus(ctx)
+	out.ENIs = s.eniStatus()
+	return out
+}
+
+// eniStatus lists the Hyperplane ENIs this host's manager follows (every
+// ENI of the cluster) with their recorded homes.
+func (s *Server) eniStatus() []ENIStatus {
+	if s.hyperplane == nil {
+		return nil
+	}
+	var out []ENIStatus
+	for _, e := range s.hyperplane.ENIs() {
+		if e.PerEnv {
+			continue
+		}
+		st := ENIStatus{ID: e.ID, AccountID: e.AccountID, SubnetID: e.SubnetID, Address: e.Addr.String(), Home: s.hyperplane.Home(e.ID)}
+		st.HomeAlive = st.Home != "" && s.cluster.members.Alive(st.Home)
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b ENIStatus) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -264,6 +264,13 @@ func TestClusterVPC(t *testing.T) {
 		t.Errorf("%d cold starts changed the lambda ENIs: %d -> %d", cold, before, after)
 	}
 
+	// `cluster status` names the ENI's home through every host: h3.
+	for i := range c.Hosts {
+		if h := eniHome(t, c, i, eniID); h != c.Hosts[2].ID {
+			t.Errorf("cluster status through h%d: ENI %s homed on %q, want %s", i+1, eniID, h, c.Hosts[2].ID)
+		}
+	}
+
 	// SIGKILL the ENI's home (h3, which served the first create): through
 	// the other two, VPC invokes succeed again within 10 s.
 	killed := c.Hosts[2]
@@ -295,6 +302,10 @@ func TestClusterVPC(t *testing.T) {
 	if !strings.Contains(strings.Join(ids, " "), eniID+"="+eniIP) || len(got) != 2 {
 		t.Errorf("after failover the lambda ENIs are %v, want %s=%s kept (and the other key's)", ids, eniID, eniIP)
 	}
+	harness.Eventually(t, 30*time.Second, "cluster status names a live new home of the ENI", func() bool {
+		h := eniHome(t, c, 0, eniID)
+		return h != "" && h != killed.ID
+	})
 
 	// h3 returns: it deletes nothing of the others'.
 	if err := killed.Start(); err != nil {
@@ -312,4 +323,16 @@ func TestClusterVPC(t *testing.T) {
 			t.Errorf("after h3 returned: %s through h3: %v %v", fn, r.err, r.payload)
 		}
 	}
+}
+
+// eniHome is the home host `cluster status` through host i names for ENI
+// id ("" if it lists no such ENI).
+func eniHome(t *testing.T, c *clusterharness.Cluster, i int, id string) string {
+	t.Helper()
+	for _, e := range status(t, c, i).ENIs {
+		if e.ID == id {
+			return e.Home
+		}
+	}
+	return ""
 }
