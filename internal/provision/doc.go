@@ -8,7 +8,8 @@
 // (IN_PROGRESS, READY with Available = Requested, or FAILED with the init
 // failure). A configuration deleted, or a lease lost, releases them.
 //
-// In a cluster the environments live on the lease holder; invokes that the
-// placement routes to another host run on that host's on-demand
-// environments.
+// In a cluster only the function's home (the first live host of its
+// ranking, where placement sends its synchronous invokes) takes the lease,
+// and a host that stops being home releases it on its next pass, so the
+// provisioned environments are where the invokes run.
 package provision

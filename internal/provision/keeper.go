@@ -45,6 +45,7 @@ type Keeper struct {
 	sched  *invoke.Scheduler
 	leases jetstream.KeyValue
 	host   string
+	home   func(account, function string) bool
 	log    *slog.Logger
 
 	held   map[string]held
@@ -56,8 +57,13 @@ type Keeper struct {
 }
 
 // Start opens the lease bucket and starts keeping. host names this server
-// in the leases (unique among the servers sharing the store).
-func Start(ctx context.Context, st *store.Store, ctl *control.Service, sched *invoke.Scheduler, host string, log *slog.Logger) (*Keeper, error) {
+// in the leases (unique among the servers sharing the store). home, on a
+// cluster, reports whether this host is a function's home (where its
+// synchronous invokes run): only the home takes a configuration's lease,
+// and a host that stops being home gives it back at once, so the
+// environments are where the invokes go. nil: every function is this
+// host's.
+func Start(ctx context.Context, st *store.Store, ctl *control.Service, sched *invoke.Scheduler, host string, home func(account, function string) bool, log *slog.Logger) (*Keeper, error) {
 	kv, err := st.JetStream().CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: leaseBucket, History: 1, Storage: jetstream.FileStorage, Replicas: st.Replicas(),
 	})
@@ -73,7 +79,7 @@ func Start(ctx context.Context, st *store.Store, ctl *control.Service, sched *in
 		host = hex.EncodeToString(b[:])
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	k := &Keeper{ctl: ctl, sched: sched, leases: kv, host: host, log: log.With("component", "provision"),
+	k := &Keeper{ctl: ctl, sched: sched, leases: kv, host: host, home: home, log: log.With("component", "provision"),
 		held: map[string]held{}, active: map[string]active{}, stop: cancel, done: make(chan struct{})}
 	go k.run(rctx)
 	return k, nil
@@ -116,6 +122,9 @@ func (k *Keeper) pass(ctx context.Context) {
 	seen := map[string]bool{}
 	for _, pc := range k.ctl.ProvisionedConfigs() {
 		key := leaseKey(&pc)
+		if k.home != nil && !k.home(pc.AccountID, pc.FunctionName) {
+			continue // released below if held: the home takes it
+		}
 		if !k.lease(ctx, key) {
 			continue
 		}

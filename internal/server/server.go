@@ -28,6 +28,7 @@ import (
 	"github.com/lambdaplane/lambdaplane/internal/logs"
 	"github.com/lambdaplane/lambdaplane/internal/logsapi"
 	"github.com/lambdaplane/lambdaplane/internal/netdev"
+	"github.com/lambdaplane/lambdaplane/internal/placement"
 	"github.com/lambdaplane/lambdaplane/internal/provision"
 	"github.com/lambdaplane/lambdaplane/internal/runtimes"
 	"github.com/lambdaplane/lambdaplane/internal/sandbox"
@@ -307,7 +308,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	sched = sc
 	schedMu.Unlock()
 	s.sched = sc
-	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, log); err != nil {
+	if s.provision, err = provision.Start(ctx, s.st, s.ctl, sc, cfg.HostID, s.isHomeFunc(), log); err != nil {
 		return nil, err
 	}
 	if err := s.triggers.start(ctx, s.st, sc, s.ctl, cfg.HostID, log); err != nil {
@@ -495,4 +496,18 @@ func (s *Server) Close() error {
 		s.closeErr = errors.Join(errs...)
 	})
 	return s.closeErr
+}
+
+// isHomeFunc is provision's home test: whether this host is the home of
+// a function (the first live host of its ranking, where placement runs
+// its synchronous invokes); nil on a single host, where every function
+// is.
+func (s *Server) isHomeFunc() func(account, function string) bool {
+	if s.cluster == nil {
+		return nil
+	}
+	return func(account, function string) bool {
+		r := s.cluster.members.Ranked(placement.HomeKey(account, function))
+		return len(r) > 0 && r[0].ID == s.Cfg.HostID
+	}
 }
