@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/lambdaplane/lambdaplane/internal/e2e/harness"
+	"github.com/lambdaplane/lambdaplane/internal/invoke"
 )
 
 // sqsLoopPy sends each message it gets back to its own queue with boto3
@@ -39,6 +40,12 @@ def handler(event, context):
     print("dest-hop", os.environ.get("_X_AMZN_TRACE_ID", ""))
     return {"ok": True}
 `
+
+// dropped is the function's RecursiveInvocationsDropped count on /metrics.
+func dropped(t *testing.T, e *harness.Env, fn string) float64 {
+	t.Helper()
+	return harness.MetricValue(harness.ScrapeMetrics(t, e.Srv.MetricsEndpoint), invoke.MetricRecursionDropped, map[string]string{"function": fn})
+}
 
 const loopRolePolicy = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["sqs:*","lambda:InvokeFunction","logs:*"],"Resource":"*"}]}`
 
@@ -118,6 +125,9 @@ func TestRecursiveLoopSQS(t *testing.T) {
 	if tr := got[0].Attributes["AWSTraceHeader"]; !strings.Contains(tr, "Lineage=") || !strings.Contains(tr, ":16") {
 		t.Fatalf("the dead-letter message's AWSTraceHeader %q carries no lineage at 16", tr)
 	}
+	if n := dropped(t, e, "sqsloop"); n < 1 {
+		t.Fatalf("%s{function=sqsloop} = %v after the stop", invoke.MetricRecursionDropped, n)
+	}
 	t.Logf("Terminate: 16 hops and the dead-letter message in %v", time.Since(start).Round(time.Millisecond))
 
 	// Allow: the chain runs to its own end (30 hops).
@@ -180,6 +190,9 @@ func TestRecursiveLoopDestination(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := countLog(t, e, "destloop", "dest-hop"); n != 16 {
 		t.Fatalf("the destination loop ran %d times, want 16", n)
+	}
+	if n := dropped(t, e, "destloop"); n != 1 {
+		t.Fatalf("%s{function=destloop} = %v, want 1", invoke.MetricRecursionDropped, n)
 	}
 	var rec struct {
 		RequestContext struct {
