@@ -39,11 +39,16 @@ var (
 const (
 	apiPort     = 9009
 	clusterPort = 6222
+	clientPort  = 4222 // the voting hosts' NATS client listener (with NATSHosts)
 )
 
 // Options shape a cluster.
 type Options struct {
 	Hosts int // default 3
+	// NATSHosts more hosts join without a store server of their own,
+	// through h1's NATS client listener (serve --nats-url), after the
+	// voting hosts are ready.
+	NATSHosts int
 	// Args are extra serve flags for every host.
 	Args []string
 }
@@ -158,7 +163,7 @@ func New(t testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Hosts; i++ {
 		peers = append(peers, fmt.Sprintf("%s:%d", hostAddr(i), clusterPort))
 	}
-	for i := 0; i < o.Hosts; i++ {
+	for i := 0; i < o.Hosts+o.NATSHosts; i++ {
 		id := fmt.Sprintf("h%d", i+1)
 		h := &Host{C: c, ID: id, Prefix: "c" + c.Tag[:3] + fmt.Sprint(i+1), Addr: hostAddr(i),
 			Data: filepath.Join(c.dir, id), LogPath: filepath.Join(c.dir, id+".log")}
@@ -176,19 +181,30 @@ func New(t testing.TB, o Options) *Cluster {
 				others = append(others, p)
 			}
 		}
+		store := []string{"--cluster-listen", fmt.Sprintf("%s:%d", h.Addr, clusterPort), "--cluster-peers", strings.Join(others, ",")}
+		if o.NATSHosts > 0 {
+			store = append(store, "--cluster-client-listen", fmt.Sprintf("%s:%d", h.Addr, clientPort))
+		}
+		if i >= o.Hosts {
+			store = []string{"--nats-url", fmt.Sprintf("nats://%s:%d", hostAddr(0), clientPort)}
+		}
 		h.args = append([]string{"serve", "--host-id", id, "--prefix", h.Prefix, "--data", h.Data,
-			"--listen", fmt.Sprintf("%s:%d", h.Addr, apiPort),
-			"--cluster-listen", fmt.Sprintf("%s:%d", h.Addr, clusterPort), "--cluster-peers", strings.Join(others, ","),
-			"--service-cidr", c.ServiceCIDR.String(), "--uplink", "netns:" + harness.InternetNS, "--uplink-net", harness.UplinkNet().String(),
+			"--listen", fmt.Sprintf("%s:%d", h.Addr, apiPort)}, store...)
+		h.args = append(append(h.args,
+			"--service-cidr", c.ServiceCIDR.String(), "--uplink", "netns:"+harness.InternetNS, "--uplink-net", harness.UplinkNet().String(),
 			"--init-path", filepath.Join(harness.BinDir, "lambdaplane-init"), "--metrics-listen", "off",
 			"--pool-size", "2", "--init-pool-size", "2", "--idle-timeout", "2m", "--async-redelivery", "3s",
-			"--async-retry-backoff", "200ms,400ms", "--log-level", "info"}, o.Args...)
+			"--async-retry-backoff", "200ms,400ms", "--log-level", "info"), o.Args...)
 		c.Hosts = append(c.Hosts, h)
 	}
-	for _, h := range c.Hosts {
+	for _, h := range c.Hosts[:o.Hosts] {
 		must(h.Start())
 	}
-	for _, h := range c.Hosts {
+	for _, h := range c.Hosts[:o.Hosts] {
+		must(h.WaitReady(3 * time.Minute))
+	}
+	for _, h := range c.Hosts[o.Hosts:] {
+		must(h.Start())
 		must(h.WaitReady(3 * time.Minute))
 	}
 	must(c.readKeys())
