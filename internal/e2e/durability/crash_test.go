@@ -650,8 +650,7 @@ func (h *crashHarness) createFn() {
 	ctx, cancel := h.ctx()
 	out, err := h.lc.CreateFunction(ctx, in)
 	cancel()
-	o := outcomeOf(err)
-	h.note(o)
+	o := h.answer(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch o {
@@ -690,8 +689,7 @@ func (h *crashHarness) updateConfig() {
 	ctx, cancel := h.ctx()
 	out, err := h.lc.UpdateFunctionConfiguration(ctx, in)
 	cancel()
-	o := outcomeOf(err)
-	h.note(o)
+	o := h.answer(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch o {
@@ -720,8 +718,7 @@ func (h *crashHarness) updateCode() {
 	ctx, cancel := h.ctx()
 	out, err := h.lc.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String(f.name), ZipFile: h.variants[atoi(w.token)]})
 	cancel()
-	o := outcomeOf(err)
-	h.note(o)
+	o := h.answer(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch o {
@@ -748,16 +745,29 @@ func (h *crashHarness) deleteFn() {
 	ctx, cancel := h.ctx()
 	_, err := h.lc.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(f.name)})
 	cancel()
-	o := outcomeOf(err)
-	h.note(o)
+	h.settleDelete(err, &f.deleted, &f.deleteSent)
+}
+
+// answer classifies a call's answer and counts it.
+func (h *crashHarness) answer(err error) outcome {
+	o := h.answer(err)
+	return o
+}
+
+// settleDelete records a delete's answer: acknowledged, the object is
+// gone (deleted); refused, it may be deleted again (sent cleared); no
+// answer, the restart tells.
+func (h *crashHarness) settleDelete(err error, deleted, sent *bool) outcome {
+	o := h.answer(err)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch o {
 	case acked:
-		f.deleted = true
+		*deleted = true
 	case refused:
-		f.deleteSent = false
+		*sent = false
 	}
+	return o
 }
 
 func (h *crashHarness) eventInvoke() {
@@ -766,8 +776,7 @@ func (h *crashHarness) eventInvoke() {
 	ctx, cancel := h.ctx()
 	out, err := h.lc.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("ev"), InvocationType: types.InvocationTypeEvent, Payload: payload})
 	cancel()
-	o := outcomeOf(err)
-	h.note(o)
+	o := h.answer(err)
 	if o == acked {
 		if out.StatusCode != 202 {
 			h.errorf("Event invoke answered %d", out.StatusCode)
@@ -856,17 +865,7 @@ func (h *crashHarness) scratchDelete() {
 		} else {
 			_, err = h.ec.DeleteSubnet(ctx, &ec2.DeleteSubnetInput{SubnetId: aws.String(c.id)})
 		}
-		o := outcomeOf(err)
-		h.note(o)
-		h.mu.Lock()
-		switch o {
-		case acked:
-			c.deleted = true
-		case refused:
-			c.deleteSent = false
-		}
-		h.mu.Unlock()
-		if o != acked {
+		if o := h.settleDelete(err, &c.deleted, &c.deleteSent); o != acked {
 			h.mu.Lock()
 			v.deleteSent = false
 			h.mu.Unlock()
@@ -874,16 +873,7 @@ func (h *crashHarness) scratchDelete() {
 		}
 	}
 	_, err := h.ec.DeleteVpc(ctx, &ec2.DeleteVpcInput{VpcId: aws.String(v.id)})
-	o := outcomeOf(err)
-	h.note(o)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch o {
-	case acked:
-		v.deleted = true
-	case refused:
-		v.deleteSent = false
-	}
+	h.settleDelete(err, &v.deleted, &v.deleteSent)
 }
 
 // ruleOp authorizes a new port on sgDB or revokes one.
@@ -908,8 +898,7 @@ func (h *crashHarness) ruleOp() {
 		h.rules[port] = r
 		h.mu.Unlock()
 		_, err := h.ec.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(h.sgDB), IpPermissions: tcpFrom(port, h.sgA)})
-		o := outcomeOf(err)
-		h.note(o)
+		o := h.answer(err)
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		switch o {
@@ -923,16 +912,7 @@ func (h *crashHarness) ruleOp() {
 		return
 	}
 	_, err := h.ec.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: aws.String(h.sgDB), IpPermissions: tcpFrom(port, h.sgA)})
-	o := outcomeOf(err)
-	h.note(o)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch o {
-	case acked:
-		revoke.deleted = true
-	case refused:
-		revoke.deleteSent = false
-	}
+	h.settleDelete(err, &revoke.deleted, &revoke.deleteSent)
 }
 
 func tcpFrom(port int32, group string) []ec2types.IpPermission {
