@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lambdaplane/lambdaplane/internal/iam"
 	"github.com/lambdaplane/lambdaplane/internal/store"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -618,42 +619,10 @@ func principalMatches(p any, c Caller) bool {
 	return false
 }
 
+// conditionHolds is IAM's condition evaluation (every operator, the
+// IfExists suffix, ForAnyValue:/ForAllValues:).
 func conditionHolds(op string, have, want []string) bool {
-	ifExists := strings.HasSuffix(op, "IfExists")
-	op = strings.TrimSuffix(op, "IfExists")
-	if len(have) == 0 {
-		switch op {
-		case "StringNotEquals", "StringNotLike", "ArnNotEquals", "ArnNotLike":
-			return true
-		}
-		return ifExists
-	}
-	var match func(p, c string) bool
-	negated := false
-	switch op {
-	case "StringEquals":
-		match = func(p, c string) bool { return p == c }
-	case "StringNotEquals":
-		match, negated = func(p, c string) bool { return p == c }, true
-	case "StringEqualsIgnoreCase":
-		match = strings.EqualFold
-	case "StringLike", "ArnLike", "ArnEquals":
-		match = func(p, c string) bool { return wild(p, c, false) }
-	case "StringNotLike", "ArnNotLike", "ArnNotEquals":
-		match, negated = func(p, c string) bool { return wild(p, c, false) }, true
-	case "Bool":
-		match = strings.EqualFold
-	default:
-		return false // an operator this evaluator does not know never grants
-	}
-	for _, h := range have {
-		for _, w := range want {
-			if match(w, h) {
-				return !negated
-			}
-		}
-	}
-	return negated
+	return iam.ConditionHolds(op, have, want)
 }
 
 // strList reads a JSON string-or-list value.
@@ -663,12 +632,14 @@ func strList(v any) []string {
 		return []string{t}
 	case []string:
 		return t
+	case float64:
+		return []string{strconv.FormatFloat(t, 'f', -1, 64)}
+	case bool:
+		return []string{strconv.FormatBool(t)}
 	case []any:
 		out := make([]string, 0, len(t))
 		for _, e := range t {
-			if s, ok := e.(string); ok {
-				out = append(out, s)
-			}
+			out = append(out, strList(e)...)
 		}
 		return out
 	}

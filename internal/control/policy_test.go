@@ -81,3 +81,31 @@ func sprint(v any) string {
 	}
 	return "?"
 }
+
+// TestResourcePolicyConditionOperators: a function policy's conditions
+// use IAM's evaluator (every operator, IfExists, set qualifiers), and
+// numbers or booleans in the document are values like strings.
+func TestResourcePolicyConditionOperators(t *testing.T) {
+	for _, c := range []struct {
+		op         string
+		have, want any
+		ok         bool
+	}{
+		{"StringEquals", []string{"123456789012"}, "123456789012", true},
+		{"ArnLike", []string{"arn:aws:s3:::bucket-1"}, "arn:aws:s3:::bucket-*", true},
+		{"IpAddress", []string{"10.1.2.3"}, []any{"10.0.0.0/8"}, true},
+		{"NotIpAddress", []string{"10.1.2.3"}, "10.0.0.0/8", false},
+		{"NumericLessThan", []string{"3"}, float64(5), true},
+		{"DateGreaterThan", []string{"2026-12-03T00:00:00Z"}, "2026-01-01", true},
+		{"Bool", []string{"true"}, true, true},
+		{"Null", nil, "true", true},
+		{"StringEqualsIfExists", nil, "x", true},
+		{"ForAnyValue:StringEquals", []string{"a", "b"}, []any{"b"}, true},
+		{"NoSuchOperator", []string{"a"}, "a", false},
+	} {
+		have, _ := c.have.([]string)
+		if got := conditionHolds(c.op, have, strList(c.want)); got != c.ok {
+			t.Errorf("%s %v against %v = %v, want %v", c.op, c.have, c.want, got, c.ok)
+		}
+	}
+}

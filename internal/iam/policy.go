@@ -627,3 +627,19 @@ func wildcardMatch(pattern, s string, fold bool) bool {
 	}
 	return p == len(pattern)
 }
+
+// ConditionHolds evaluates one condition of another service's policy
+// document (Lambda's resource policies) with this evaluator: operator as
+// written ("StringEquals", "ForAnyValue:NumericLessThanIfExists", …), the
+// request's values of its key (none: the key is absent) and the policy's
+// values. An operator IAM does not know never holds.
+func ConditionHolds(operator string, have, want []string) bool {
+	c, err := newCondition(operator, "k", want)
+	if err != nil {
+		return false
+	}
+	if len(have) == 0 {
+		return c.holds(nil)
+	}
+	return c.holds(map[string][]string{"k": have})
+}
