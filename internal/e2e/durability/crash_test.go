@@ -750,7 +750,8 @@ func (h *crashHarness) deleteFn() {
 
 // answer classifies a call's answer and counts it.
 func (h *crashHarness) answer(err error) outcome {
-	o := h.answer(err)
+	o := outcomeOf(err)
+	h.note(o)
 	return o
 }
 
