@@ -1,11 +1,11 @@
 package placement
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
-	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,12 +273,21 @@ func TestDirectForward(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Code != "ResourceNotFoundException" {
 		t.Fatalf("direct forwarded not-found: %v", err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, "http://"+fwd[home]+forwardPath, strings.NewReader("x"))
-	req.Header.Set(hdrRequest, `{"a":"111111111111","f":"f","id":"r9","d":9999999999999}`)
-	req.Header.Set(hdrSecret, "wrong")
-	if r, err := http.DefaultClient.Do(req); err != nil || r.StatusCode != http.StatusForbidden {
-		t.Fatalf("a request without the cluster's secret: %v %v (want 403)", r, err)
+	// A connection without the cluster's secret gets nothing run.
+	conn, err := net.Dial("tcp", fwd[home])
+	if err != nil {
+		t.Fatal(err)
 	}
+	w := bufio.NewWriter(conn)
+	if err := writeFrame(w, []byte("wrong"), nil); err != nil {
+		t.Fatal(err)
+	}
+	_ = writeFrame(w, []byte(`{"a":"111111111111","f":"f","id":"r9","d":9999999999999}`), []byte("x"))
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := readFrame(bufio.NewReader(conn)); !errors.Is(err, io.EOF) {
+		t.Fatalf("a connection without the cluster's secret: %v (want it closed unanswered)", err)
+	}
+	conn.Close()
 	ps[home].Close()
 	// The sender's kept-alive connection sees the close (a request that
 	// went out on it before would be "may have run", never replayed).

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,8 +62,14 @@ type Placement struct {
 	subs    []*nats.Subscription
 	wg      sync.WaitGroup
 	closing chan struct{}
-	client  *http.Client // the direct path's (direct.go)
-	http    *http.Server // this host's forward listener, when served
+	// The direct path (direct.go): idle connections to other hosts, and
+	// this host's forward listener with its open connections (true: an
+	// invocation is running on it).
+	pool          conns
+	ln            net.Listener
+	connMu        sync.Mutex
+	open          map[net.Conn]bool
+	closingDirect bool
 
 	forwarded atomic.Uint64 // invocations sent to another host
 	served    atomic.Uint64 // invocations other hosts sent here
@@ -82,7 +88,7 @@ func New(o Options) *Placement {
 	if o.SetupWait == 0 {
 		o.SetupWait = 90 * time.Second
 	}
-	return &Placement{o: o, log: o.Logger, self: o.Members.Self().ID, closing: make(chan struct{}), client: newForwardClient()}
+	return &Placement{o: o, log: o.Logger, self: o.Members.Self().ID, closing: make(chan struct{})}
 }
 
 func invokeSubject(host string) string { return "lp.invoke." + host }
