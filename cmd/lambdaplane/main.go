@@ -200,7 +200,6 @@ func serve(args []string) error {
 	fs.StringVar(&peers, "cluster-peers", "", "the other voting hosts' --cluster-listen addresses, comma separated")
 	fs.StringVar(&c.ClusterClientListen, "cluster-client-listen", "", "the embedded store's NATS client listener (default 127.0.0.1:0); a reachable address lets more hosts join with --nats-url")
 	fs.StringVar(&c.Underlay, "underlay", "", "the address other hosts reach this one at (default: --listen's host)")
-	fs.StringVar(&c.ClusterForwardListen, "cluster-forward-listen", "", "where other hosts send the synchronous invokes this host is home for, HOST:PORT (default: the --underlay address, a free port); \"nats\": no listener, they come over the store's NATS (slower, one port fewer)")
 	fs.IntVar(&c.HostCapacity, "host-capacity", 0, "invocations this host runs at once before it passes more to the next host of the function's ranking (0 = no bound)")
 	fs.IntVar(&c.StoreReplicas, "store-replicas", 0, "replicas of every bucket and stream (default: min(3, voting servers); with --nats-url those of the existing buckets, else 1)")
 	fs.Int64Var(&c.LogQuota.FunctionBytes, "log-quota-function-bytes", logs.DefaultFunctionBytes, "keep each function's newest log records up to this many bytes")

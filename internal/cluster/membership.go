@@ -24,10 +24,6 @@ type Host struct {
 	// Underlay is the address other hosts reach this one at (routes,
 	// tunnels).
 	Underlay string `json:"underlay,omitempty"`
-	// Forward is the host:port of this host's forward listener, where
-	// other hosts send the synchronous invocations it is home for
-	// (placement's direct path); empty: over NATS.
-	Forward string `json:"forward,omitempty"`
 	// ServiceCIDR is this host's slice of the cluster's service CIDR.
 	ServiceCIDR string `json:"serviceCidr,omitempty"`
 	// Prefix is this host's kernel object prefix.

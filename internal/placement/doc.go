@@ -4,16 +4,12 @@
 //   - Route (invoke.Placement): a synchronous invoke goes to its function's
 //     home, the first host of cluster.Ranked(account/function), so warm
 //     environments are reused cluster-wide. The home runs it here or, when
-//     this host is not the home, the request is forwarded straight to the
-//     home's forward listener (cluster.Host.Forward: HTTP on a kept-alive
-//     connection, authenticated by the cluster's secret from the store;
-//     direct.go), or over NATS request/reply (lp.invoke.<host>) to a host
-//     without one; either way the payload is the body and the rest a
-//     header. A home at its capacity answers "full" before running
+//     this host is not the home, the request is forwarded over NATS
+//     request/reply (lp.invoke.<host>: the payload as the body, the rest in
+//     a header). A home at its capacity answers "full" before running
 //     anything and the next-ranked host is tried (spill); so does a host
-//     that is gone ("no responders", a refused connection). Any other
-//     failure, a timeout above all, is returned and never replayed: the
-//     invocation may have run.
+//     that is gone ("no responders"). Any other failure, a timeout above
+//     all, is returned and never replayed: the invocation may have run.
 //     A function with reserved concurrency never spills (its home counts
 //     the reservation). Event invocations run on the host whose worker
 //     pulled them from the replicated queue, except those of functions

@@ -1,11 +1,8 @@
 package placement
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +20,6 @@ type members struct {
 	self    string
 	live    []string
 	quorate bool
-	forward map[string]string // host -> forward listener (the direct path)
 }
 
 func (m *members) Self() cluster.Host { return cluster.Host{ID: m.self} }
@@ -32,7 +28,7 @@ func (m *members) Live() []cluster.Host {
 	defer m.mu.Unlock()
 	var out []cluster.Host
 	for _, id := range m.live {
-		out = append(out, cluster.Host{ID: id, Forward: m.forward[id]})
+		out = append(out, cluster.Host{ID: id})
 	}
 	return out
 }
@@ -223,97 +219,5 @@ func TestForwardTimeoutIsNotRetried(t *testing.T) {
 		func(context.Context) (*invoke.Response, error) { ranHere = true; return &invoke.Response{}, nil })
 	if err == nil || ranHere {
 		t.Fatalf("a forwarded invoke that timed out: err %v, replayed here %v (want an error and no replay)", err, ranHere)
-	}
-}
-
-// TestDirectForward: with the cluster's secret and forward listeners,
-// invocations reach the home over HTTP (its NATS subscription is gone);
-// the home's domain errors come back as they are; a request without the
-// secret is refused; a home whose listener is closed ran nothing, so the
-// next host runs the invocation.
-func TestDirectForward(t *testing.T) {
-	nc := openConn(t)
-	live := []string{"h1", "h2"}
-	fwd := map[string]string{}
-	lns := map[string]net.Listener{}
-	for _, id := range live {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns[id], fwd[id] = ln, ln.Addr().String()
-	}
-	ps := map[string]*Placement{}
-	for _, id := range live {
-		p := New(Options{Members: &members{self: id, live: live, quorate: true, forward: fwd}, Conn: nc, Control: noReserve{}, Secret: "s3cret"})
-		if err := p.Serve(&runner{host: id}); err != nil {
-			t.Fatal(err)
-		}
-		for _, sub := range p.subs {
-			_ = sub.Unsubscribe() // only the direct path is left
-		}
-		p.ServeDirect(lns[id])
-		defer p.Close()
-		ps[id] = p
-	}
-	cfg := &control.Config{AccountID: "111111111111", FunctionName: "f", Timeout: 3}
-	home := cluster.Rank(HomeKey(cfg.AccountID, cfg.FunctionName), []cluster.Host{{ID: "h1"}, {ID: "h2"}})[0].ID
-	other := "h1"
-	if home == "h1" {
-		other = "h2"
-	}
-	ctx := context.Background()
-	notHere := func(context.Context) (*invoke.Response, error) { return nil, errors.New("must not run here") }
-	resp, err := ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "f", Payload: []byte("x"), RequestID: "r1"}, cfg, notHere)
-	if err != nil || resp.Host != home || string(resp.Payload) != "ran:x" {
-		t.Fatalf("direct invoke through %s: resp %+v err %v (want run on the home %s)", other, resp, err, home)
-	}
-	_, err = ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "missing", RequestID: "r2"}, cfg, notHere)
-	var ce *control.Error
-	if !errors.As(err, &ce) || ce.Code != "ResourceNotFoundException" {
-		t.Fatalf("direct forwarded not-found: %v", err)
-	}
-	// A connection without the cluster's secret gets nothing run.
-	conn, err := net.Dial("tcp", fwd[home])
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := bufio.NewWriter(conn)
-	if err := writeFrame(w, []byte("wrong"), nil); err != nil {
-		t.Fatal(err)
-	}
-	_ = writeFrame(w, []byte(`{"a":"111111111111","f":"f","id":"r9","d":9999999999999}`), []byte("x"))
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, _, err := readFrame(bufio.NewReader(conn)); !errors.Is(err, io.EOF) {
-		t.Fatalf("a connection without the cluster's secret: %v (want it closed unanswered)", err)
-	}
-	conn.Close()
-	ps[home].Close()
-	// The sender's kept-alive connection sees the close (a request that
-	// went out on it before would be "may have run", never replayed).
-	time.Sleep(200 * time.Millisecond)
-	resp, err = ps[other].Route(ctx, &invoke.Request{AccountID: cfg.AccountID, Function: "f", RequestID: "r3"}, cfg,
-		func(context.Context) (*invoke.Response, error) {
-			return &invoke.Response{Status: 200, Host: other}, nil
-		})
-	if err != nil || resp.Host != other {
-		t.Fatalf("with the home's listener closed: resp %+v err %v (want it run on %s)", resp, err, other)
-	}
-}
-
-// TestForwardSecretIsShared: every host reads the secret the first stored.
-func TestForwardSecretIsShared(t *testing.T) {
-	st, err := store.Open(context.Background(), store.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	a, err := ForwardSecret(context.Background(), st.JetStream(), 1)
-	if err != nil || len(a) != 64 {
-		t.Fatalf("secret %q %v", a, err)
-	}
-	b, err := ForwardSecret(context.Background(), st.JetStream(), 1)
-	if err != nil || a != b {
-		t.Fatalf("second read %q %v, want %q", b, err, a)
 	}
 }

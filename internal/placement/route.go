@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,10 +45,6 @@ type Options struct {
 	// function's timeout and SetupWait (default 10 s).
 	Slack     time.Duration
 	SetupWait time.Duration // default 90 s (invoke.Options.SetupWait)
-	// Secret is the cluster's forward secret (ForwardSecret): with it,
-	// invocations go to a host's Forward listener directly (direct.go);
-	// without it, or to a host without one, over NATS.
-	Secret string
 }
 
 // Placement routes invocations between hosts.
@@ -62,14 +57,6 @@ type Placement struct {
 	subs    []*nats.Subscription
 	wg      sync.WaitGroup
 	closing chan struct{}
-	// The direct path (direct.go): idle connections to other hosts, and
-	// this host's forward listener with its open connections (true: an
-	// invocation is running on it).
-	pool          conns
-	ln            net.Listener
-	connMu        sync.Mutex
-	open          map[net.Conn]bool
-	closingDirect bool
 
 	forwarded atomic.Uint64 // invocations sent to another host
 	served    atomic.Uint64 // invocations other hosts sent here
@@ -131,10 +118,6 @@ type wireResponse struct {
 // errFull: the host is at capacity and ran nothing.
 var errFull = errors.New("placement: host at capacity")
 
-// errGone: the host could not be reached and ran nothing (NATS "no
-// responders", a refused connection).
-var errGone = errors.New("placement: host not reachable")
-
 // HomeKey is the rendezvous key of a function.
 func HomeKey(account, function string) string { return account + "/" + function }
 
@@ -171,7 +154,7 @@ func (p *Placement) Route(ctx context.Context, r *invoke.Request, cfg *control.C
 		case errors.Is(err, errFull):
 			p.spilled.Add(1)
 			continue
-		case errors.Is(err, errGone):
+		case errors.Is(err, nats.ErrNoResponders):
 			// Gone before membership noticed: nothing ran there.
 			p.log.Info("home host did not answer; trying the next", "host", h.ID, "function", cfg.FunctionName)
 			continue
@@ -205,19 +188,22 @@ func (p *Placement) forward(ctx context.Context, h cluster.Host, r *invoke.Reque
 		ClientContext: r.ClientContext, RequestID: r.RequestID, TraceID: r.TraceID, Async: r.Async(), Reserved: reserved,
 		Deadline: deadline.UnixMilli(),
 	})
+	msg := nats.NewMsg(invokeSubject(h.ID))
+	msg.Header.Set(hdrRequest, string(meta))
+	msg.Data = r.Payload
 	rctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	p.forwarded.Add(1)
-	var w *wireResponse
-	var body []byte
-	var err error
-	if h.Forward != "" && p.o.Secret != "" {
-		w, body, err = p.forwardDirect(rctx, h, meta, r.Payload, r.RequestID)
-	} else {
-		w, body, err = p.forwardNATS(rctx, h, meta, r.Payload, r.RequestID)
-	}
+	reply, err := p.o.Conn.RequestMsgWithContext(rctx, msg)
 	if err != nil {
-		return nil, err
+		if errors.Is(err, nats.ErrNoResponders) {
+			return nil, nats.ErrNoResponders
+		}
+		return nil, fmt.Errorf("invocation %s forwarded to host %s: no answer (%w); it is not retried, it may have run", r.RequestID, h.ID, err)
+	}
+	var w wireResponse
+	if err := json.Unmarshal([]byte(reply.Header.Get(hdrResponse)), &w); err != nil {
+		return nil, fmt.Errorf("invocation %s forwarded to host %s: unreadable answer: %w", r.RequestID, h.ID, err)
 	}
 	if w.Full {
 		return nil, errFull
@@ -228,7 +214,7 @@ func (p *Placement) forward(ctx context.Context, h cluster.Host, r *invoke.Reque
 	if w.ErrText != "" {
 		return nil, fmt.Errorf("host %s: %s", h.ID, w.ErrText)
 	}
-	resp := &invoke.Response{Status: w.Status, Payload: body, FunctionError: w.FunctionError, LogResult: w.LogResult,
+	resp := &invoke.Response{Status: w.Status, Payload: reply.Data, FunctionError: w.FunctionError, LogResult: w.LogResult,
 		ExecutedVersion: w.ExecutedVersion, RequestID: w.RequestID, Host: w.Host}
 	if w.LogError != "" {
 		resp.SetLogError(errors.New(w.LogError))
@@ -251,44 +237,23 @@ func (p *Placement) Serve(r Runner) error {
 }
 
 func (p *Placement) serve(m *nats.Msg) {
-	wr, body := p.run([]byte(m.Header.Get(hdrRequest)), m.Data)
-	out := nats.NewMsg(m.Reply)
-	b, _ := json.Marshal(wr)
-	out.Header.Set(hdrResponse, string(b))
-	out.Data = body
-	if err := m.RespondMsg(out); err != nil {
-		p.log.Warn("answering a forwarded invocation failed", "requestId", wr.RequestID, "err", err)
-	}
-}
-
-// forwardNATS is forward over NATS request/reply.
-func (p *Placement) forwardNATS(ctx context.Context, h cluster.Host, meta, payload []byte, requestID string) (*wireResponse, []byte, error) {
-	msg := nats.NewMsg(invokeSubject(h.ID))
-	msg.Header.Set(hdrRequest, string(meta))
-	msg.Data = payload
-	reply, err := p.o.Conn.RequestMsgWithContext(ctx, msg)
-	if err != nil {
-		if errors.Is(err, nats.ErrNoResponders) {
-			return nil, nil, errGone
-		}
-		return nil, nil, fmt.Errorf("invocation %s forwarded to host %s: no answer (%w); it is not retried, it may have run", requestID, h.ID, err)
-	}
-	var w wireResponse
-	if err := json.Unmarshal([]byte(reply.Header.Get(hdrResponse)), &w); err != nil {
-		return nil, nil, fmt.Errorf("invocation %s forwarded to host %s: unreadable answer: %w", requestID, h.ID, err)
-	}
-	return &w, reply.Data, nil
-}
-
-// run runs a forwarded invocation (meta: its wireRequest) here and
-// returns the answer for the wire.
-func (p *Placement) run(meta, payload []byte) (wireResponse, []byte) {
 	var w wireRequest
-	if err := json.Unmarshal(meta, &w); err != nil {
-		return wireResponse{ErrText: "unreadable forwarded invocation: " + err.Error()}, nil
+	reply := func(wr wireResponse, body []byte) {
+		out := nats.NewMsg(m.Reply)
+		b, _ := json.Marshal(wr)
+		out.Header.Set(hdrResponse, string(b))
+		out.Data = body
+		if err := m.RespondMsg(out); err != nil {
+			p.log.Warn("answering a forwarded invocation failed", "requestId", w.RequestID, "err", err)
+		}
+	}
+	if err := json.Unmarshal([]byte(m.Header.Get(hdrRequest)), &w); err != nil {
+		reply(wireResponse{ErrText: "unreadable forwarded invocation: " + err.Error()}, nil)
+		return
 	}
 	if !p.admit(w.Reserved) {
-		return wireResponse{Full: true}, nil
+		reply(wireResponse{Full: true}, nil)
+		return
 	}
 	defer p.running.Add(-1)
 	p.served.Add(1)
@@ -297,20 +262,24 @@ func (p *Placement) run(meta, payload []byte) (wireResponse, []byte) {
 	defer cancel()
 	resp, err := p.runner.InvokeHere(ctx, &invoke.Request{
 		AccountID: w.AccountID, Region: w.Region, Function: w.Function, Qualifier: w.Qualifier,
-		InvocationType: invoke.RequestResponse, Payload: payload, LogTail: w.LogTail, ClientContext: w.ClientContext,
+		InvocationType: invoke.RequestResponse, Payload: m.Data, LogTail: w.LogTail, ClientContext: w.ClientContext,
 		RequestID: w.RequestID, TraceID: w.TraceID,
 	}, w.Async)
 	if err != nil {
-		wr := errWire(err)
-		wr.RequestID = w.RequestID
-		return wr, nil
+		var ce *control.Error
+		if errors.As(err, &ce) {
+			reply(wireResponse{Err: ce}, nil)
+		} else {
+			reply(wireResponse{ErrText: err.Error()}, nil)
+		}
+		return
 	}
 	wr := wireResponse{Status: resp.Status, FunctionError: resp.FunctionError, LogResult: resp.LogResult,
 		ExecutedVersion: resp.ExecutedVersion, RequestID: resp.RequestID, Host: resp.Host}
 	if le := resp.LogError(); le != nil {
 		wr.LogError = le.Error()
 	}
-	return wr, resp.Payload
+	reply(wr, resp.Payload)
 }
 
 // Stats counts invocations sent to other hosts, served for them, passed
@@ -324,6 +293,5 @@ func (p *Placement) Close() {
 	for _, s := range p.subs {
 		_ = s.Unsubscribe()
 	}
-	p.closeDirect()
 	p.wg.Wait()
 }

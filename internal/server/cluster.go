@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -25,17 +24,14 @@ import (
 
 // clusterParts are a cluster member's parts (nil fields on a single host).
 type clusterParts struct {
-	creds *roleCredentials // the environments' credentials (standby primes them)
-	// secret and forwardLn: the direct forward path (placement.ServeDirect).
-	secret    string
-	forwardLn net.Listener
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	members   *cluster.Membership
-	place     *placement.Placement
-	ledger    *placement.Ledger
-	barrier   *placement.Barrier
-	status    *nats.Subscription
+	creds   *roleCredentials // the environments' credentials (standby primes them)
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	members *cluster.Membership
+	place   *placement.Placement
+	ledger  *placement.Ledger
+	barrier *placement.Barrier
+	status  *nats.Subscription
 }
 
 // storeOptions are the store's options for cfg.
@@ -78,25 +74,9 @@ func (s *Server) joinCluster(ctx context.Context, cfg Config) error {
 	var err error
 	c := &clusterParts{}
 	s.cluster = c
-	// The forward listener: other hosts send the synchronous invokes this
-	// host is home for straight to it (placement's direct path).
-	var forward string
-	if cfg.ClusterForwardListen != "nats" {
-		if c.secret, err = placement.ForwardSecret(ctx, s.st.JetStream(), s.st.Replicas()); err != nil {
-			return err
-		}
-		addr := cfg.ClusterForwardListen
-		if addr == "" {
-			addr = net.JoinHostPort(cfg.Underlay, "0")
-		}
-		if c.forwardLn, err = net.Listen("tcp", addr); err != nil {
-			return fmt.Errorf("open the forward listener on %s (--cluster-forward-listen, default the --underlay address): %w", addr, err)
-		}
-		forward = c.forwardLn.Addr().String()
-	}
 	if c.members, err = cluster.Join(ctx, cluster.Options{
 		Self: cluster.Host{ID: cfg.HostID, API: "http://" + cfg.Listen, Underlay: cfg.Underlay, ServiceCIDR: cfg.ServiceCIDR.String(),
-			Prefix: cfg.Prefix, Capacity: cfg.HostCapacity, Forward: forward},
+			Prefix: cfg.Prefix, Capacity: cfg.HostCapacity},
 		Conn: s.st.Conn(), JetStream: s.st.JetStream(), Replicas: s.st.Replicas(), Logger: s.log,
 	}); err != nil {
 		return err
@@ -113,9 +93,6 @@ func (s *Server) serveCluster() error {
 	c := s.cluster
 	if err := c.place.Serve(s.sched); err != nil {
 		return err
-	}
-	if c.forwardLn != nil {
-		c.place.ServeDirect(c.forwardLn)
 	}
 	var err error
 	if c.barrier, err = placement.NewBarrier(c.members, s.st.Conn(), s.ctl, s.log); err != nil {
@@ -222,9 +199,6 @@ func (c *clusterParts) close() {
 	}
 	if c.place != nil {
 		c.place.Close()
-	}
-	if c.forwardLn != nil {
-		_ = c.forwardLn.Close() // closed already if served
 	}
 	if c.ledger != nil {
 		c.ledger.Close()
@@ -458,7 +432,6 @@ func (s *Server) buildPlacement(cfg Config) {
 	}
 	s.cluster.place = placement.New(placement.Options{
 		Members: s.cluster.members, Conn: s.st.Conn(), Control: s.ctl, Capacity: cfg.HostCapacity, Logger: s.log,
-		Secret: s.cluster.secret,
 	})
 }
 

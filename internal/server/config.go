@@ -149,12 +149,8 @@ type Config struct {
 	ClusterPeers        []string // the other voting servers' route addresses
 	ClusterClientListen string   // the embedded server's client listener (default 127.0.0.1:0)
 	Underlay            string   // the address other hosts reach this one at (default: --listen's host)
-	// ClusterForwardListen is where other hosts send the synchronous
-	// invokes this host is home for (default Underlay, a free port);
-	// "nats": no listener, they come over NATS.
-	ClusterForwardListen string
-	HostCapacity         int // invocations run at once before spilling to the next host (0 = no bound)
-	StoreReplicas        int // replicas of every bucket and stream (0 = min(3, voting servers))
+	HostCapacity        int      // invocations run at once before spilling to the next host (0 = no bound)
+	StoreReplicas       int      // replicas of every bucket and stream (0 = min(3, voting servers))
 }
 
 // Defaults fills unset fields.

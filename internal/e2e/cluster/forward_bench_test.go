@@ -13,8 +13,8 @@ import (
 )
 
 // TestForwardOverhead measures a warm invoke through the function's home
-// against one through another host (forwarded), interleaved so that the
-// machine's drift hits both alike. A benchmark: it runs with
+// against one through another host (forwarded over NATS), interleaved so
+// that the machine's drift hits both alike, in three rounds. A benchmark: it runs with
 // LAMBDAPLANE_BENCH=1 and prints the figures (issue 14's target: at most
 // +0.3 ms at p50); every invoke must run on the home.
 func TestForwardOverhead(t *testing.T) {
@@ -22,26 +22,17 @@ func TestForwardOverhead(t *testing.T) {
 	if os.Getenv("LAMBDAPLANE_BENCH") != "1" {
 		t.Skip("a benchmark: LAMBDAPLANE_BENCH=1 runs it")
 	}
-	// Two clusters side by side: forwarding over the direct path (the
-	// default) and over NATS (--cluster-forward-listen nats); rounds
-	// alternate between them.
 	type setup struct {
 		name     string
 		c        *clusterharness.Cluster
 		want     string
 		home, fw int
 	}
-	var setups []*setup
-	for _, mode := range []struct {
-		name string
-		args []string
-	}{{"direct", nil}, {"nats", []string{"--cluster-forward-listen", "nats"}}} {
-		c := clusterharness.New(t, clusterharness.Options{Args: mode.args})
-		create(t, c, 0, "fwdbench")
-		want := home(c, "fwdbench", 0, 1, 2)
-		hi := index(c, want)
-		setups = append(setups, &setup{name: mode.name, c: c, want: want, home: hi, fw: (hi + 1) % 3})
-	}
+	c := clusterharness.New(t, clusterharness.Options{})
+	create(t, c, 0, "fwdbench")
+	want := home(c, "fwdbench", 0, 1, 2)
+	hi := index(c, want)
+	setups := []*setup{{name: "NATS request/reply", c: c, want: want, home: hi, fw: (hi + 1) % 3}}
 	for _, su := range setups {
 		for n := 0; n < 20; n++ { // warm both paths
 			for _, via := range []int{su.home, su.fw} {
