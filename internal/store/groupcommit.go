@@ -239,6 +239,7 @@ type syncedConn struct {
 	cond     *sync.Cond
 	pending  []byte
 	ready    []byte
+	syncing  bool  // the syncer holds a batch taken from pending, not yet in ready
 	rerr     error // the server side's read error, after pending
 	serr     error // a failed sync: nothing more is handed over
 	deadline time.Time
@@ -270,10 +271,12 @@ func (c *syncedConn) syncer() {
 		}
 		batch := c.pending
 		c.pending = nil
+		c.syncing = true
 		c.cond.Broadcast() // the pump may read on
 		c.mu.Unlock()
 		err := c.g.sync()
 		c.mu.Lock()
+		c.syncing = false
 		if err != nil {
 			c.serr = err
 			c.cond.Broadcast()
@@ -323,8 +326,8 @@ func (c *syncedConn) Read(p []byte) (int, error) {
 			}
 			return n, nil
 		}
-		if c.rerr != nil && len(c.pending) == 0 {
-			return 0, c.rerr
+		if c.rerr != nil && len(c.pending) == 0 && !c.syncing {
+			return 0, c.rerr // everything the server sent was handed over
 		}
 		if !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 			return 0, os.ErrDeadlineExceeded
