@@ -67,7 +67,7 @@ func (c *roleCredentials) session(ctx context.Context, cfg *control.Config) (*au
 	for {
 		now := time.Now()
 		c.mu.Lock()
-		if sess := c.by[k]; sess != nil && sess.Expiration.Sub(now) >= envCredsReuse {
+		if sess := c.by[k]; fresh(sess, now) {
 			c.mu.Unlock()
 			return sess, nil
 		}
@@ -90,7 +90,7 @@ func (c *roleCredentials) session(ctx context.Context, cfg *control.Config) (*au
 		close(done)
 		if err == nil {
 			for key, s := range c.by {
-				if s.Expiration.Sub(now) < envCredsReuse {
+				if !fresh(s, now) {
 					delete(c.by, key)
 				}
 			}
@@ -99,6 +99,12 @@ func (c *roleCredentials) session(ctx context.Context, cfg *control.Config) (*au
 		c.mu.Unlock()
 		return sess, err
 	}
+}
+
+// fresh reports whether a new environment may still take sess at now
+// (at least envCredsReuse of it left).
+func fresh(sess *auth.Session, now time.Time) bool {
+	return sess != nil && sess.Expiration.Sub(now) >= envCredsReuse
 }
 
 // prime issues cfg's session ahead of its first cold start, in the
@@ -111,7 +117,7 @@ func (c *roleCredentials) prime(cfg *control.Config, log *slog.Logger) {
 	c.mu.Lock()
 	sess, busy := c.by[k], c.issuing[k] != nil
 	c.mu.Unlock()
-	if busy || (sess != nil && time.Until(sess.Expiration) >= envCredsReuse) {
+	if busy || fresh(sess, time.Now()) {
 		return
 	}
 	go func() {
