@@ -55,7 +55,7 @@ func (p *serveProc) spawn() {
 	fmt.Fprintf(logf, "=== start %s ===\n", time.Now().Format(time.StampMilli))
 	cmd := exec.Command(filepath.Join(harness.BinDir, "lambdaplane"), "serve", "--data", p.data, "--prefix", p.prefix, "--listen", p.listen,
 		"--uplink", "netns:"+harness.InternetNS, "--uplink-net", p.uplink, "--service-cidr", "auto", "--pool-size", "2",
-		"--log-level", "info", "--metrics-listen", "off")
+		"--log-level", "info", "--metrics-listen", "off", "--url-listen", "off")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		p.t.Fatal(err)

@@ -47,7 +47,7 @@ func spawn(t *testing.T, data, prefix, listen, uplink, metrics, logF string) *se
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(harness.BinDir, "lambdaplane"), "serve", "--data", data, "--prefix", prefix, "--listen", listen,
 		"--uplink", "netns:"+harness.InternetNS, "--uplink-net", uplink, "--service-cidr", "auto", "--pool-size", "1",
-		"--log-level", "info", "--metrics-listen", metrics)
+		"--log-level", "info", "--metrics-listen", metrics, "--url-listen", "off")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
