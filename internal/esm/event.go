@@ -62,7 +62,10 @@ type Functions interface {
 type Invoker interface {
 	// Invoke runs the function with payload; functionError is set when
 	// the function failed (its payload is the error). err is set when it
-	// could not run (TooManyRequestsException, not found, …).
+	// could not run (TooManyRequestsException, not found, …) or when its
+	// log could not be stored: Invoke returns once the invocation's log
+	// is stored, since the batch is deleted next and the log is all that
+	// stays of it.
 	Invoke(ctx context.Context, account, region, function, qualifier string, payload []byte) (out []byte, functionError string, err error)
 }
 

@@ -258,6 +258,11 @@ type Request struct {
 	RequestID          string // set for async re-deliveries
 	TraceID            string
 	ExcludeFromLimiter bool
+	// StoreLog: the caller acknowledges the invocation's source once
+	// Invoke returns (an event source mapping deletes its batch), so the
+	// log is stored before Invoke returns, as an Event invoke's is, and
+	// Response.LogError says when it could not be.
+	StoreLog bool
 	// Stream, when set, receives a response the function streams as it
 	// arrives (InvokeWithResponseStream, streaming function URLs); such
 	// an invocation always runs on this host.
@@ -284,8 +289,8 @@ type Response struct {
 	// Streamed: the payload went to Request.Stream.
 	Streamed bool
 
-	// logErr: an Event invoke's log could not be stored (its event is
-	// then not acknowledged, so it runs again).
+	// logErr: an Event (or StoreLog) invoke's log could not be stored
+	// (its event is then not acknowledged, so it runs again).
 	logErr error
 }
 
@@ -766,10 +771,11 @@ func (s *Scheduler) execute(ctx context.Context, r *Request, e *env, warm bool) 
 	return resp, healthy
 }
 
-// storeLog keeps an invoke's log. An Event invoke's log is stored at once
-// and waited for: it is that invoke's only output, and the event is
-// acknowledged next, only if it was stored (the error says it was not).
-// Other invokes' logs are batched; nothing on their path waits for the store.
+// storeLog keeps an invoke's log. An Event invoke's log, and a StoreLog
+// one's (a mapping's batch), is stored at once and waited for: it is that
+// invoke's only output, and its source is acknowledged next, only if it
+// was stored (the error says it was not). Other invokes' logs are
+// batched; nothing on their path waits for the store.
 func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) error {
 	if s.o.Logs == nil {
 		return nil
@@ -780,7 +786,7 @@ func (s *Scheduler) storeLog(r *Request, cfg *control.Config, rec logs.Record) e
 		}
 		rec.Text = logs.FormatJSON(rec.Text, rec.Time, l.ApplicationLogLevel, l.SystemLogLevel)
 	}
-	if r.async {
+	if r.async || r.StoreLog {
 		return s.o.Logs.AppendNow(cfg.AccountID, cfg.FunctionName, rec)
 	}
 	_ = s.o.Logs.Append(cfg.AccountID, cfg.FunctionName, rec)

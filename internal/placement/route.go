@@ -98,6 +98,7 @@ type wireRequest struct {
 	TraceID       string `json:"x,omitempty"`
 	Async         bool   `json:"e,omitempty"`
 	Reserved      bool   `json:"v,omitempty"`
+	StoreLog      bool   `json:"l,omitempty"`
 	Deadline      int64  `json:"d"` // unix ms
 }
 
@@ -186,7 +187,7 @@ func (p *Placement) forward(ctx context.Context, h cluster.Host, r *invoke.Reque
 	meta, _ := json.Marshal(wireRequest{
 		AccountID: r.AccountID, Region: r.Region, Function: r.Function, Qualifier: r.Qualifier, LogTail: r.LogTail,
 		ClientContext: r.ClientContext, RequestID: r.RequestID, TraceID: r.TraceID, Async: r.Async(), Reserved: reserved,
-		Deadline: deadline.UnixMilli(),
+		StoreLog: r.StoreLog, Deadline: deadline.UnixMilli(),
 	})
 	msg := nats.NewMsg(invokeSubject(h.ID))
 	msg.Header.Set(hdrRequest, string(meta))
@@ -263,7 +264,7 @@ func (p *Placement) serve(m *nats.Msg) {
 	resp, err := p.runner.InvokeHere(ctx, &invoke.Request{
 		AccountID: w.AccountID, Region: w.Region, Function: w.Function, Qualifier: w.Qualifier,
 		InvocationType: invoke.RequestResponse, Payload: m.Data, LogTail: w.LogTail, ClientContext: w.ClientContext,
-		RequestID: w.RequestID, TraceID: w.TraceID,
+		RequestID: w.RequestID, TraceID: w.TraceID, StoreLog: w.StoreLog,
 	}, w.Async)
 	if err != nil {
 		var ce *control.Error

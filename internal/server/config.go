@@ -72,6 +72,9 @@ type Config struct {
 	// DefaultBurstBytes; Rate < 0: no bound).
 	LogQuota logs.Quota
 	LogRate  logs.RateLimit
+	// LogFlushDelay: how long a function's log records are collected
+	// before they are stored (0: logs.DefaultFlushDelay).
+	LogFlushDelay time.Duration
 
 	// EnvMemoryBudget bounds the memory of the execution environments
 	// (default DefaultEnvMemoryPercent of MemTotal): past it the least

@@ -152,9 +152,14 @@ type schedInvoker struct{ s *invoke.Scheduler }
 
 func (i *schedInvoker) Invoke(ctx context.Context, account, region, function, qualifier string, payload []byte) ([]byte, string, error) {
 	resp, err := i.s.Invoke(ctx, &invoke.Request{AccountID: account, Region: region, Function: function, Qualifier: qualifier,
-		InvocationType: invoke.RequestResponse, Payload: payload, TraceID: lineage.Header(ctx)})
+		InvocationType: invoke.RequestResponse, Payload: payload, TraceID: lineage.Header(ctx), StoreLog: true})
 	if err != nil {
 		return nil, "", err
+	}
+	if le := resp.LogError(); le != nil {
+		// The batch is deleted next only if its log is stored: it
+		// returns to the queue instead and runs again.
+		return nil, "", fmt.Errorf("storing the log of invocation %s: %w", resp.RequestID, le)
 	}
 	return resp.Payload, resp.FunctionError, nil
 }

@@ -199,7 +199,7 @@ func Start(ctx context.Context, cfg Config, log *slog.Logger) (_ *Server, err er
 	if err := rt.WriteRuntimeDir(runtimeDir); err != nil {
 		return nil, err
 	}
-	logStore, err := logs.NewStore(ctx, s.st.JetStream(), logs.Options{Quota: cfg.LogQuota})
+	logStore, err := logs.NewStore(ctx, s.st.JetStream(), logs.Options{Quota: cfg.LogQuota, FlushDelay: cfg.LogFlushDelay})
 	if err != nil {
 		return nil, err
 	}

@@ -163,3 +163,28 @@ func for_(t *testing.T, e *harness.Env) *harness.Env {
 	c.T = t
 	return &c
 }
+
+// storedLogs is everything the log stream holds, raw: what is stored,
+// without first storing what is pending as the log readers do.
+func storedLogs(t *testing.T, e *harness.Env) string {
+	t.Helper()
+	ctx := context.Background()
+	js := e.Srv.Store().JetStream()
+	st, err := js.Stream(ctx, "LOGS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			continue // purged
+		}
+		b.Write(m.Data)
+	}
+	return b.String()
+}
