@@ -232,11 +232,12 @@ func (s *Service) storeCode(ctx context.Context, zip []byte) (_ codepkg.Info, ke
 	if err := s.checkSpace(ctx, b, uint64(len(zip)), uint64(info.Unzipped), "code package"); err != nil {
 		return info, "", nil, err
 	}
-	unpin = s.pin(true, b)
+	// The deferred release is of this pin, not of the result unpin: a
+	// failing return sets that to nil before deferred calls run.
+	release := s.pin(true, b)
 	defer func() {
 		if err != nil {
-			unpin()
-			unpin = nil
+			release()
 		}
 	}()
 	if _, err := s.code.GetInfo(ctx, key); err != nil {
@@ -247,7 +248,7 @@ func (s *Service) storeCode(ctx context.Context, zip []byte) (_ codepkg.Info, ke
 	if _, err := s.extract(ctx, key, zip); err != nil {
 		return info, "", nil, s.storageError(err, "unpack the code package")
 	}
-	return info, key, unpin, nil
+	return info, key, release, nil
 }
 
 // CodeDir returns the directory holding the extracted package of cfg,
