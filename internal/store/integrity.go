@@ -525,7 +525,18 @@ func (s *Store) checkStream(ctx context.Context, info *jetstream.StreamInfo, rec
 	if lost := state.Lost; lost != nil && len(lost.Msgs) > 0 {
 		f.add(uint64(len(lost.Msgs)), lost.Bytes, slices.Min(lost.Msgs), slices.Max(lost.Msgs), "JetStream reports them lost")
 	}
-	if sc != nil && sc.count < before.Msgs {
+	if sc != nil && sc.count < before.Msgs && live(info.Config, before, state) {
+		// Written to or expiring while it was read (another host of a
+		// cluster is running): a message counted before the scan may have
+		// been removed since, as it may be (a key's older revision, an
+		// expired one). Lost are only those the index still holds and
+		// that cannot be read even now.
+		if lost, err := stillUnreadable(ctx, st, before, sc); err != nil {
+			return nil, streamRecord{}, err
+		} else if len(lost) > 0 {
+			f.add(uint64(len(lost)), 0, lost[0], lost[len(lost)-1], fmt.Sprintf("the stream's index counts %d messages that cannot be read", len(lost)))
+		}
+	} else if sc != nil && sc.count < before.Msgs {
 		missing := before.Msgs - sc.count
 		first, last := before.FirstSeq, before.LastSeq
 		// Name the exact sequences when the index still lists the same
@@ -600,6 +611,57 @@ func unread(first, last uint64, deleted, seen []uint64) []uint64 {
 		out = append(out, q)
 	}
 	return out
+}
+
+// live reports whether a stream may have lost messages legitimately while
+// it was read: it was written to meanwhile (a key's new revision removes
+// the older one), or its messages expire.
+func live(cfg jetstream.StreamConfig, before, after jetstream.StreamState) bool {
+	return after.LastSeq > before.LastSeq || cfg.MaxAge > 0 || cfg.AllowMsgTTL
+}
+
+// stillUnreadable returns the sequences of before's range that were not
+// read, are neither deleted nor expired now, and still cannot be read
+// (at most 1,000 are tried; beyond that the rest count as unreadable).
+func stillUnreadable(ctx context.Context, st jetstream.Stream, before jetstream.StreamState, sc *scanResult) ([]uint64, error) {
+	now, err := st.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return nil, err
+	}
+	first := max(before.FirstSeq, now.State.FirstSeq)
+	var gone []uint64 // not found: removed meanwhile, or lost
+	for i, q := range unread(first, min(before.LastSeq, now.State.LastSeq), now.State.Deleted, sc.seen) {
+		if i >= 1000 {
+			gone = append(gone, q)
+			continue
+		}
+		if _, err := st.GetMsg(ctx, q); err == nil {
+			continue
+		} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, err
+		}
+		gone = append(gone, q)
+	}
+	if len(gone) == 0 {
+		return nil, nil
+	}
+	// Removed between the two reads of the index: not lost unless the
+	// index still counts it.
+	again, err := st.Info(ctx, jetstream.WithDeletedDetails(true))
+	if err != nil {
+		return nil, err
+	}
+	deleted := make(map[uint64]bool, len(again.State.Deleted))
+	for _, d := range again.State.Deleted {
+		deleted[d] = true
+	}
+	var lost []uint64
+	for _, q := range gone {
+		if q >= again.State.FirstSeq && !deleted[q] {
+			lost = append(lost, q)
+		}
+	}
+	return lost, nil
 }
 
 // scanResult is what reading a stream from its first sequence gave.
