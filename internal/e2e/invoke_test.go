@@ -84,7 +84,10 @@ func TestInvokeOutcomes(t *testing.T) {
 		}
 	})
 	t.Run("out of memory", func(t *testing.T) {
-		m, out := e.invokeJSON("probe", map[string]any{"action": "oom", "mb": 400})
+		// Its own function with room to fill 128 MB on a loaded machine
+		// (probe's 1 s timeout came first in ci-like).
+		e.createProbe("probe-oom", func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(15) })
+		m, out := e.invokeJSON("probe-oom", map[string]any{"action": "oom", "mb": 400})
 		if aws.ToString(out.FunctionError) != "Unhandled" || m["errorType"] != "Runtime.OutOfMemory" {
 			t.Fatalf("oom: %v", m)
 		}
