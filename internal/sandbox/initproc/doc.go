@@ -20,8 +20,10 @@
 //  3. sets the hostname and remounts the root and /dev read-only,
 //  4. marks every inherited descriptor close-on-exec and closes the received
 //     ones, and
-//  5. forks the function's process into a user namespace of its own
-//     (startFunction): only its uid/gid (993 by default) is mapped, to the
+//  5. clones the function's process into a user namespace of its own
+//     (startFunction; on amd64 with CLONE_VFORK|CLONE_VM, the child writing
+//     its own id maps: spawnFunction in vfork_linux_amd64.go): only its
+//     uid/gid (993 by default) is mapped, to the
 //     environment's own host uid/gid (Params.HostUID/HostGID), it is
 //     chrooted into FnRoot inside the init's root, and it runs with
 //     no_new_privs and the seccomp filter of seccomp_linux.go (modelled on

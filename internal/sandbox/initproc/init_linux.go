@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -160,18 +159,7 @@ func startFunction(p *Params, path string, prog *unix.SockFprog) (int, error) {
 	if err := loadSeccomp(prog); err != nil {
 		return 0, err
 	}
-	return syscall.ForkExec(path, p.Argv, &syscall.ProcAttr{
-		Dir:   "/var/task",
-		Env:   p.Env,
-		Files: []uintptr{0, 1, 2},
-		Sys: &syscall.SysProcAttr{
-			Chroot:      FnRoot,
-			Cloneflags:  unix.CLONE_NEWUSER,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: p.UID, HostID: p.HostUID, Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: p.GID, HostID: p.HostGID, Size: 1}},
-			Credential:  &syscall.Credential{Uid: uint32(p.UID), Gid: uint32(p.GID), NoSetGroups: true},
-		},
-	})
+	return spawnFunction(p, path)
 }
 
 // execErrno tells an error of execve itself (the command: missing, not
