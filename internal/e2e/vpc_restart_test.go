@@ -63,7 +63,7 @@ func TestVPCNoLeakAfterCycles(t *testing.T) {
 	n := makeNetwork(t, c, "10.0.0.0/16", "10.0.1.0/24")
 	free := e.freeAddresses(t, c, n.subnet)
 	ns0, _, _ := kernelObjects(t, e.prefix)
-	cycles := 300
+	cycles := 150
 	if testing.Short() {
 		cycles = 100
 	}
