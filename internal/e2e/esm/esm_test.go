@@ -124,31 +124,8 @@ func mappingOperations(t *testing.T, e *harness.Env, role string) {
 
 func thousandExactlyOnce(t *testing.T, e *harness.Env, role string) {
 	ctx := context.Background()
-	q := createQueue(t, e, "thousand", nil)
-	createPy(t, e, "thousand-fn", role, printer, 10)
-	m, err := e.Lambda.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(q), FunctionName: aws.String("thousand-fn")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, e, aws.ToString(m.UUID), "Enabled")
-	rec, _ := e.Srv.QueueEngine().Lookup(ctx, q)
-	sent := map[string]bool{}
-	for i := 0; i < 100; i++ {
-		batch := make([]sqs.SendInput, 10)
-		for j := range batch {
-			batch[j] = sqs.SendInput{Body: fmt.Sprintf(`{"n":%d}`, i*10+j), SenderID: e.Srv.Account.ID}
-		}
-		res, errs, err := e.Srv.QueueEngine().SendBatch(ctx, rec, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for j, r := range res {
-			if errs[j] != nil {
-				t.Fatal(errs[j])
-			}
-			sent[r.MessageID] = true
-		}
-	}
+	q, m := mappedPrinter(t, e, role, "thousand")
+	sent := sendBatches(t, e, q, 100)
 	start := time.Now()
 	harness.Eventually(t, 60*time.Second, "1,000 messages delivered and deleted", func() bool {
 		return depth(t, e, q) == 0 && len(delivered(t, e, "thousand-fn")) >= 1000
@@ -285,28 +262,8 @@ func TestLogStoredBeforeDelete(t *testing.T) {
 	e := harness.Start(t, func(c *server.Config) { c.LogFlushDelay = time.Hour })
 	role := sqsRole(t, e)
 	ctx := context.Background()
-	q := createQueue(t, e, "stored", nil)
-	createPy(t, e, "stored-fn", role, printer, 10)
-	m, err := e.Lambda.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(q), FunctionName: aws.String("stored-fn")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitState(t, e, aws.ToString(m.UUID), "Enabled")
-	rec, _ := e.Srv.QueueEngine().Lookup(ctx, q)
-	sent := map[string]bool{}
-	for i := 0; i < 3; i++ {
-		batch := make([]sqs.SendInput, 10)
-		for j := range batch {
-			batch[j] = sqs.SendInput{Body: fmt.Sprintf(`{"n":%d}`, i*10+j), SenderID: e.Srv.Account.ID}
-		}
-		res, _, err := e.Srv.QueueEngine().SendBatch(ctx, rec, batch)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range res {
-			sent[r.MessageID] = true
-		}
-	}
+	q, _ := mappedPrinter(t, e, role, "stored")
+	sent := sendBatches(t, e, q, 3)
 	harness.Eventually(t, 30*time.Second, "30 messages processed and deleted", func() bool { return depth(t, e, q) == 0 })
 	stored := storedLogs(t, e)
 	for id := range sent {
@@ -321,4 +278,46 @@ func TestLogStoredBeforeDelete(t *testing.T) {
 	if strings.Contains(storedLogs(t, e), "MSG direct ") {
 		t.Error("a RequestResponse invoke's log was stored at once, not batched")
 	}
+}
+
+// mappedPrinter creates queue name, the printer function name-fn and an
+// enabled mapping between them.
+func mappedPrinter(t *testing.T, e *harness.Env, role, name string) (queue string, m *lambda.CreateEventSourceMappingOutput) {
+	t.Helper()
+	q := createQueue(t, e, name, nil)
+	createPy(t, e, name+"-fn", role, printer, 10)
+	m, err := e.Lambda.CreateEventSourceMapping(context.Background(), &lambda.CreateEventSourceMappingInput{EventSourceArn: aws.String(q), FunctionName: aws.String(name + "-fn")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, aws.ToString(m.UUID), "Enabled")
+	return q, m
+}
+
+// sendBatches sends n batches of ten to the queue; it returns the ids.
+func sendBatches(t *testing.T, e *harness.Env, q string, n int) map[string]bool {
+	t.Helper()
+	ctx := context.Background()
+	rec, err := e.Srv.QueueEngine().Lookup(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := map[string]bool{}
+	for i := 0; i < n; i++ {
+		batch := make([]sqs.SendInput, 10)
+		for j := range batch {
+			batch[j] = sqs.SendInput{Body: fmt.Sprintf(`{"n":%d}`, i*10+j), SenderID: e.Srv.Account.ID}
+		}
+		res, errs, err := e.Srv.QueueEngine().SendBatch(ctx, rec, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for j, r := range res {
+			if errs[j] != nil {
+				t.Fatal(errs[j])
+			}
+			sent[r.MessageID] = true
+		}
+	}
+	return sent
 }
