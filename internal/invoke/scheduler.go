@@ -597,6 +597,14 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 		return nil, err
 	}
 	defer rel()
+	s.mu.Lock()
+	s.book.enter()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.book.leave()
+		s.mu.Unlock()
+	}()
 	start := time.Now()
 	key := keyOf(cfg)
 	resp, err := s.runOnce(ctx, r, cfg, key, start)

@@ -98,8 +98,16 @@ type warmBook struct {
 	busy  int
 	memMB int64 // charged to live environments (memMB of each)
 
-	// Peak concurrency: high is the most environments busy at once since
-	// the last sample; peaks holds the last samples' highs (a ring).
+	// demand counts the invocations that hold an environment or are
+	// getting one (waiting for one to be released, or cold-starting).
+	demand int
+	// Peak concurrency: high is the most invocations in flight (demand)
+	// or environments busy at once since the last sample; peaks holds the
+	// last samples' highs (a ring). Demand, not only busy environments:
+	// under a burst of cold starts most invocations wait for an
+	// environment, and a peak of busy ones alone made the environments
+	// just started look surplus (the mixed load destroyed 3,582 as
+	// surplus and cold-started them again).
 	high   int
 	peaks  []int
 	peakAt int
@@ -133,6 +141,14 @@ func (b *warmBook) checkout(e *env) {
 	b.busy++
 	b.high = max(b.high, b.busy)
 }
+
+// enter and leave count an invocation in flight (demand).
+func (b *warmBook) enter() {
+	b.demand++
+	b.high = max(b.high, b.demand)
+}
+
+func (b *warmBook) leave() { b.demand-- }
 
 func (b *warmBook) checkin(e *env) {
 	if !e.busy {
@@ -330,7 +346,7 @@ func (b *warmBook) retire(match func(poolKey) bool) []*env {
 func (b *warmBook) samplePeak() {
 	b.peakAt = (b.peakAt + 1) % len(b.peaks)
 	b.peaks[b.peakAt] = b.high
-	b.high = b.busy
+	b.high = max(b.busy, b.demand)
 }
 
 // peak is the most environments busy at once over the recent samples.
@@ -348,6 +364,8 @@ func (b *warmBook) removeAll() []*env {
 	for e := range b.all {
 		out = append(out, e)
 	}
+	demand := b.demand
 	*b = *newWarmBook(len(b.peaks))
+	b.demand = demand // invocations still running leave later
 	return out
 }

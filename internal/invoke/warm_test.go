@@ -173,3 +173,36 @@ func TestWarmBookTrimKeepsPeakHeadroomAndLastOfAFunction(t *testing.T) {
 		t.Errorf("peak = %d after the window, want 0", p)
 	}
 }
+
+// TestWarmBookPeakCountsWaitingInvocations: invocations waiting for an
+// environment (cold-starting) count towards the peak, so the
+// environments they start are not surplus the moment they are idle.
+func TestWarmBookPeakCountsWaitingInvocations(t *testing.T) {
+	b := newWarmBook(4)
+	t0 := time.Now()
+	var es []*env
+	for range 3 {
+		es = append(es, newIdle(b, keyFor("f", "1"), 1, t0))
+	}
+	// Ten invocations in flight: three hold environments, seven wait.
+	for range 10 {
+		b.enter()
+	}
+	for range 3 {
+		b.take(keyFor("f", "1"))
+	}
+	b.samplePeak()
+	if p := b.peak(); p != 10 {
+		t.Fatalf("peak = %d with 10 invocations in flight and 3 environments busy, want 10", p)
+	}
+	for _, e := range es {
+		b.release(e, 1, t0, 0)
+	}
+	for range 10 {
+		b.leave()
+	}
+	if got := b.trim(int(float64(b.peak())*1.2), t0.Add(time.Hour)); len(got) != 0 {
+		t.Errorf("trim took %v below the peak demand", ids(got))
+	}
+	checkBook(t, b)
+}
