@@ -48,7 +48,7 @@ func Compile(src string) (*Pattern, error) {
 		if !strings.HasSuffix(s, "}") {
 			return nil, patternErr("Invalid filter pattern %q: a JSON pattern must end with }", src)
 		}
-		p := &jparser{src: src, s: strings.TrimSpace(s[1 : len(s)-1]), regexes: new(int)}
+		p := &jparser{src: src, cursor: cursor{strings.TrimSpace(s[1 : len(s)-1])}, regexes: new(int)}
 		n, err := p.or()
 		if err != nil {
 			return nil, err
@@ -367,68 +367,20 @@ func lookup(d any, sel []step) (any, bool) {
 }
 
 type jparser struct {
-	src     string
-	s       string
+	src string
+	cursor
 	regexes *int // %regex% values so far
-}
-
-func (p *jparser) skip() { p.s = strings.TrimLeftFunc(p.s, unicode.IsSpace) }
-
-func (p *jparser) eat(tok string) bool {
-	p.skip()
-	if strings.HasPrefix(p.s, tok) {
-		p.s = p.s[len(tok):]
-		return true
-	}
-	return false
 }
 
 func (p *jparser) errf(format string, a ...any) error {
 	return patternErr("Invalid filter pattern %q: %s", p.src, fmt.Sprintf(format, a...))
 }
 
+// or parses the selectors' boolean structure (boolExpr).
 func (p *jparser) or() (node, error) {
-	l, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for p.eat("||") {
-		r, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l = orNode{l, r}
-	}
-	return l, nil
-}
-
-func (p *jparser) and() (node, error) {
-	l, err := p.unary()
-	if err != nil {
-		return nil, err
-	}
-	for p.eat("&&") {
-		r, err := p.unary()
-		if err != nil {
-			return nil, err
-		}
-		l = andNode{l, r}
-	}
-	return l, nil
-}
-
-func (p *jparser) unary() (node, error) {
-	if p.eat("(") {
-		n, err := p.or()
-		if err != nil {
-			return nil, err
-		}
-		if !p.eat(")") {
-			return nil, p.errf("missing )")
-		}
-		return n, nil
-	}
-	return p.comparison()
+	return boolExpr[node]{c: &p.cursor, leaf: p.comparison,
+		and: func(l, r node) node { return andNode{l, r} }, or: func(l, r node) node { return orNode{l, r} },
+		missingParen: func() error { return p.errf("missing )") }}.parse()
 }
 
 func (p *jparser) comparison() (node, error) {

@@ -233,7 +233,7 @@ func compileSpace(src, s string, regexes *int) (*spacePattern, error) {
 		}
 		seen[f.name] = true
 		if strings.TrimSpace(el) != f.name {
-			p := &fparser{src: src, field: f.name, s: el, regexes: regexes}
+			p := &fparser{src: src, field: f.name, cursor: cursor{el}, regexes: regexes}
 			c, err := p.or()
 			if err != nil {
 				return nil, err
@@ -306,66 +306,24 @@ func splitTopLevel(s string) []string {
 
 // fparser parses one field's conditions.
 type fparser struct {
-	src, field, s string
-	regexes       *int
-}
-
-func (p *fparser) skip() { p.s = strings.TrimLeftFunc(p.s, unicode.IsSpace) }
-
-func (p *fparser) eat(tok string) bool {
-	p.skip()
-	if strings.HasPrefix(p.s, tok) {
-		p.s = p.s[len(tok):]
-		return true
-	}
-	return false
+	src, field string
+	cursor
+	regexes *int
 }
 
 func (p *fparser) errf(format string, a ...any) error {
 	return patternErr("Invalid filter pattern %q: field %s: "+format, append([]any{p.src, p.field}, a...)...)
 }
 
+// or parses the conditions' boolean structure (boolExpr).
 func (p *fparser) or() (fieldCond, error) {
-	l, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for p.eat("||") {
-		r, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l = fieldOr{l, r}
-	}
-	return l, nil
+	return boolExpr[fieldCond]{c: &p.cursor, leaf: p.condition,
+		and: func(l, r fieldCond) fieldCond { return fieldAnd{l, r} }, or: func(l, r fieldCond) fieldCond { return fieldOr{l, r} },
+		missingParen: func() error { return p.errf("missing )") }}.parse()
 }
 
-func (p *fparser) and() (fieldCond, error) {
-	l, err := p.unary()
-	if err != nil {
-		return nil, err
-	}
-	for p.eat("&&") {
-		r, err := p.unary()
-		if err != nil {
-			return nil, err
-		}
-		l = fieldAnd{l, r}
-	}
-	return l, nil
-}
-
-func (p *fparser) unary() (fieldCond, error) {
-	if p.eat("(") {
-		c, err := p.or()
-		if err != nil {
-			return nil, err
-		}
-		if !p.eat(")") {
-			return nil, p.errf("missing )")
-		}
-		return c, nil
-	}
+// condition parses one comparison of the field.
+func (p *fparser) condition() (fieldCond, error) {
 	p.skip()
 	end := strings.IndexFunc(p.s, func(r rune) bool { return !isFieldRune(r) })
 	if end < 0 {
