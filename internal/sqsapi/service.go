@@ -3,7 +3,6 @@ package sqsapi
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/lambdaplane/lambdaplane/internal/api"
 	"github.com/lambdaplane/lambdaplane/internal/auth"
+	"github.com/lambdaplane/lambdaplane/internal/queryxml"
 	"github.com/lambdaplane/lambdaplane/internal/sqs"
 )
 
@@ -120,15 +120,10 @@ func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 		}
 		c.p = jsonParams(m)
 	} else {
-		form, err := url.ParseQuery(string(body))
+		form, err := queryxml.Form(r, body)
 		if err != nil {
 			s.writeErr(w, c, &sqs.Error{Kind: sqs.KindInvalidParameterValue, Message: "The request body is not a valid form-encoded SQS Query request: " + err.Error()})
 			return
-		}
-		for k, v := range r.URL.Query() {
-			if _, ok := form[k]; !ok && !strings.HasPrefix(k, "X-Amz-") {
-				form[k] = v
-			}
 		}
 		c.p = queryParams{form: form}
 		c.action = form.Get("Action")
@@ -146,14 +141,8 @@ func (s *Service) ServeAWS(w http.ResponseWriter, r *http.Request, id auth.Ident
 	s.write(w, c, out)
 }
 
-func requestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
-}
-
 func (s *Service) write(w http.ResponseWriter, c *call, out []node) {
-	reqID := requestID()
+	reqID := queryxml.RequestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	if c.json {
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
@@ -264,7 +253,7 @@ func (s *Service) writeErr(w http.ResponseWriter, c *call, err error) {
 	if wr.status >= 500 {
 		typ = "Receiver"
 	}
-	reqID := requestID()
+	reqID := queryxml.RequestID()
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	w.Header().Set("x-amzn-query-error", wr.query+";"+typ)
 	if c.json {
