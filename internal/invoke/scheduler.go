@@ -74,7 +74,7 @@ type Options struct {
 	// SurplusIdle; a function's last environment is never surplus.
 	WarmHeadroom float64
 	PeakWindow   time.Duration // default 1 minute
-	SurplusIdle  time.Duration // default 1 s
+	SurplusIdle  time.Duration // default 3 s
 	// TeardownWorkers release environments' network namespaces (default 2).
 	TeardownWorkers int
 	// ColdStartWait bounds how long an invoke that finds no idle
@@ -186,7 +186,12 @@ func New(ctx context.Context, o Options) (*Scheduler, error) {
 		o.PeakWindow = time.Minute
 	}
 	if o.SurplusIdle == 0 {
-		o.SurplusIdle = time.Second
+		// 1 s evicted environments that the next second's invokes of
+		// their function needed again (a function's demand swings around
+		// its mean): mixed load p99 1.13 s with 1,600 surplus evictions
+		// against 0.61-0.78 s with 1,100-1,200 at 3 s, for 300-310
+		// environments instead of 258-272 (200 in flight).
+		o.SurplusIdle = 3 * time.Second
 	}
 	if o.TeardownWorkers == 0 {
 		o.TeardownWorkers = 2
