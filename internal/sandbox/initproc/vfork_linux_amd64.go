@@ -20,6 +20,15 @@ type step struct {
 
 const notRun = ^uintptr(0) >> 1
 
+// spawnMem is what the child of spawnFunction reads by address.
+type spawnMem struct {
+	steps      []step
+	strs       [][]byte
+	argv, envv []*byte
+	all, old   uint64 // signal masks: all blocked, and the one before
+	stack      [4096]byte
+}
+
 // vforkSteps is in vfork_linux_amd64.s.
 //
 //go:noescape
@@ -40,34 +49,38 @@ func vforkSteps(flags, stack uintptr, steps *step, n uintptr) (pid int64)
 // of assembly (vfork_linux_amd64.s), since no Go code may run in a child
 // that shares this process's memory.
 func spawnFunction(p *Params, path string) (int, error) {
-	var keep [][]byte
+	// Everything the child reads by address lives in m: on the heap
+	// (pinning makes m escape), never on this goroutine's stack, which may
+	// move between taking an address and the clone.
+	m := new(spawnMem)
+	var pin runtime.Pinner
+	pin.Pin(m)
+	defer pin.Unpin()
 	str := func(s string) uintptr {
 		b := append([]byte(s), 0)
-		keep = append(keep, b)
+		m.strs = append(m.strs, b)
 		return uintptr(unsafe.Pointer(&b[0]))
 	}
-	argv, err := syscall.SlicePtrFromStrings(p.Argv)
-	if err != nil {
+	var err error
+	if m.argv, err = syscall.SlicePtrFromStrings(p.Argv); err != nil {
 		return 0, err
 	}
-	envv, err := syscall.SlicePtrFromStrings(p.Env)
-	if err != nil {
+	if m.envv, err = syscall.SlicePtrFromStrings(p.Env); err != nil {
 		return 0, err
 	}
 	gidMap := fmt.Sprintf("%d %d 1", p.GID, p.HostGID)
 	uidMap := fmt.Sprintf("%d %d 1", p.UID, p.HostUID)
-	var all, old uint64 = ^uint64(0), 0
-	var steps []step
+	m.all = ^uint64(0)
 	var names []string // for errors
 	call := func(name string, nr uintptr, args ...uintptr) int {
 		st := step{nr: nr, from: -1, ret: notRun}
 		copy(st.args[:], args)
-		steps, names = append(steps, st), append(names, name)
-		return len(steps) - 1
+		m.steps, names = append(m.steps, st), append(names, name)
+		return len(m.steps) - 1
 	}
 	onFd := func(name string, nr uintptr, fd int, args ...uintptr) {
 		call(name, nr, append([]uintptr{0}, args...)...)
-		steps[len(steps)-1].from = int64(fd)
+		m.steps[len(m.steps)-1].from = int64(fd)
 	}
 	cwd := unix.AT_FDCWD
 	writeFile := func(path, data string) {
@@ -82,25 +95,20 @@ func spawnFunction(p *Params, path string) (int, error) {
 	call("chdir /var/task", unix.SYS_CHDIR, str("/var/task"))
 	call("setresgid", unix.SYS_SETRESGID, uintptr(p.GID), uintptr(p.GID), uintptr(p.GID))
 	call("setresuid", unix.SYS_SETRESUID, uintptr(p.UID), uintptr(p.UID), uintptr(p.UID))
-	call("restore the signal mask", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8)
-	call("execve", unix.SYS_EXECVE, str(path), uintptr(unsafe.Pointer(&argv[0])), uintptr(unsafe.Pointer(&envv[0])))
-	stack := make([]byte, 4096)
-	top := (uintptr(unsafe.Pointer(&stack[len(stack)-1]))) &^ 15
+	call("restore the signal mask", unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&m.old)), 0, 8)
+	call("execve", unix.SYS_EXECVE, str(path), uintptr(unsafe.Pointer(&m.argv[0])), uintptr(unsafe.Pointer(&m.envv[0])))
+	top := uintptr(unsafe.Pointer(&m.stack[len(m.stack)-16])) &^ 15
 
 	// No signal handler may run in the child (it would run Go code on a
 	// thread that shares this process's memory): every signal is blocked
 	// around the clone, and the child restores the mask before its exec.
-	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&all)), uintptr(unsafe.Pointer(&old)), 8, 0, 0)
-	pid := vforkSteps(unix.CLONE_VM|unix.CLONE_VFORK|unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD), top, &steps[0], uintptr(len(steps)))
-	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0)
-	runtime.KeepAlive(keep)
-	runtime.KeepAlive(argv)
-	runtime.KeepAlive(envv)
-	runtime.KeepAlive(stack)
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&m.all)), uintptr(unsafe.Pointer(&m.old)), 8, 0, 0)
+	pid := vforkSteps(unix.CLONE_VM|unix.CLONE_VFORK|unix.CLONE_NEWUSER|uintptr(unix.SIGCHLD), top, &m.steps[0], uintptr(len(m.steps)))
+	unix.RawSyscall6(unix.SYS_RT_SIGPROCMASK, unix.SIG_SETMASK, uintptr(unsafe.Pointer(&m.old)), 0, 8, 0, 0)
 	if pid < 0 {
 		return 0, fmt.Errorf("clone: %w", syscall.Errno(-pid))
 	}
-	for i, s := range steps {
+	for i, s := range m.steps {
 		if r := int64(s.ret); r < 0 && r > -4096 {
 			var ws unix.WaitStatus
 			_, _ = unix.Wait4(int(pid), &ws, 0, nil)
