@@ -96,7 +96,17 @@ func (netnsHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
 			s.netTeardown.add(n)
 			continue
 		}
-		e.net = n
+		// The Runtime API's address must be free in a reused namespace:
+		// bind it now (runtimeAPIHook serves on this listener). One where
+		// something still listens there is not reused (seen once in a
+		// cluster test: a cold start failed with EADDRINUSE).
+		ln, err := netdev.ListenIn(n.Path, "tcp", RuntimeAPIAddr)
+		if err != nil {
+			s.log.Warn("a reused network namespace still has the Runtime API's address in use; deleting it instead", "netns", n.Name, "err", err)
+			s.netTeardown.add(n)
+			continue
+		}
+		e.net, e.ln = n, ln
 		return nil
 	}
 	n, err := s.o.Router.Take(ctx)
@@ -107,6 +117,10 @@ func (netnsHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
 	return nil
 }
 func (netnsHook) destroy(s *Scheduler, e *env) error {
+	if e.rapi == nil && e.ln != nil {
+		e.ln.Close() // bound here, and the Runtime API never started
+		e.ln = nil
+	}
 	if e.net == nil {
 		return nil
 	}
@@ -183,9 +197,12 @@ type runtimeAPIHook struct{}
 
 func (runtimeAPIHook) name() string { return "runtime_api" }
 func (runtimeAPIHook) prerun(ctx context.Context, s *Scheduler, e *env) error {
-	ln, err := netdev.ListenIn(e.net.Path, "tcp", RuntimeAPIAddr)
-	if err != nil {
-		return fmt.Errorf("open Runtime API in %s: %w", e.net.Name, err)
+	ln := e.ln // bound already in a reused namespace (netnsHook)
+	if ln == nil {
+		var err error
+		if ln, err = netdev.ListenIn(e.net.Path, "tcp", RuntimeAPIAddr); err != nil {
+			return fmt.Errorf("open Runtime API in %s: %w", e.net.Name, err)
+		}
 	}
 	e.ln = ln
 	e.rapi = runtimeapi.New(runtimeapi.Options{Logger: s.log})
