@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -159,7 +160,16 @@ func startFunction(p *Params, path string, prog *unix.SockFprog) (int, error) {
 	if err := loadSeccomp(prog); err != nil {
 		return 0, err
 	}
-	return spawnFunction(p, path)
+	// ETXTBSY: a process forked elsewhere on the host (the server starts
+	// sandboxes all the time) may still hold, until its own exec closes
+	// it, a copy of the descriptor the server wrote the function's code
+	// through; the window is short, so the exec is tried again.
+	pid, err := spawnFunction(p, path)
+	for i := 0; i < 100 && errors.Is(err, unix.ETXTBSY); i++ {
+		time.Sleep(2 * time.Millisecond)
+		pid, err = spawnFunction(p, path)
+	}
+	return pid, err
 }
 
 // execErrno tells an error of execve itself (the command: missing, not
