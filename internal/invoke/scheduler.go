@@ -394,9 +394,13 @@ func (r *Response) LogError() error { return r.logErr }
 func (r *Response) SetLogError(err error) { r.logErr = err }
 
 // acquire takes a concurrency slot or returns TooManyRequestsException.
+// An invocation admitted counts in its function's flight and in the warm
+// book's demand (warmBook.enter) until it is released.
 func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 	reserved := s.o.Control.Reserved(cfg.AccountID, cfg.FunctionName)
 	fk := cfg.AccountID + "." + cfg.FunctionName
+	admit := func() { s.fnFlight[fk]++; s.book.enter() }
+	leave := func() { decr(s.fnFlight, fk); s.book.leave() }
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if reserved != nil {
@@ -404,8 +408,8 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 			s.metrics.throttle(cfg)
 			return nil, control.TooManyRequests("ReservedFunctionConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 		}
-		s.fnFlight[fk]++
-		return func() { s.mu.Lock(); decr(s.fnFlight, fk); s.mu.Unlock() }, nil
+		admit()
+		return func() { s.mu.Lock(); leave(); s.mu.Unlock() }, nil
 	}
 	unreserved := s.o.Control.GetAccountSettings(cfg.AccountID).AccountLimit.UnreservedConcurrentExecutions
 	if sl := s.o.AccountSlots; sl != nil {
@@ -419,11 +423,11 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 			return nil, control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 		}
 		s.inFlight[cfg.AccountID]++
-		s.fnFlight[fk]++
+		admit()
 		return func() {
 			s.mu.Lock()
 			decr(s.inFlight, cfg.AccountID)
-			decr(s.fnFlight, fk)
+			leave()
 			s.mu.Unlock()
 			sl.Give(cfg.AccountID)
 		}, nil
@@ -433,8 +437,8 @@ func (s *Scheduler) acquire(cfg *control.Config) (func(), error) {
 		return nil, control.TooManyRequests("ConcurrentInvocationLimitExceeded", "Rate Exceeded.")
 	}
 	s.inFlight[cfg.AccountID]++
-	s.fnFlight[fk]++
-	return func() { s.mu.Lock(); decr(s.inFlight, cfg.AccountID); decr(s.fnFlight, fk); s.mu.Unlock() }, nil
+	admit()
+	return func() { s.mu.Lock(); decr(s.inFlight, cfg.AccountID); leave(); s.mu.Unlock() }, nil
 }
 
 // live reports whether a function exists (nil without a control plane).
@@ -602,14 +606,6 @@ func (s *Scheduler) run(ctx context.Context, r *Request, cfg *control.Config) (*
 		return nil, err
 	}
 	defer rel()
-	s.mu.Lock()
-	s.book.enter()
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.book.leave()
-		s.mu.Unlock()
-	}()
 	start := time.Now()
 	key := keyOf(cfg)
 	resp, err := s.runOnce(ctx, r, cfg, key, start)
